@@ -1,0 +1,13 @@
+#pragma once
+/// Python-facing box around kernels::AnyKernel: pybind11's stl.h would otherwise convert the
+/// std::variant itself instead of binding it as the class gprat._core.Kernel.
+#include "gprat/kernels/covariance_function.hpp"
+
+namespace gprat::bindings {
+
+struct KernelHandle
+{
+    kernels::AnyKernel value;
+};
+
+}  // namespace gprat::bindings

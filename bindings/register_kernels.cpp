@@ -1,0 +1,114 @@
+/// gprat._core.Kernel: one covariance function of AnyKernel, its hyperparameters, and dense
+/// evaluation of K(X, Y) and of dK/dtheta through the generic tile assembler.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "gprat/gp/exact_gp.hpp"
+#include "kernel_handle.hpp"
+#include "registration.hpp"
+
+namespace gprat::bindings {
+
+namespace {
+
+using kernels::AnyKernel;
+
+KernelHandle make_kernel(const std::string& name, std::vector<double> lengthscale, double signal_variance)
+{
+    if (name == "SquaredExponential") return {kernels::SquaredExponential(std::move(lengthscale), signal_variance)};
+    if (name == "Matern12") return {kernels::Matern12(std::move(lengthscale), signal_variance)};
+    if (name == "Matern32") return {kernels::Matern32(std::move(lengthscale), signal_variance)};
+    if (name == "Matern52") return {kernels::Matern52(std::move(lengthscale), signal_variance)};
+    throw InvalidArgument("unknown kernel '" + name + "'; expected SquaredExponential, Matern12, Matern32 or Matern52");
+}
+
+template <typename T>
+py::array_t<T> kernel_matrix(const KernelHandle& handle, const CArray<T>& X, std::optional<CArray<T>> Y, double diagonal,
+                             std::optional<Index> tile_size)
+{
+    const AnyKernel& k = handle.value;
+    GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D");
+    const Index n = X.shape(0), d = X.shape(1);
+    const bool symmetric = !Y.has_value();
+    GPRAT_EXPECTS(symmetric || (Y->ndim() == 2 && Y->shape(1) == d),
+                  "Y must be 2-D with " << d << " columns like X");
+    std::visit([d](const auto& kern) { kern.check_features(d); }, k);
+    const Index m = symmetric ? n : Y->shape(0);
+    py::array_t<T> out({n, m});
+    if (n == 0 || m == 0) return out;
+    const Index nb = tile_size ? *tile_size : std::max<Index>(1, std::min<Index>(256, std::max(n, m)));
+    GPRAT_EXPECTS(nb > 0, "tile_size must be a positive integer; got " << nb);
+    const T* xs = X.data();
+    const T* ys = symmetric ? xs : Y->data();
+    T* dst = out.mutable_data();
+    without_gil([&] {
+        tiles::TiledMatrix<T> K(n, m, nb, symmetric ? tiles::Structure::SymmetricLower : tiles::Structure::General);
+        runtime::TaskGraph g;
+        kernels::assemble_covariance(K, xs, ys, d, k, diagonal, g);
+        g.wait();
+        tiles::copy_to_row_major(K, dst, m, false);
+    });
+    if (symmetric)
+        for (Index i = 0; i < n; ++i)
+            for (Index j = i + 1; j < n; ++j) dst[i * n + j] = dst[j * n + i];
+    return out;
+}
+
+/// dK/dtheta_p as an array of shape (n_params, n, m).
+template <typename T>
+py::array_t<T> kernel_gradient(const KernelHandle& handle, const CArray<T>& X, std::optional<CArray<T>> Y)
+{
+    const AnyKernel& k = handle.value;
+    GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D");
+    const Index n = X.shape(0), d = X.shape(1);
+    GPRAT_EXPECTS(!Y || (Y->ndim() == 2 && Y->shape(1) == d), "Y must be 2-D with " << d << " columns like X");
+    std::visit([d](const auto& kern) { kern.check_features(d); }, k);
+    const Index m = Y ? Y->shape(0) : n;
+    const Index p = gp::kernel_params(k);
+    // Stored as (p, m, n) row-major = p column-major n x m tiles; returned transposed to (p, n, m).
+    py::array_t<T> out({p, m, n});
+    const T* xs = X.data();
+    const T* ys = Y ? Y->data() : xs;
+    T* dst = out.mutable_data();
+    std::vector<tiles::TileView<T>> views;
+    for (Index q = 0; q < p; ++q) views.emplace_back(dst + q * n * m, n, m, std::max<Index>(n, 1));
+    if (n > 0 && m > 0)
+        std::visit([&](const auto& kern) { kernels::fill_gradient_tiles<T>(views, xs, 0, ys, 0, d, kern); }, k);
+    return out.attr("transpose")(0, 2, 1).template cast<py::array_t<T>>();
+}
+
+template <typename T>
+void define_evaluation(py::class_<KernelHandle>& cls)
+{
+    cls.def("matrix", &kernel_matrix<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none(),
+            py::arg("diagonal") = 0.0, py::arg("tile_size") = py::none());
+    cls.def("gradient", &kernel_gradient<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none());
+}
+
+}  // namespace
+
+void register_kernels(py::module_& m)
+{
+    py::class_<KernelHandle> cls(m, "Kernel");
+    cls.def(py::init(&make_kernel), py::arg("name"), py::arg("lengthscale"), py::arg("signal_variance"));
+    cls.def_property_readonly("name", [](const KernelHandle& h) {
+        return std::visit([](const auto& kern) { return std::string(kern.name()); }, h.value);
+    });
+    cls.def_property_readonly("lengthscale", [](const KernelHandle& h) {
+        return std::visit([](const auto& kern) { return kern.lengthscale(); }, h.value);
+    });
+    cls.def_property_readonly("signal_variance", [](const KernelHandle& h) {
+        return std::visit([](const auto& kern) { return kern.signal_variance(); }, h.value);
+    });
+    cls.def_property_readonly("n_params", [](const KernelHandle& h) { return gp::kernel_params(h.value); });
+    cls.def_property_readonly("theta", [](const KernelHandle& h) { return gp::kernel_theta(h.value); });
+    cls.def("with_theta", [](const KernelHandle& h, const std::vector<double>& theta) {
+        return KernelHandle{gp::kernel_with_theta(h.value, theta)};
+    });
+    define_evaluation<double>(cls);
+    define_evaluation<float>(cls);
+}
+
+}  // namespace gprat::bindings

@@ -1,0 +1,134 @@
+/// Whole-matrix tiled linear algebra on dense NumPy arrays (copied into tiles and back):
+/// used by gprat.linalg, the tests (against LAPACK) and the Cholesky benchmark.
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "gprat/gp/tile_size.hpp"
+#include "gprat/linalg/cholesky.hpp"
+#include "gprat/linalg/inverse.hpp"
+#include "gprat/linalg/tiled_products.hpp"
+#include "gprat/linalg/triangular_solve.hpp"
+#include "gprat/runtime/executor.hpp"
+#include "registration.hpp"
+
+namespace gprat::bindings {
+
+namespace {
+
+using tiles::Structure;
+using tiles::TiledMatrix;
+
+Index square_order(const py::array& a, const char* name)
+{
+    GPRAT_EXPECTS(a.ndim() == 2 && a.shape(0) == a.shape(1),
+                  name << " must be a square 2-D array; got shape " << py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim())))).cast<std::string>());
+    return a.shape(0);
+}
+
+Index resolve_tile_size(std::optional<Index> nb, Index n)
+{
+    GPRAT_EXPECTS(!nb || *nb > 0, "tile_size must be a positive integer; got " << *nb);
+    return nb ? *nb : gp::choose_tile_size(n, runtime::Executor::instance().num_threads());
+}
+
+template <typename T>
+py::array_t<T> cholesky(const CArray<T>& a, std::optional<Index> tile_size)
+{
+    const Index n = square_order(a, "A");
+    GPRAT_EXPECTS(n >= 1, "A must not be empty");
+    const Index nb = resolve_tile_size(tile_size, n);
+    py::array_t<T> out({n, n});
+    const T* src = a.data();
+    T* dst = out.mutable_data();
+    without_gil([&] {
+        TiledMatrix<T> A(n, n, nb, Structure::SymmetricLower);
+        tiles::copy_from_row_major(src, n, A);
+        runtime::TaskGraph g;
+        linalg::cholesky(A, g);
+        g.wait();
+        tiles::copy_to_row_major(A, dst, n);
+    });
+    return out;
+}
+
+template <typename T>
+py::array_t<T> solve_lower(const CArray<T>& l, const CArray<T>& b, bool trans, std::optional<Index> tile_size)
+{
+    const Index n = square_order(l, "L");
+    GPRAT_EXPECTS(b.ndim() == 1 || b.ndim() == 2, "B must be 1-D or 2-D; got " << b.ndim() << " dimensions");
+    GPRAT_EXPECTS(b.shape(0) == n, "B must have " << n << " rows (one per row of L); got " << b.shape(0));
+    GPRAT_EXPECTS(n >= 1, "L must not be empty");
+    const Index k = b.ndim() == 2 ? b.shape(1) : 1;
+    const Index nb = resolve_tile_size(tile_size, n);
+    py::array_t<T> out(std::vector<py::ssize_t>(b.shape(), b.shape() + b.ndim()));
+    const T* ls = l.data();
+    const T* bs = b.data();
+    T* dst = out.mutable_data();
+    if (k == 0) { return out; }
+    without_gil([&] {
+        TiledMatrix<T> L(n, n, nb, Structure::SymmetricLower), B(n, k, nb);
+        tiles::copy_from_row_major(ls, n, L);
+        tiles::copy_from_row_major(bs, k, B);
+        runtime::TaskGraph g;
+        linalg::solve_lower(L, trans ? Op::Trans : Op::NoTrans, B, g);
+        g.wait();
+        tiles::copy_to_row_major(B, dst, k);
+    });
+    return out;
+}
+
+template <typename T>
+py::array_t<T> spd_inverse(const CArray<T>& l, std::optional<Index> tile_size)
+{
+    const Index n = square_order(l, "L");
+    GPRAT_EXPECTS(n >= 1, "L must not be empty");
+    const Index nb = resolve_tile_size(tile_size, n);
+    py::array_t<T> out({n, n});
+    const T* src = l.data();
+    T* dst = out.mutable_data();
+    without_gil([&] {
+        TiledMatrix<T> A(n, n, nb, Structure::SymmetricLower);
+        tiles::copy_from_row_major(src, n, A);
+        runtime::TaskGraph g;
+        linalg::spd_inverse_from_factor(A, g);
+        g.wait();
+        tiles::copy_to_row_major(A, dst, n, false);
+    });
+    for (Index i = 0; i < n; ++i)  // mirror the lower triangle
+        for (Index j = i + 1; j < n; ++j) dst[i * n + j] = dst[j * n + i];
+    return out;
+}
+
+template <typename T>
+double log_determinant(const CArray<T>& l, std::optional<Index> tile_size)
+{
+    const Index n = square_order(l, "L");
+    const Index nb = resolve_tile_size(tile_size, std::max<Index>(n, 1));
+    TiledMatrix<T> L(n, n, nb, Structure::SymmetricLower);
+    tiles::copy_from_row_major(l.data(), n, L);
+    return linalg::log_determinant_from_factor(L);
+}
+
+template <typename T>
+void define(py::module_& m)
+{
+    m.def("cholesky", &cholesky<T>, py::arg("a").noconvert(), py::arg("tile_size") = py::none(),
+          "Lower Cholesky factor of a dense SPD matrix by the tiled task-parallel algorithm.");
+    m.def("solve_lower", &solve_lower<T>, py::arg("l").noconvert(), py::arg("b").noconvert(), py::arg("trans"),
+          py::arg("tile_size") = py::none(), "Solve L X = B (trans=False) or L^T X = B (trans=True).");
+    m.def("spd_inverse", &spd_inverse<T>, py::arg("l").noconvert(), py::arg("tile_size") = py::none(),
+          "A^{-1} = L^{-T} L^{-1} from the lower Cholesky factor L of A.");
+    m.def("log_determinant", &log_determinant<T>, py::arg("l").noconvert(), py::arg("tile_size") = py::none(),
+          "log det(A) = 2 sum log L_ii from the lower Cholesky factor L of A.");
+}
+
+}  // namespace
+
+void register_linalg(py::module_& m)
+{
+    define<double>(m);
+    define<float>(m);
+}
+
+}  // namespace gprat::bindings

@@ -1,0 +1,329 @@
+#pragma once
+/// Exact GP regression on the tiled Cholesky factorization (R&W Algorithm 2.1), with the
+/// closed-form gradient of the log marginal likelihood.
+///   K = k(X, X) + noise I,  L = chol(K),  alpha = L^T \ (L \ y)
+///   log p(y|X) = -1/2 y^T alpha - sum_i log L_ii - n/2 log(2 pi)
+///   d log p / d theta_j = 1/2 tr((alpha alpha^T - K^{-1}) dK/dtheta_j)
+///   mean = K* alpha,  V = L \ K*^T,  var = k(x*, x*) - colsum(V o V),  cov = K** - V^T V
+/// theta = log [lengthscale(s)..., signal_variance, noise_variance].
+///
+/// Memory: the lower tiles of one n x n matrix (K, then L, then K^{-1} in place during a
+/// training step) plus O(n nb) vectors; prediction adds n x m_chunk for K*^T.
+///
+/// Thread safety: any number of threads may predict concurrently; fit, training steps and
+/// hyperparameter changes take the model exclusively.
+#include <cmath>
+#include <mutex>
+#include <numbers>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include "gprat/core/check.hpp"
+#include "gprat/gp/tile_size.hpp"
+#include "gprat/kernels/assemble.hpp"
+#include "gprat/linalg/cholesky.hpp"
+#include "gprat/linalg/inverse.hpp"
+#include "gprat/linalg/tiled_products.hpp"
+#include "gprat/linalg/triangular_solve.hpp"
+#include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/task_graph.hpp"
+#include "gprat/tiles/tiled_matrix.hpp"
+
+namespace gprat::gp {
+
+/// Number of hyperparameters of the kernel (lengthscales + signal variance).
+inline Index kernel_params(const kernels::AnyKernel& k)
+{
+    return std::visit([](const auto& kern) { return kern.n_params(); }, k);
+}
+
+inline kernels::AnyKernel kernel_with_theta(const kernels::AnyKernel& k, std::span<const double> theta)
+{
+    return std::visit([&](const auto& kern) -> kernels::AnyKernel { return kern.with_theta(theta); }, k);
+}
+
+inline std::vector<double> kernel_theta(const kernels::AnyKernel& k)
+{
+    return std::visit([](const auto& kern) { return kern.theta(); }, k);
+}
+
+template <typename T>
+class ExactGP
+{
+  public:
+    using Matrix = tiles::TiledMatrix<T>;
+
+    /// @param X  row-major (n, d) training inputs; @param y  (n) targets. Both are borrowed:
+    ///           they must stay alive and unchanged for the life of the model.
+    /// @param tile_size  nb, or nullopt for choose_tile_size; clamped to n.
+    ExactGP(kernels::AnyKernel kernel, double noise_variance, const T* X, const T* y, Index n, Index d,
+            std::optional<Index> tile_size)
+        : kernel_(std::move(kernel)), noise_variance_(noise_variance), X_(X), y_(y), n_(n), d_(d)
+    {
+        GPRAT_EXPECTS(n >= 1 && d >= 1, "X must have at least one row and one column; got shape (" << n << ", " << d << ")");
+        GPRAT_EXPECTS(std::isfinite(noise_variance) && noise_variance > 0,
+                      "noise_variance must be positive and finite; got " << noise_variance);
+        GPRAT_EXPECTS(!tile_size || *tile_size > 0, "tile_size must be a positive integer; got " << *tile_size);
+        std::visit([d](const auto& k) { k.check_features(d); }, kernel_);
+        nb_ = tile_size ? std::min(*tile_size, n) : choose_tile_size(n, runtime::Executor::instance().num_threads());
+    }
+
+    Index n() const noexcept { return n_; }
+    Index d() const noexcept { return d_; }
+    Index tile_size() const noexcept { return nb_; }
+    Index n_params() const { return kernel_params(kernel_) + 1; }
+
+    kernels::AnyKernel kernel() const
+    {
+        std::shared_lock lock(mutex_);
+        return kernel_;
+    }
+    double noise_variance() const
+    {
+        std::shared_lock lock(mutex_);
+        return noise_variance_;
+    }
+
+    std::vector<double> theta() const
+    {
+        std::shared_lock lock(mutex_);
+        return theta_locked();
+    }
+
+    /// Set the hyperparameters; the factor is recomputed lazily on the next use.
+    void set_theta(std::span<const double> theta)
+    {
+        check_theta(theta);
+        kernels::AnyKernel k = kernel_with_theta(kernel_, theta.first(theta.size() - 1));
+        std::unique_lock lock(mutex_);
+        kernel_ = std::move(k);
+        noise_variance_ = std::exp(theta.back());
+    }
+
+    /// Assemble K, factor it and solve for alpha at the current hyperparameters.
+    /// @return the log marginal likelihood.  @throws NotPositiveDefinite
+    double fit()
+    {
+        std::unique_lock lock(mutex_);
+        return factorize_locked(theta_locked(), nullptr);
+    }
+
+    /// log p(y | X, theta) at the current hyperparameters (factorizes if needed).
+    double log_marginal_likelihood()
+    {
+        std::unique_lock lock(mutex_);
+        if (factor_valid_locked()) { return lml_; }
+        return factorize_locked(theta_locked(), nullptr);
+    }
+
+    /// One training step: log p(y | X, theta) and, when gradient is not null, its gradient with
+    /// respect to theta (n_params() entries). The model's own hyperparameters do not change;
+    /// the factor memory may be reused for K^{-1}, in which case the next predict refactors.
+    double training_step(std::span<const double> theta, double* gradient)
+    {
+        check_theta(theta);
+        std::unique_lock lock(mutex_);
+        return factorize_locked(std::vector<double>(theta.begin(), theta.end()), gradient);
+    }
+
+    /// Posterior at m test points Xs (row-major (m, d)). Any output pointer may be null.
+    /// @param[out] mean (m); variance (m), clamped at 0 against rounding; covariance (m, m) row-major.
+    /// @param include_noise adds noise_variance to variance and to the covariance diagonal.
+    void predict(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise)
+    {
+        GPRAT_EXPECTS(m >= 1, "Xs must have at least one row; got 0");
+        std::shared_lock lock(mutex_);
+        while (!factor_valid_locked()) {
+            lock.unlock();
+            {
+                std::unique_lock exclusive(mutex_);
+                if (!factor_valid_locked()) { factorize_locked(theta_locked(), nullptr); }
+            }
+            lock.lock();
+        }
+        predict_locked(Xs, m, mean, variance, covariance, include_noise);
+    }
+
+    /// The lower Cholesky factor L as a dense row-major (n, n) array (upper part zero).
+    void cholesky_factor(T* out)
+    {
+        std::unique_lock lock(mutex_);
+        if (!factor_valid_locked()) { factorize_locked(theta_locked(), nullptr); }
+        tiles::copy_to_row_major(K_, out, n_);
+    }
+
+    /// Bytes the model holds once fitted (K and alpha tiles): what fit will allocate.
+    static std::size_t fit_bytes(Index n, Index nb)
+    {
+        return Matrix::bytes_needed(n, n, nb, tiles::Structure::SymmetricLower) +
+               Matrix::bytes_needed(n, 1, nb, tiles::Structure::General);
+    }
+
+  private:
+    std::vector<double> theta_locked() const
+    {
+        std::vector<double> t = kernel_theta(kernel_);
+        t.push_back(std::log(noise_variance_));
+        return t;
+    }
+
+    void check_theta(std::span<const double> theta) const
+    {
+        GPRAT_EXPECTS(static_cast<Index>(theta.size()) == n_params(),
+                      "theta must have " << n_params() << " entries (log lengthscale(s), log signal_variance, "
+                                         << "log noise_variance); got " << theta.size());
+        for (double t : theta)
+            GPRAT_EXPECTS(std::isfinite(t) && std::abs(t) < 700.0,
+                          "theta must be finite log-hyperparameters (|theta| < 700); got " << t);
+    }
+
+    bool factor_valid_locked() const { return factor_holds_cholesky_ && factor_theta_ == theta_locked(); }
+
+    /// K <- k(X,X) + noise I, L <- chol(K), alpha <- L^T \ (L \ y); then optionally
+    /// K^{-1} in place and the fused gradient pass, all in one task graph and one wait.
+    double factorize_locked(const std::vector<double> theta, double* gradient)
+    {
+        const kernels::AnyKernel k = kernel_with_theta(kernel_, std::span(theta).first(theta.size() - 1));
+        const double noise = std::exp(theta.back());
+        factor_holds_cholesky_ = false;
+        if (K_.rows() != n_) {
+            K_ = Matrix(n_, n_, nb_, tiles::Structure::SymmetricLower);
+            alpha_ = Matrix(n_, 1, nb_, tiles::Structure::General);
+        }
+        const Index nt = K_.nt();
+        std::vector<double> log_diag(static_cast<std::size_t>(nt), 0.0);
+        const Index p = kernel_params(k);
+        std::vector<double> partial(gradient ? static_cast<std::size_t>(nt * (nt + 1) / 2 * (p + 1)) : 0, 0.0);
+
+        runtime::TaskGraph g;
+        kernels::assemble_covariance(K_, X_, X_, d_, k, noise, g);
+        linalg::cholesky(K_, g);
+        for (Index i = 0; i < nt; ++i)  // alpha <- y
+            g.add("copy_y", 0,
+                  [y = y_ + K_.row0(i)](tiles::TileView<T> a) { std::copy(y, y + a.rows(), a.data()); },
+                  alpha_.write(i, 0));
+        linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
+        linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
+        for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
+            g.add("logdet", 0,
+                  [](tiles::TileView<T> l, double* out) {
+                      double s = 0.0;
+                      for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
+                      *out = s;
+                  },
+                  K_.read(i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
+        if (gradient) {
+            linalg::spd_inverse_from_factor(K_, g);  // K <- K^{-1}
+            std::visit(
+                [&](const auto& kernel) {
+                    std::size_t slot = 0;
+                    for (Index j = 0; j < nt; ++j)
+                        for (Index i = j; i < nt; ++i, slot += static_cast<std::size_t>(p + 1)) {
+                            // partial += (alpha alpha^T - K^{-1})(i,j) o dK(i,j)/dtheta, fused
+                            g.add("gradient", 0,
+                                  [kp = &kernel, this, noise, i, j](tiles::TileView<T> kinv, tiles::TileView<T> ai,
+                                                                    tiles::TileView<T> aj, double* out) {
+                                      kernels::accumulate_gradient_tile(kinv, ai.data(), aj.data(), X_, K_.row0(i),
+                                                                        K_.row0(j), d_, *kp, noise, out);
+                                  },
+                                  K_.read(i, j), alpha_.read(i, 0), alpha_.read(j, 0),
+                                  runtime::Write<double*>{&partial[slot]});
+                        }
+                },
+                k);
+        }
+        g.wait();
+
+        double y_alpha = 0.0, log_det = 0.0;
+        for (Index i = 0; i < nt; ++i) {
+            const tiles::TileView<T> a = alpha_.tile(i, 0);
+            for (Index r = 0; r < a.rows(); ++r)
+                y_alpha += static_cast<double>(y_[K_.row0(i) + r]) * static_cast<double>(a(r, 0));
+            log_det += 2.0 * log_diag[static_cast<std::size_t>(i)];
+        }
+        const double lml = -0.5 * y_alpha - 0.5 * log_det - 0.5 * static_cast<double>(n_) * std::log(2.0 * std::numbers::pi);
+        if (gradient) {
+            for (Index q = 0; q <= p; ++q) gradient[q] = 0.0;
+            for (std::size_t s = 0; s < partial.size(); s += static_cast<std::size_t>(p + 1))
+                for (Index q = 0; q <= p; ++q) gradient[q] += partial[s + static_cast<std::size_t>(q)];
+            for (Index q = 0; q <= p; ++q) gradient[q] *= 0.5;
+        } else {
+            factor_holds_cholesky_ = true;
+            factor_theta_ = theta;
+            lml_ = lml;
+        }
+        return lml;
+    }
+
+    void predict_locked(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise) const
+    {
+        // Without a covariance, test points go in column chunks so K*^T needs at most ~256 MiB.
+        const Index budget_columns = std::max<Index>(nb_, static_cast<Index>((std::size_t(256) << 20) / (sizeof(T) * n_)));
+        const Index chunk = covariance ? m : std::min(m, (budget_columns / nb_) * nb_);
+        const double noise = include_noise ? noise_variance_ : 0.0;
+        for (Index s = 0; s < m; s += chunk) {
+            const Index mc = std::min(chunk, m - s);
+            const T* Xc = Xs + s * d_;
+            Matrix Kt(n_, mc, nb_), mean_t(mc, 1, nb_), var_t;
+            std::optional<Matrix> C;
+            runtime::TaskGraph g;
+            kernels::assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
+            linalg::transpose_times(Kt, alpha_, mean_t, g);                  // mean = K* alpha
+            if (variance || covariance) { linalg::solve_lower(K_, Op::NoTrans, Kt, g); }  // V = L \ K*^T
+            if (variance) {
+                var_t = Matrix(mc, 1, nb_);
+                for (Index j = 0; j < var_t.mt(); ++j)  // var <- k(x*, x*) + noise
+                    g.add("prior_var", 0,
+                          [this, Xc, noise, c0 = var_t.row0(j)](tiles::TileView<T> v) {
+                              std::visit(
+                                  [&](const auto& k) {
+                                      for (Index r = 0; r < v.rows(); ++r) {
+                                          const T* x = Xc + (c0 + r) * d_;
+                                          v(r, 0) = static_cast<T>(k(x, x, d_) + noise);
+                                      }
+                                  },
+                                  kernel_);
+                          },
+                          var_t.write(j, 0));
+                linalg::subtract_column_squares(Kt, var_t, g);  // var -= colsum(V o V)
+            }
+            if (covariance) {
+                C.emplace(mc, mc, nb_, tiles::Structure::SymmetricLower);
+                kernels::assemble_covariance(*C, Xc, Xc, d_, kernel_, noise, g);  // K** (+ noise I)
+                linalg::subtract_gram(Kt, *C, g);                                  // cov = K** - V^T V
+            }
+            g.wait();
+            for (Index j = 0; j < mean_t.mt(); ++j) {
+                const tiles::TileView<T> t = mean_t.tile(j, 0);
+                if (mean) std::copy(t.data(), t.data() + t.rows(), mean + s + mean_t.row0(j));
+                if (variance) {
+                    const tiles::TileView<T> v = var_t.tile(j, 0);
+                    for (Index r = 0; r < v.rows(); ++r) variance[s + var_t.row0(j) + r] = std::max(v(r, 0), T(0));
+                }
+            }
+            if (covariance) {
+                tiles::copy_to_row_major(*C, covariance, m, false);
+                for (Index i = 0; i < m; ++i)  // mirror the lower triangle
+                    for (Index j = i + 1; j < m; ++j) covariance[i * m + j] = covariance[j * m + i];
+            }
+        }
+    }
+
+    kernels::AnyKernel kernel_;
+    double noise_variance_;
+    const T* X_;
+    const T* y_;
+    Index n_, d_, nb_ = 1;
+
+    mutable std::shared_mutex mutex_;
+    Matrix K_;      ///< lower tiles: K, L (factor_holds_cholesky_) or K^{-1} after a gradient step
+    Matrix alpha_;  ///< n x 1
+    bool factor_holds_cholesky_ = false;
+    std::vector<double> factor_theta_;
+    double lml_ = 0.0;
+};
+
+}  // namespace gprat::gp

@@ -1,0 +1,95 @@
+#pragma once
+/// The process-wide pool of worker threads that runs ready tasks of every TaskGraph,
+/// highest priority first. Lifecycle: start / stop / suspend / resume, lazy start on first use.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <thread>
+#include <vector>
+
+#include "gprat/core/types.hpp"
+#include "gprat/runtime/task.hpp"
+#include "gprat/runtime/trace.hpp"
+
+namespace gprat::runtime {
+
+class Executor
+{
+  public:
+    /// The process-wide executor. After fork() the child gets a fresh, stopped one.
+    static Executor& instance();
+
+    /// Start with n_threads workers (default: default_thread_count()). A no-op when running
+    /// with that count; otherwise waits until idle and restarts. Clears a suspension.
+    /// @throws InvalidArgument if n_threads <= 0.
+    void start(std::optional<Index> n_threads = std::nullopt);
+    /// Wait for running graphs to finish, then join the workers. Work after stop() restarts lazily.
+    void stop();
+    /// Wait for running graphs to finish, then park the workers (they sleep); new work is
+    /// refused with RuntimeStateError until resume().
+    void suspend();
+    void resume();
+
+    bool running() const;
+    bool suspended() const;
+    /// Workers of the running pool, or the count a lazy start would use.
+    Index num_threads() const;
+
+    void set_tracing(bool enabled);
+    bool tracing() const noexcept { return tracing_.load(std::memory_order_relaxed); }
+    /// Remove and return the records collected so far, ordered by start time.
+    std::vector<TraceRecord> take_trace();
+
+    /// Internal (TaskGraph): a graph starts using workers (starts lazily, refuses when suspended).
+    void acquire();
+    /// Internal (TaskGraph): a graph acquired before has no outstanding tasks any more.
+    void release();
+    /// Internal (TaskGraph): queue a task whose predecessors are all done.
+    void schedule(detail::Task* task);
+
+    Executor() = default;
+    Executor(const Executor&) = delete;
+    Executor& operator=(const Executor&) = delete;
+    ~Executor();
+
+  private:
+    struct Later
+    {
+        bool operator()(const detail::Task* a, const detail::Task* b) const noexcept
+        {
+            return a->priority != b->priority ? a->priority < b->priority : a->sequence > b->sequence;
+        }
+    };
+
+    void start_locked(Index n_threads);
+    void stop_locked(std::unique_lock<std::mutex>& lifecycle);
+    void wait_idle_locked(std::unique_lock<std::mutex>& lifecycle);
+    void worker_loop(Index worker);
+    void execute(detail::Task* task, Index worker);
+    static void after_fork_in_child();
+
+    // Lifecycle state, guarded by lifecycle_mutex_.
+    mutable std::mutex lifecycle_mutex_;
+    std::condition_variable idle_cv_;
+    std::vector<std::thread> workers_;
+    Index active_graphs_ = 0;
+    bool suspended_ = false;
+
+    // Ready queue, guarded by queue_mutex_.
+    std::mutex queue_mutex_;
+    std::condition_variable queue_cv_;
+    std::priority_queue<detail::Task*, std::vector<detail::Task*>, Later> ready_;
+    bool stopping_ = false;
+    std::atomic<std::uint64_t> next_sequence_{0};
+
+    std::atomic<bool> tracing_{false};
+    std::mutex trace_mutex_;
+    std::vector<TraceRecord> trace_;
+
+    friend class TaskGraph;
+};
+
+}  // namespace gprat::runtime

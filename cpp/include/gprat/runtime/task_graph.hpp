@@ -1,0 +1,100 @@
+#pragma once
+/// TaskGraph: sequential task flow. An algorithm is a plain loop that calls add(); each task
+/// names the data it reads (Read<V>) and writes (Write<V>), and the graph derives the
+/// dependencies (last writer / readers since, per datum) as PLASMA/QUARK and StarPU do.
+/// Tasks start running as soon as their inputs are ready, while the loop is still adding.
+///
+/// Errors: an exception thrown by a task poisons it; every task that depends on it, directly or
+/// not, is skipped, the rest of the graph is cancelled, and wait() rethrows the first exception
+/// in the calling thread. An interrupt (see interrupt.hpp) cancels the graph the same way and
+/// wait() throws Cancelled once the running tasks have returned.
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "gprat/core/types.hpp"
+#include "gprat/runtime/access.hpp"
+#include "gprat/runtime/task.hpp"
+
+namespace gprat::runtime {
+
+class TaskGraph
+{
+  public:
+    TaskGraph() = default;
+    TaskGraph(const TaskGraph&) = delete;
+    TaskGraph& operator=(const TaskGraph&) = delete;
+    /// Cancels what has not started and waits for the rest; never throws.
+    ~TaskGraph();
+
+    /// Add a task that calls f(unwrap(args)...). Read/Write arguments become dependencies.
+    /// @param name     static string, shown in traces
+    /// @param priority higher-priority ready tasks run first (critical path)
+    template <typename F, typename... Args>
+    void add(const char* name, int priority, F&& f, Args&&... args)
+    {
+        detail::Task& task = new_task(name, priority);
+        (declare_access(task, args), ...);
+        task.body = [fn = std::forward<F>(f), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+            std::apply([&fn](auto&... a) { fn(unwrap(a)...); }, tup);
+        };
+        submit(task);
+    }
+
+    /// Block until every task added so far has finished or been skipped. Rethrows the first
+    /// exception a task threw; throws Cancelled if the graph was interrupted or cancelled.
+    /// The graph can be used again afterwards.
+    void wait();
+
+    /// Skip every task that has not started yet. Safe to call from any thread.
+    void cancel() noexcept { cancelled_.store(true, std::memory_order_release); }
+    bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+
+    /// Number of tasks added over the graph's life.
+    Index size() const noexcept { return static_cast<Index>(tasks_.size()); }
+
+  private:
+    friend class Executor;
+
+    struct DataState
+    {
+        detail::Task* last_writer = nullptr;
+        std::vector<detail::Task*> readers;  ///< since last_writer
+    };
+
+    detail::Task& new_task(const char* name, int priority);
+    void depend(detail::Task& task, detail::Task* predecessor);
+    void declare_read(detail::Task& task, const void* key);
+    void declare_write(detail::Task& task, const void* key);
+    void submit(detail::Task& task);
+
+    template <typename A>
+    void declare_access(detail::Task& task, const A& a)
+    {
+        using Plain = std::remove_cvref_t<A>;
+        if constexpr (is_access<Plain>::value) {
+            if constexpr (std::is_same_v<Plain, Read<decltype(a.value)>>) { declare_read(task, a.key()); }
+            else { declare_write(task, a.key()); }
+        }
+    }
+
+    /// Called by the executor when a task finished or was skipped.
+    void task_finished(std::exception_ptr error) noexcept;
+
+    std::deque<detail::Task> tasks_;
+    std::unordered_map<const void*, DataState> data_;
+    std::atomic<Index> outstanding_{0};
+    std::atomic<bool> cancelled_{false};
+    bool acquired_ = false;
+    std::mutex mutex_;
+    std::condition_variable finished_cv_;
+    std::exception_ptr error_;  ///< first task exception, guarded by mutex_
+};
+
+}  // namespace gprat::runtime

@@ -1,0 +1,132 @@
+#include "gprat/runtime/task_graph.hpp"
+
+#include <chrono>
+
+#include "gprat/core/errors.hpp"
+#include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/interrupt.hpp"
+
+namespace gprat::runtime {
+
+namespace {
+thread_local InterruptCheck installed_check = nullptr;
+}
+
+ScopedInterruptCheck::ScopedInterruptCheck(InterruptCheck check) noexcept : previous_(installed_check)
+{
+    installed_check = check;
+}
+ScopedInterruptCheck::~ScopedInterruptCheck() { installed_check = previous_; }
+InterruptCheck current_interrupt_check() noexcept { return installed_check; }
+
+TaskGraph::~TaskGraph()
+{
+    if (outstanding_.load(std::memory_order_acquire) == 0 && !acquired_) { return; }
+    cancel();
+    ScopedInterruptCheck no_check(nullptr);
+    try {
+        wait();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw; the error had no reader
+    }
+}
+
+detail::Task& TaskGraph::new_task(const char* name, int priority)
+{
+    if (!acquired_) {
+        Executor::instance().acquire();  // may throw (suspended): nothing added yet
+        acquired_ = true;
+    }
+    detail::Task& task = tasks_.emplace_back();
+    task.name = name;
+    task.priority = priority;
+    task.graph = this;
+    return task;
+}
+
+void TaskGraph::depend(detail::Task& task, detail::Task* predecessor)
+{
+    if (predecessor == nullptr || predecessor == &task) { return; }
+    std::lock_guard lock(predecessor->mutex);
+    if (!predecessor->done) {
+        predecessor->successors.push_back(&task);
+        task.pending.fetch_add(1, std::memory_order_relaxed);
+    } else if (predecessor->poisoned.load(std::memory_order_acquire)) {
+        task.poisoned.store(true, std::memory_order_release);
+    }
+}
+
+void TaskGraph::declare_read(detail::Task& task, const void* key)
+{
+    DataState& state = data_[key];
+    depend(task, state.last_writer);  // read after write
+    state.readers.push_back(&task);
+}
+
+void TaskGraph::declare_write(detail::Task& task, const void* key)
+{
+    DataState& state = data_[key];
+    depend(task, state.last_writer);  // write after write
+    for (detail::Task* reader : state.readers) { depend(task, reader); }  // write after read
+    state.readers.clear();
+    state.last_writer = &task;
+}
+
+void TaskGraph::submit(detail::Task& task)
+{
+    Executor& executor = Executor::instance();
+    task.sequence = executor.next_sequence_.fetch_add(1, std::memory_order_relaxed);
+    outstanding_.fetch_add(1, std::memory_order_acq_rel);
+    if (task.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) { executor.schedule(&task); }
+}
+
+void TaskGraph::task_finished(std::exception_ptr error) noexcept
+{
+    if (error) {
+        std::lock_guard lock(mutex_);
+        if (!error_) { error_ = error; }
+        cancel();
+    }
+    if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // The waiter re-checks outstanding_ under mutex_, so notifying under it loses no wake-up,
+        // and the waiter cannot destroy the graph before this lock is released.
+        std::lock_guard lock(mutex_);
+        finished_cv_.notify_all();
+    }
+}
+
+void TaskGraph::wait()
+{
+    const InterruptCheck check = current_interrupt_check();
+    bool interrupted = false;
+    {
+        std::unique_lock lock(mutex_);
+        while (outstanding_.load(std::memory_order_acquire) != 0) {
+            if (check == nullptr || interrupted) {
+                finished_cv_.wait(lock, [this] { return outstanding_.load(std::memory_order_acquire) == 0; });
+                break;
+            }
+            if (finished_cv_.wait_for(lock, std::chrono::milliseconds(20),
+                                      [this] { return outstanding_.load(std::memory_order_acquire) == 0; })) {
+                break;
+            }
+            lock.unlock();
+            interrupted = check();
+            lock.lock();
+            if (interrupted) { cancel(); }
+        }
+    }
+    if (acquired_) {
+        acquired_ = false;
+        Executor::instance().release();
+    }
+    std::exception_ptr error;
+    {
+        std::lock_guard lock(mutex_);
+        std::swap(error, error_);
+    }
+    const bool was_cancelled = cancelled_.exchange(false);
+    if (error) { std::rethrow_exception(error); }
+    if (interrupted || was_cancelled) { throw Cancelled("the task graph was cancelled before it finished"); }
+}
+
+}  // namespace gprat::runtime

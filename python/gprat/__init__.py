@@ -1,0 +1,42 @@
+"""gprat: fast exact Gaussian-process regression on a tiled, task-parallel Cholesky core.
+
+Quick start
+-----------
+>>> import numpy as np, gprat
+>>> X = np.random.default_rng(0).uniform(size=(200, 2)); y = np.sin(4 * X).sum(axis=1)
+>>> gp = gprat.ExactGP(gprat.kernels.SquaredExponential([0.5, 0.5])).fit(X, y)
+>>> mean, std = gp.predict(X[:3], return_std=True)
+"""
+
+from . import kernels, linalg
+from ._core import compiled_with_cuda as _compiled_with_cuda
+from ._version import __version__
+from .exceptions import BackendUnavailableError, NotFittedError, NotPositiveDefiniteError, RuntimeStateError
+from .gp import ExactGP
+from .optimize import OptimizationResult
+from .runtime import is_running, num_threads, resume, start, stop, suspend, trace
+
+__all__ = [
+    "ExactGP",
+    "kernels",
+    "linalg",
+    "start",
+    "stop",
+    "suspend",
+    "resume",
+    "num_threads",
+    "is_running",
+    "trace",
+    "cuda_available",
+    "NotPositiveDefiniteError",
+    "BackendUnavailableError",
+    "RuntimeStateError",
+    "NotFittedError",
+    "OptimizationResult",
+    "__version__",
+]
+
+
+def cuda_available():
+    """bool: whether this installation was built with the CUDA backend."""
+    return bool(_compiled_with_cuda)

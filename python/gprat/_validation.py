@@ -1,0 +1,122 @@
+"""Conversion and validation of user input into the arrays the compiled core expects.
+
+Arrays that already have the requested dtype and are C-contiguous pass through without a copy;
+everything else array-like (lists, Fortran order, strided views, big-endian, integers, float32
+for a float64 model) is converted. Bad input raises ValueError or TypeError saying what was
+expected and what was given.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+_DTYPES = {np.dtype(np.float64): np.float64, np.dtype(np.float32): np.float32}
+
+
+def check_dtype(dtype):
+    """Return numpy.float64 or numpy.float32 for a dtype-like; raise TypeError otherwise."""
+    try:
+        key = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"dtype must be numpy.float64 or numpy.float32; got {dtype!r}") from err
+    if key not in _DTYPES:
+        raise TypeError(f"dtype must be numpy.float64 or numpy.float32; got {key}")
+    return _DTYPES[key]
+
+
+def _as_numeric_array(a, name):
+    if a is None:
+        raise TypeError(f"{name} must be an array of numbers; got None")
+    arr = np.asarray(a)
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise TypeError(f"{name} must hold real numbers; got a boolean array")
+    if kind == "c":
+        raise TypeError(f"{name} must hold real numbers; got complex dtype {arr.dtype}")
+    if kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    return arr
+
+
+def as_matrix(X, name="X", dtype=np.float64, n_features=None):
+    """Return X as a C-contiguous 2-D array of `dtype` (no copy when it already is one).
+
+    Raises
+    ------
+    TypeError
+        For non-numeric, boolean or complex data.
+    ValueError
+        For a shape other than (n_samples, n_features) with both positive, non-finite
+        values, or a feature count other than `n_features`.
+    """
+    arr = _as_numeric_array(X, name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim} dimension(s) "
+            f"with shape {arr.shape}. Reshape 1-D data with {name}.reshape(-1, 1) (one feature) "
+            f"or {name}.reshape(1, -1) (one sample)."
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one sample and one feature; got shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features} features"
+        )
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} must contain only finite values; found NaN or infinity")
+    return out
+
+
+def as_vector(y, name="y", dtype=np.float64, length=None):
+    """Return y as a C-contiguous 1-D array of `dtype`; a column (n, 1) is accepted."""
+    arr = _as_numeric_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D of shape (n_samples,); got shape {arr.shape}")
+    if length is not None and arr.shape[0] != length:
+        raise ValueError(
+            f"{name} must have one entry per row of X; got len({name})={arr.shape[0]}, X.shape[0]={length}"
+        )
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} must contain only finite values; found NaN or infinity")
+    return out
+
+
+def check_positive(value, name):
+    """Return `value` as a float after checking it is a finite number > 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a positive real number; got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be positive and finite; got {v}")
+    return v
+
+
+def check_positive_int(value, name, allow_none=True):
+    """Return `value` as an int > 0 (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a positive integer; got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}") from err
+    if v <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {v}")
+    return v
+
+
+def check_theta(theta, n_params):
+    """Return theta as a float64 vector of n_params finite entries."""
+    arr = _as_numeric_array(theta, "theta")
+    arr = np.asarray(arr, dtype=np.float64).reshape(-1) if arr.ndim <= 1 else arr
+    if arr.ndim != 1 or arr.shape[0] != n_params:
+        raise ValueError(f"theta must be a 1-D array of {n_params} log-hyperparameters; got shape {np.shape(theta)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"theta must contain only finite values; got {arr}")
+    return np.ascontiguousarray(arr, dtype=np.float64)

@@ -1,0 +1,188 @@
+"""Covariance functions of the exact GP engine.
+
+Each kernel is stationary, ``k(x, x') = signal_variance * f(r2)`` with the scaled squared
+distance ``r2 = sum_k ((x_k - x'_k) / lengthscale_k)^2``; a scalar lengthscale is isotropic, a
+1-D array gives one lengthscale per feature (ARD). Hyperparameters are exposed in log space as
+``theta = log([lengthscale..., signal_variance])``; the GP appends ``log(noise_variance)``.
+
+The scikit-learn spellings ``RBF``, ``Matern``, ``ConstantKernel`` and ``WhiteKernel`` (for
+:class:`gprat.GaussianProcessRegressor`) are available here too when scikit-learn is installed.
+"""
+
+import numpy as np
+
+from . import _core
+from ._validation import as_matrix, check_dtype, check_positive
+
+__all__ = ["Kernel", "SquaredExponential", "Matern12", "Matern32", "Matern52"]
+
+
+class Kernel:
+    """Base class of the engine's stationary kernels.
+
+    Parameters
+    ----------
+    lengthscale : float or array-like of shape (n_features,), default=1.0
+        Positive lengthscale(s); an array gives automatic relevance determination (ARD).
+    signal_variance : float, default=1.0
+        Positive variance of the latent function, ``k(x, x)``.
+    """
+
+    _core_name = None
+
+    def __init__(self, lengthscale=1.0, signal_variance=1.0):
+        ls = np.asarray(lengthscale, dtype=np.float64) if not np.isscalar(lengthscale) else None
+        if ls is None:
+            self.lengthscale = check_positive(lengthscale, "lengthscale")
+        else:
+            if ls.ndim != 1 or ls.size == 0:
+                raise ValueError(
+                    f"lengthscale must be a positive number or a non-empty 1-D array; got shape {ls.shape}"
+                )
+            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
+                raise ValueError(f"lengthscale entries must be positive and finite; got {ls}")
+            self.lengthscale = ls.copy()
+        self.signal_variance = check_positive(signal_variance, "signal_variance")
+
+    @property
+    def ard(self):
+        """bool: True when there is one lengthscale per feature."""
+        return not np.isscalar(self.lengthscale)
+
+    @property
+    def n_params(self):
+        """int: number of hyperparameters (lengthscales, then the signal variance)."""
+        return (len(self.lengthscale) if self.ard else 1) + 1
+
+    @property
+    def theta(self):
+        """ndarray of shape (n_params,): log of [lengthscale(s)..., signal_variance]."""
+        return np.log(np.append(np.atleast_1d(self.lengthscale), self.signal_variance))
+
+    def with_theta(self, theta):
+        """Return a copy of this kernel with hyperparameters ``exp(theta)``.
+
+        Parameters
+        ----------
+        theta : array-like of shape (n_params,)
+            Log of [lengthscale(s)..., signal_variance].
+
+        Returns
+        -------
+        Kernel
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta must have shape ({self.n_params},); got {theta.shape}")
+        if not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta must be finite; got {theta}")
+        values = np.exp(theta)
+        ls = values[:-1] if self.ard else float(values[0])
+        return type(self)(lengthscale=ls, signal_variance=float(values[-1]))
+
+    def _to_core(self):
+        return _core.Kernel(self._core_name, list(np.atleast_1d(self.lengthscale)), self.signal_variance)
+
+    def __call__(self, X, Y=None, dtype=np.float64):
+        """Covariance matrix ``K(X, Y)`` (``K(X, X)`` when Y is None).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+        dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+
+        Returns
+        -------
+        ndarray of shape (n_samples_X, n_samples_Y)
+        """
+        dtype = check_dtype(dtype)
+        X = as_matrix(X, "X", dtype)
+        Y = None if Y is None else as_matrix(Y, "Y", dtype, n_features=X.shape[1])
+        return self._to_core().matrix(X, Y)
+
+    def gradient(self, X, Y=None, dtype=np.float64):
+        """Derivatives ``dK(X, Y) / dtheta`` with respect to every log-hyperparameter.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+        dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+
+        Returns
+        -------
+        ndarray of shape (n_params, n_samples_X, n_samples_Y)
+        """
+        dtype = check_dtype(dtype)
+        X = as_matrix(X, "X", dtype)
+        Y = None if Y is None else as_matrix(Y, "Y", dtype, n_features=X.shape[1])
+        return self._to_core().gradient(X, Y)
+
+    def diag(self, X):
+        """Prior variances ``k(x, x)`` of the rows of X (stationary: ``signal_variance``)."""
+        X = as_matrix(X, "X")
+        return np.full(X.shape[0], self.signal_variance)
+
+    def get_params(self, deep=True):
+        """Constructor parameters as a dict."""
+        ls = self.lengthscale.copy() if self.ard else self.lengthscale
+        return {"lengthscale": ls, "signal_variance": self.signal_variance}
+
+    def __repr__(self):
+        ls = np.array2string(self.lengthscale, precision=4) if self.ard else f"{self.lengthscale:.4g}"
+        return f"{type(self).__name__}(lengthscale={ls}, signal_variance={self.signal_variance:.4g})"
+
+    def __eq__(self, other):
+        return (
+            type(self) is type(other)
+            and np.array_equal(np.atleast_1d(self.lengthscale), np.atleast_1d(other.lengthscale))
+            and self.ard == other.ard
+            and self.signal_variance == other.signal_variance
+        )
+
+    __hash__ = None
+
+
+class SquaredExponential(Kernel):
+    """Squared exponential (RBF) kernel ``k(x, x') = s2 * exp(-r2 / 2)``.
+
+    Examples
+    --------
+    >>> import numpy as np, gprat
+    >>> k = gprat.kernels.SquaredExponential(lengthscale=2.0, signal_variance=1.5)
+    >>> float(k(np.zeros((1, 1)), np.full((1, 1), 2.0))[0, 0])  # 1.5 * exp(-0.5)
+    0.9097959895689501
+    """
+
+    _core_name = "SquaredExponential"
+
+
+class Matern12(Kernel):
+    """Matérn kernel with nu = 1/2 (exponential): ``k = s2 * exp(-r)``, ``r = sqrt(r2)``."""
+
+    _core_name = "Matern12"
+
+
+class Matern32(Kernel):
+    """Matérn kernel with nu = 3/2: ``k = s2 * (1 + sqrt(3) r) * exp(-sqrt(3) r)``."""
+
+    _core_name = "Matern32"
+
+
+class Matern52(Kernel):
+    """Matérn kernel with nu = 5/2: ``k = s2 * (1 + sqrt(5) r + 5 r^2 / 3) * exp(-sqrt(5) r)``."""
+
+    _core_name = "Matern52"
+
+
+_SKLEARN_NAMES = ("RBF", "Matern", "ConstantKernel", "WhiteKernel")
+
+
+def __getattr__(name):
+    # scikit-learn is optional: its kernel spellings load on first use.
+    if name in _SKLEARN_NAMES:
+        from . import _sklearn_kernels
+
+        return getattr(_sklearn_kernels, name)
+    raise AttributeError(f"module 'gprat.kernels' has no attribute {name!r}")

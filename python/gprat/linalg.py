@@ -1,0 +1,99 @@
+"""Tiled, task-parallel dense linear algebra on NumPy arrays.
+
+These functions copy the input into the tiled layout, run the tiled algorithm on the task
+runtime and copy the result back. They exist for users who want the building blocks and for
+testing against LAPACK; the GP engine keeps its matrices tiled throughout.
+"""
+
+import numpy as np
+
+from . import _core
+from ._validation import check_positive_int
+
+__all__ = ["cholesky", "solve_triangular", "cho_inverse", "log_determinant"]
+
+
+def _square(a, name):
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    dtype = np.float32 if arr.dtype == np.float32 else np.float64
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square 2-D array; got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values; found NaN or infinity")
+    return arr
+
+
+def cholesky(a, tile_size=None):
+    """Lower Cholesky factor ``L`` with ``a = L @ L.T`` (tiled right-looking algorithm).
+
+    Only the lower triangle of `a` is read.
+
+    Parameters
+    ----------
+    a : array-like of shape (n, n)
+        Symmetric positive definite matrix (float64, or float32 computed in float32).
+    tile_size : int or None, default=None
+        Tile size; None chooses one from n and the thread count.
+
+    Returns
+    -------
+    ndarray of shape (n, n)
+        L, with zeros above the diagonal.
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        With ``.order`` the 1-based order of the failing leading minor (as LAPACK reports it).
+    """
+    a = _square(a, "a")
+    return _core.cholesky(a, check_positive_int(tile_size, "tile_size"))
+
+
+def solve_triangular(L, b, trans=False, tile_size=None):
+    """Solve ``L x = b`` (or ``L.T x = b`` with ``trans=True``) for lower-triangular L.
+
+    Parameters
+    ----------
+    L : array-like of shape (n, n)
+        Lower-triangular factor (the upper triangle is ignored).
+    b : array-like of shape (n,) or (n, k)
+    trans : bool, default=False
+    tile_size : int or None, default=None
+
+    Returns
+    -------
+    ndarray of the shape of b
+    """
+    L = _square(L, "L")
+    b = np.ascontiguousarray(b, dtype=L.dtype)
+    if b.ndim not in (1, 2) or b.shape[0] != L.shape[0]:
+        raise ValueError(f"b must have shape ({L.shape[0]},) or ({L.shape[0]}, k); got {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise ValueError("b must contain only finite values; found NaN or infinity")
+    return _core.solve_lower(L, b, bool(trans), check_positive_int(tile_size, "tile_size"))
+
+
+def cho_inverse(L, tile_size=None):
+    """Inverse ``A^{-1} = L^{-T} L^{-1}`` of an SPD matrix from its lower Cholesky factor.
+
+    Parameters
+    ----------
+    L : array-like of shape (n, n)
+    tile_size : int or None, default=None
+
+    Returns
+    -------
+    ndarray of shape (n, n)
+        The symmetric inverse (both triangles filled).
+    """
+    L = _square(L, "L")
+    return _core.spd_inverse(L, check_positive_int(tile_size, "tile_size"))
+
+
+def log_determinant(L):
+    """``log det(A) = 2 * sum(log(diag(L)))`` from the lower Cholesky factor L of A."""
+    L = _square(L, "L")
+    return _core.log_determinant(L)
