@@ -13,6 +13,20 @@ from ._core import compiled_with_cuda as _compiled_with_cuda
 from ._version import __version__
 from .exceptions import BackendUnavailableError, NotFittedError, NotPositiveDefiniteError, RuntimeStateError
 from .gp import ExactGP
+from .gprat_compat import (
+    GP,
+    AdamParams,
+    GP_data,
+    compiled_with_cuda,
+    compute_test_tiles,
+    compute_train_tile_size,
+    compute_train_tiles,
+    gpu_count,
+    resume_hpx,
+    start_hpx,
+    stop_hpx,
+    suspend_hpx,
+)
 from .optimize import OptimizationResult
 from .runtime import is_running, num_threads, resume, start, stop, suspend, trace
 
@@ -33,6 +47,18 @@ __all__ = [
     "RuntimeStateError",
     "NotFittedError",
     "OptimizationResult",
+    "GP",
+    "GP_data",
+    "AdamParams",
+    "compute_train_tile_size",
+    "compute_train_tiles",
+    "compute_test_tiles",
+    "start_hpx",
+    "stop_hpx",
+    "suspend_hpx",
+    "resume_hpx",
+    "compiled_with_cuda",
+    "gpu_count",
     "__version__",
 ]
 
@@ -40,3 +66,18 @@ __all__ = [
 def cuda_available():
     """bool: whether this installation was built with the CUDA backend."""
     return bool(_compiled_with_cuda)
+
+
+_LAZY = {
+    # scikit-learn is optional: the estimator loads it on first use.
+    "GaussianProcessRegressor": ("regressor", "GaussianProcessRegressor"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'gprat' has no attribute {name!r}")

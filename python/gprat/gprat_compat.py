@@ -1,0 +1,766 @@
+"""GPRat-compatible API: ``GP``, ``GP_data``, ``AdamParams`` and GPRat's helper functions.
+
+Scripts written for GPRat (SC-SGS/GPRat, "GPRat: Gaussian Process Regression with
+Asynchronous Tasks") keep working with ``import gprat``. Everything here is a thin layer
+over the native engine (:class:`gprat.ExactGP` with an isotropic
+:class:`gprat.kernels.SquaredExponential` kernel); only GPRat's conventions live here:
+
+- a one-dimensional series is turned into samples by a sliding window: sample ``i`` has the
+  feature vector ``input_data[i : i + n_reg]`` and the target ``output_data[i]``;
+- ``kernel_params = [lengthscale l, vertical_lengthscale v, noise_variance s]`` with
+  ``k(x, x') = v * exp(-|x - x'|^2 / (2 l^2))`` and ``s`` added to the diagonal of ``K``;
+- the loss is the negative log marginal likelihood divided by ``n`` (constant included);
+- Adam runs on unconstrained parameters ``p`` with ``value = softplus(p)`` (``+ 1e-6`` for
+  the noise), bias correction folded into the step size;
+- results are plain Python lists, and ``n = n_tiles * n_tile_size`` exactly.
+
+These are GPRat's limitations kept on purpose (see DESIGN.md, "GPRat compatibility"); the
+native API (:class:`gprat.ExactGP`) takes NumPy arrays of any size and reports the full
+log marginal likelihood.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "GP",
+    "AdamParams",
+    "GP_data",
+    "compiled_with_cuda",
+    "compute_test_tiles",
+    "compute_train_tile_size",
+    "compute_train_tiles",
+    "gpu_count",
+    "resume_hpx",
+    "start_hpx",
+    "stop_hpx",
+    "suspend_hpx",
+]
+
+#: Offset GPRat adds to the softplus of the noise parameter, keeping the noise away from 0.
+NOISE_JITTER = 1e-6
+
+_PARAM_NAMES = ("lengthscale", "vertical_lengthscale", "noise_variance")
+
+
+# --------------------------------------------------------------------------------------------
+# Engine access. Imported at call time: gprat/__init__.py imports this module.
+# --------------------------------------------------------------------------------------------
+
+
+def _package():
+    return importlib.import_module(__package__ or "gprat")
+
+
+def _engine_function(name):
+    """Look ``name`` up in the engine's runtime module, then in the compiled core."""
+    for module_name in (".runtime", "._core"):
+        try:
+            module = importlib.import_module(module_name, __package__ or "gprat")
+        except ImportError:
+            continue
+        function = getattr(module, name, None)
+        if callable(function):
+            return function
+    return None
+
+
+def _backend_unavailable_error():
+    try:
+        from .exceptions import BackendUnavailableError
+    except ImportError:  # pragma: no cover - the engine always provides it
+        return RuntimeError
+    return BackendUnavailableError
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter transform used by GPRat's Adam.
+# --------------------------------------------------------------------------------------------
+
+
+def _to_constrained(p, noise):
+    """value = softplus(p) = log(1 + exp(p)), plus 1e-6 for the noise."""
+    value = math.log1p(math.exp(p)) if p < 30.0 else p + math.log1p(math.exp(-p))
+    return value + NOISE_JITTER if noise else value
+
+
+def _to_unconstrained(value, noise):
+    """Inverse of :func:`_to_constrained`: p = log(exp(value) - 1)."""
+    if noise:
+        value = value - NOISE_JITTER
+    return math.log(math.expm1(value)) if value < 30.0 else value + math.log(-math.expm1(-value))
+
+
+def _sigmoid(p):
+    """d softplus(p) / dp."""
+    return 1.0 / (1.0 + math.exp(-p))
+
+
+# --------------------------------------------------------------------------------------------
+# Helper functions
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}.")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {name}={value}.")
+    return int(value)
+
+
+def compute_train_tiles(n_samples, n_tile_size):
+    """Number of training tiles per dimension for a given tile size.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of training samples.
+    n_tile_size : int
+        Rows per tile.
+
+    Returns
+    -------
+    int
+        ``n_samples // n_tile_size`` (GPRat drops the remainder).
+
+    Raises
+    ------
+    ValueError
+        If ``n_tile_size`` is not positive.
+
+    Examples
+    --------
+    >>> compute_train_tiles(128, 32)
+    4
+    """
+    return int(n_samples) // _positive_int(n_tile_size, "n_tile_size")
+
+
+def compute_train_tile_size(n_samples, n_tiles):
+    """Tile size for training data split into ``n_tiles`` tiles per dimension.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of training samples.
+    n_tiles : int
+        Tiles per dimension.
+
+    Returns
+    -------
+    int
+        ``n_samples // n_tiles`` (GPRat drops the remainder).
+
+    Raises
+    ------
+    ValueError
+        If ``n_tiles`` is not positive.
+
+    Examples
+    --------
+    >>> compute_train_tile_size(128, 4)
+    32
+    """
+    return int(n_samples) // _positive_int(n_tiles, "n_tiles")
+
+
+def compute_test_tiles(m_samples, n_tiles, n_tile_size):
+    """Number of test tiles and test tile size, GPRat's rule.
+
+    If ``m_samples`` is a multiple of ``n_tile_size`` the training tile size is kept;
+    otherwise the test data is split into ``n_tiles`` tiles.
+
+    Parameters
+    ----------
+    m_samples : int
+        Number of test samples (GPRat's documentation calls it ``n_test``).
+    n_tiles : int
+        Number of training tiles per dimension.
+    n_tile_size : int
+        Training tile size.
+
+    Returns
+    -------
+    m_tiles : int
+        Number of test tiles.
+    m_tile_size : int
+        Rows per test tile.
+
+    Raises
+    ------
+    ValueError
+        If ``n_tiles`` or ``n_tile_size`` is not positive.
+
+    Examples
+    --------
+    >>> compute_test_tiles(128, 4, 32)
+    (4, 32)
+    >>> compute_test_tiles(100, 4, 32)
+    (4, 25)
+    """
+    m_samples = int(m_samples)
+    n_tiles = _positive_int(n_tiles, "n_tiles")
+    n_tile_size = _positive_int(n_tile_size, "n_tile_size")
+    if m_samples % n_tile_size > 0:
+        return n_tiles, m_samples // n_tiles
+    return m_samples // n_tile_size, n_tile_size
+
+
+def start_hpx(args, n_cores):
+    """Start the task runtime with ``n_cores`` worker threads (GPRat started HPX here).
+
+    Parameters
+    ----------
+    args : list of str
+        HPX command-line arguments. Accepted for compatibility and ignored: gprat's runtime
+        is its own and takes no command line.
+    n_cores : int
+        Number of worker threads.
+
+    Raises
+    ------
+    ValueError
+        If ``n_cores`` is not positive.
+    """
+    if args is not None and (isinstance(args, str) or not all(isinstance(a, str) for a in args)):
+        raise TypeError(f"args must be a list of str (HPX command-line arguments); got {args!r}.")
+    _package().start(_positive_int(n_cores, "n_cores"))
+
+
+def stop_hpx():
+    """Stop the task runtime (waits for running tasks)."""
+    _package().stop()
+
+
+def suspend_hpx():
+    """Suspend the task runtime's worker threads until :func:`resume_hpx`."""
+    _package().suspend()
+
+
+def resume_hpx():
+    """Resume the task runtime after :func:`suspend_hpx`."""
+    _package().resume()
+
+
+def compiled_with_cuda():
+    """Whether this build of gprat includes the CUDA backend.
+
+    Returns
+    -------
+    bool
+    """
+    cuda_available = getattr(_package(), "cuda_available", None)
+    if callable(cuda_available):
+        return bool(cuda_available())
+    core = importlib.import_module("._core", __package__ or "gprat")
+    flag = getattr(core, "compiled_with_cuda", False)
+    return bool(flag() if callable(flag) else flag)
+
+
+def gpu_count():
+    """Number of CUDA devices visible to gprat (0 in a build without CUDA).
+
+    Returns
+    -------
+    int
+    """
+    if not compiled_with_cuda():
+        return 0
+    for name in ("gpu_count", "cuda_device_count", "device_count"):
+        function = _engine_function(name)
+        if function is not None:
+            return int(function())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Data and optimizer settings
+# --------------------------------------------------------------------------------------------
+
+
+class GP_data:
+    """A series of numbers read from a text file, padded for GPRat's sliding window.
+
+    Reads the first ``n_samples`` numbers of the file (whitespace separated, usually one per
+    line) and prepends ``n_regressors - 1`` zeros, so that ``len(data) == n_samples +
+    n_regressors - 1`` and every sample has a full window of regressors.
+
+    Parameters
+    ----------
+    file_path : str or path-like
+        Text file with at least ``n_samples`` numbers.
+    n_samples : int
+        Number of numbers to read.
+    n_regressors : int
+        Window length of the GP that will use the data (``n_reg`` of :class:`GP`).
+
+    Attributes
+    ----------
+    file_path : str
+    n_samples : int
+    n_regressors : int
+    data : list of float
+        ``n_regressors - 1`` zeros followed by the numbers read.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file holds fewer than ``n_samples`` numbers, or something that is not a number
+        among them, or if a size is not positive.
+    """
+
+    def __init__(self, file_path, n_samples, n_regressors):
+        self._file_path = str(file_path)
+        self._n_samples = _positive_int(n_samples, "n_samples")
+        self._n_regressors = _positive_int(n_regressors, "n_regressors")
+        path = Path(file_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"GP_data: file not found: {self._file_path}")
+        values = []
+        with path.open() as handle:
+            for line_number, line in enumerate(handle, start=1):
+                for token in line.split():
+                    try:
+                        values.append(float(token))
+                    except ValueError:
+                        raise ValueError(
+                            f"GP_data: {self._file_path}, line {line_number}: expected a number, got {token!r}."
+                        ) from None
+                    if len(values) == self._n_samples:
+                        break
+                if len(values) == self._n_samples:
+                    break
+        if len(values) < self._n_samples:
+            raise ValueError(
+                f"GP_data: {self._file_path} holds {len(values)} numbers; expected at least "
+                f"n_samples={self._n_samples}."
+            )
+        self._data = [0.0] * (self._n_regressors - 1) + values
+
+    @property
+    def file_path(self):
+        """str: Path of the file the data was read from."""
+        return self._file_path
+
+    @property
+    def n_samples(self):
+        """int: Number of values read from the file."""
+        return self._n_samples
+
+    @property
+    def n_regressors(self):
+        """int: Window length the data is padded for."""
+        return self._n_regressors
+
+    @property
+    def data(self):
+        """list of float: ``n_regressors - 1`` zeros, then the values read."""
+        return list(self._data)
+
+    def __repr__(self):
+        return f"GP_data(file_path={self._file_path!r}, n_samples={self._n_samples}, n_regressors={self._n_regressors})"
+
+
+class AdamParams:
+    """Settings of GPRat's Adam optimizer.
+
+    Parameters
+    ----------
+    learning_rate : float, default=0.001
+    beta1 : float, default=0.9
+        Decay of the first-moment estimate.
+    beta2 : float, default=0.999
+        Decay of the second-moment estimate.
+    epsilon : float, default=1e-8
+        Added to the square root of the second moment.
+    opt_iter : int, default=0
+        Number of steps :meth:`GP.optimize` runs.
+
+    Examples
+    --------
+    >>> AdamParams(learning_rate=0.1, opt_iter=3)
+    AdamParams(learning_rate=0.1, beta1=0.9, beta2=0.999, epsilon=1e-08, opt_iter=3)
+    """
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, opt_iter=0):
+        self.learning_rate = float(learning_rate)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self.epsilon = float(epsilon)
+        if isinstance(opt_iter, bool) or int(opt_iter) != opt_iter or opt_iter < 0:
+            raise ValueError(f"opt_iter must be a non-negative integer; got {opt_iter!r}.")
+        self.opt_iter = int(opt_iter)
+
+    def __repr__(self):
+        return (
+            f"AdamParams(learning_rate={self.learning_rate!r}, beta1={self.beta1!r}, "
+            f"beta2={self.beta2!r}, epsilon={self.epsilon!r}, opt_iter={self.opt_iter!r})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# GP
+# --------------------------------------------------------------------------------------------
+
+
+def _series(values, name):
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a flat list of numbers; got an array of shape {array.shape}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return array
+
+
+def _windows(series, n_samples, n_reg, name):
+    """Sliding-window features: row i is series[i : i + n_reg]."""
+    needed = n_samples + n_reg - 1
+    if series.size < needed:
+        raise ValueError(
+            f"{name} is too short: {n_samples} samples with n_reg={n_reg} need "
+            f"{needed} values (n_samples + n_reg - 1, as GP_data pads them); got {series.size}."
+        )
+    windows = np.lib.stride_tricks.sliding_window_view(series, n_reg)[:n_samples]
+    return np.ascontiguousarray(windows)
+
+
+class GP:
+    """GPRat's Gaussian process on a sliding window of a one-dimensional series.
+
+    Parameters
+    ----------
+    input_data : list of float
+        Input series, usually ``GP_data.data`` (padded with ``n_reg - 1`` leading zeros).
+        Sample ``i`` has the features ``input_data[i : i + n_reg]``.
+    output_data : list of float
+        Output series; sample ``i`` has the target ``output_data[i]``.
+    n_tiles : int
+        Tiles per dimension.
+    n_tile_size : int
+        Rows per tile; the GP uses ``n = n_tiles * n_tile_size`` samples.
+    n_reg : int, default=8
+        Number of regressors (window length).
+    kernel_params : sequence of 3 floats, default=(1.0, 1.0, 0.1)
+        ``[lengthscale, vertical_lengthscale, noise_variance]``, all positive.
+    trainable : sequence of 3 bools, default=(True, True, True)
+        Which of the three parameters :meth:`optimize` changes.
+    gpu_id : int, optional
+        GPU to run on. Only in a build with CUDA.
+    n_units : int, optional
+        Number of CUDA streams. Only in a build with CUDA.
+
+    Attributes
+    ----------
+    n_reg : int
+    kernel_params : list of float
+        The current ``[lengthscale, vertical_lengthscale, noise_variance]``; assigning a new
+        list also resets the optimizer's moment estimates.
+
+    Raises
+    ------
+    ValueError
+        If a size is not positive, the series are too short for ``n`` samples, or a kernel
+        parameter is not positive.
+    BackendUnavailableError
+        If ``gpu_id`` or ``n_units`` is given in a build without CUDA.
+
+    Examples
+    --------
+    >>> gp = GP([0.0] * 7 + [0.1, 0.4, 0.2, 0.3], [0.0] * 7 + [1.0, 2.0, 1.5, 1.7],
+    ...         n_tiles=2, n_tile_size=2)
+    >>> gp.n_reg, gp.kernel_params
+    (8, [1.0, 1.0, 0.1])
+    """
+
+    def __init__(
+        self,
+        input_data,
+        output_data,
+        n_tiles,
+        n_tile_size,
+        n_reg=8,
+        kernel_params=(1.0, 1.0, 0.1),
+        trainable=(True, True, True),
+        gpu_id=None,
+        n_units=None,
+    ):
+        self._n_tiles = _positive_int(n_tiles, "n_tiles")
+        self._n_tile_size = _positive_int(n_tile_size, "n_tile_size")
+        self._n_reg = _positive_int(n_reg, "n_reg")
+        self._input = _series(input_data, "input_data")
+        self._output = _series(output_data, "output_data")
+        n = self._n_tiles * self._n_tile_size
+        if self._output.size < n:
+            raise ValueError(
+                f"output_data is too short: n_tiles * n_tile_size = {n} samples need {n} "
+                f"values; got {self._output.size}."
+            )
+        self._X = _windows(self._input, n, self._n_reg, "input_data")
+        self._y = np.ascontiguousarray(self._output[:n])
+        trainable = list(trainable)
+        if len(trainable) != 3:
+            raise ValueError(
+                "trainable must hold 3 flags (lengthscale, vertical_lengthscale, "
+                f"noise_variance); got {len(trainable)}."
+            )
+        self._trainable = [bool(t) for t in trainable]
+        self._device = "cpu"
+        if gpu_id is not None or n_units is not None:
+            self._device = self._select_gpu(gpu_id, n_units)
+        self._gp = None
+        self.kernel_params = kernel_params
+
+    # -- attributes ------------------------------------------------------------------------
+
+    @property
+    def n_reg(self):
+        """int: Number of regressors (window length)."""
+        return self._n_reg
+
+    @n_reg.setter
+    def n_reg(self, value):
+        value = _positive_int(value, "n_reg")
+        n = self._n_tiles * self._n_tile_size
+        self._X = _windows(self._input, n, value, "input_data")
+        self._n_reg = value
+        self._gp = None
+
+    @property
+    def kernel_params(self):
+        """list of float: ``[lengthscale, vertical_lengthscale, noise_variance]``."""
+        return list(self._params)
+
+    @kernel_params.setter
+    def kernel_params(self, values):
+        values = [float(v) for v in values]
+        if len(values) != 3:
+            raise ValueError(
+                "kernel_params must hold 3 values [lengthscale, vertical_lengthscale, "
+                f"noise_variance]; got {len(values)}."
+            )
+        for name, value in zip(_PARAM_NAMES, values):
+            if not (value > 0.0 and math.isfinite(value)):
+                raise ValueError(f"kernel_params: {name} must be positive and finite; got {value}.")
+        self._params = values
+        self._m = [0.0, 0.0, 0.0]  # Adam first moments
+        self._w = [0.0, 0.0, 0.0]  # Adam second moments
+        self._gp = None
+
+    def get_input_data(self):
+        """Return the training input series as given (list of float)."""
+        return self._input.tolist()
+
+    def get_output_data(self):
+        """Return the training output series as given (list of float)."""
+        return self._output.tolist()
+
+    def __repr__(self):
+        l, v, s = self._params
+        t = [int(flag) for flag in self._trainable]
+        return (
+            f"Kernel_Params: [lengthscale={l:.12f}, vertical_lengthscale={v:.12f}, "
+            f"noise_variance={s:.12f}, n_regressors={self._n_reg}], Trainable_Params: "
+            f"[trainable_params l={t[0]}, trainable_params v={t[1]}, trainable_params n={t[2]}], "
+            f"Target: [{self._device}], n_tiles={self._n_tiles}, n_tile_size={self._n_tile_size}"
+        )
+
+    # -- engine ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _select_gpu(gpu_id, n_units):
+        if not compiled_with_cuda():
+            raise _backend_unavailable_error()(
+                f"Cannot create a GP on a GPU (gpu_id={gpu_id}, n_units={n_units}): this build "
+                "of gprat has no CUDA backend. Remove gpu_id and n_units to compute on the CPU."
+            )
+        if gpu_id is not None and not 0 <= int(gpu_id) < gpu_count():
+            raise ValueError(f"gpu_id must be in [0, {gpu_count()}); got gpu_id={gpu_id}.")
+        if n_units is not None:
+            _positive_int(n_units, "n_units")
+        if "device" not in inspect.signature(_package().ExactGP).parameters:
+            raise _backend_unavailable_error()(
+                "this build of gprat reports CUDA, but ExactGP takes no device argument; "
+                "remove gpu_id and n_units to compute on the CPU."
+            )
+        return "cuda"
+
+    def _engine(self):
+        """The native ExactGP fitted at the current kernel_params (built lazily, cached)."""
+        if self._gp is None:
+            package = _package()
+            lengthscale, signal_variance, noise_variance = self._params
+            kernel = package.kernels.SquaredExponential(lengthscale=lengthscale, signal_variance=signal_variance)
+            options = {"noise_variance": noise_variance, "tile_size": self._n_tile_size}
+            if self._device != "cpu":
+                options["device"] = self._device
+            self._gp = package.ExactGP(kernel, **options).fit(self._X, self._y)
+        return self._gp
+
+    def _test_features(self, test_data, m_tiles, m_tile_size):
+        m = _positive_int(m_tiles, "m_tiles") * _positive_int(m_tile_size, "m_tile_size")
+        return _windows(_series(test_data, "test_data"), m, self._n_reg, "test_data")
+
+    # -- GPRat methods ---------------------------------------------------------------------
+
+    def compute_loss(self):
+        """Negative log marginal likelihood divided by ``n`` at the current parameters.
+
+        Returns
+        -------
+        float
+            ``(1/2 y^T K^{-1} y + 1/2 log det K + n/2 log(2 pi)) / n``.
+        """
+        return -self._engine().log_marginal_likelihood() / self._y.size
+
+    def optimize_step(self, AdamParams, iter):
+        """Run one Adam step and return the loss before it.
+
+        Parameters
+        ----------
+        AdamParams : AdamParams
+            Optimizer settings (``opt_iter`` is ignored).
+        iter : int
+            Zero-based step number; the bias correction uses ``t = iter + 1``.
+
+        Returns
+        -------
+        float
+            The loss (see :meth:`compute_loss`) at the parameters before the step.
+
+        Notes
+        -----
+        With ``p = softplus^{-1}(value)`` (noise: ``value - 1e-6``) and ``g = d loss / d p``:
+        ``m <- beta1 m + (1 - beta1) g``, ``w <- beta2 w + (1 - beta2) g^2``,
+        ``p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(w) + epsilon)``.
+        The moments persist between calls; assigning ``kernel_params`` resets them.
+        """
+        adam = AdamParams
+        step = int(iter)
+        if step < 0:
+            raise ValueError(f"iter must be a non-negative integer; got {iter}.")
+        n = self._y.size
+        gp = self._engine()
+        lml, gradient_log = gp.log_marginal_likelihood(np.log(self._params), eval_gradient=True)
+        loss = -float(lml) / n
+        t = step + 1
+        step_size = adam.learning_rate * math.sqrt(1.0 - adam.beta2**t) / (1.0 - adam.beta1**t)
+        updated = list(self._params)
+        for j in range(3):
+            if not self._trainable[j]:
+                continue
+            noise = j == 2
+            value = self._params[j]
+            p = _to_unconstrained(value, noise)
+            # d loss / d p = d loss / d log(value) * d log(value) / d p
+            g = -float(gradient_log[j]) / n * _sigmoid(p) / value
+            self._m[j] = adam.beta1 * self._m[j] + (1.0 - adam.beta1) * g
+            self._w[j] = adam.beta2 * self._w[j] + (1.0 - adam.beta2) * g * g
+            p -= step_size * self._m[j] / (math.sqrt(self._w[j]) + adam.epsilon)
+            updated[j] = _to_constrained(p, noise)
+        if updated != self._params:
+            self._params = updated
+            self._gp = None
+        return loss
+
+    def optimize(self, AdamParams):
+        """Run ``AdamParams.opt_iter`` Adam steps.
+
+        Parameters
+        ----------
+        AdamParams : AdamParams
+            Optimizer settings.
+
+        Returns
+        -------
+        list of float
+            The loss before each step (see :meth:`optimize_step`).
+        """
+        return [self.optimize_step(AdamParams, step) for step in range(AdamParams.opt_iter)]
+
+    def predict(self, test_data, m_tiles, m_tile_size):
+        """Posterior mean at ``m = m_tiles * m_tile_size`` test windows.
+
+        Parameters
+        ----------
+        test_data : list of float
+            Test input series, padded like ``input_data``.
+        m_tiles : int
+            Number of test tiles.
+        m_tile_size : int
+            Rows per test tile.
+
+        Returns
+        -------
+        list of float
+            Mean, length ``m``.
+        """
+        mean = self._engine().predict(self._test_features(test_data, m_tiles, m_tile_size))
+        return np.asarray(mean, dtype=np.float64).tolist()
+
+    def predict_with_uncertainty(self, test_data, m_tiles, m_tile_size):
+        """Posterior mean and latent variance (noise not added).
+
+        Parameters
+        ----------
+        test_data : list of float
+        m_tiles : int
+        m_tile_size : int
+
+        Returns
+        -------
+        list
+            ``[mean, variance]``, two lists of length ``m``.
+        """
+        features = self._test_features(test_data, m_tiles, m_tile_size)
+        mean, std = self._engine().predict(features, return_std=True)
+        variance = np.square(np.asarray(std, dtype=np.float64))
+        return [np.asarray(mean, dtype=np.float64).tolist(), variance.tolist()]
+
+    def predict_with_full_cov(self, test_data, m_tiles, m_tile_size):
+        """Posterior mean and variance taken from the full posterior covariance.
+
+        Parameters
+        ----------
+        test_data : list of float
+        m_tiles : int
+        m_tile_size : int
+
+        Returns
+        -------
+        list
+            ``[mean, variance]``, with ``variance = diag(K** - V^T V)``.
+        """
+        features = self._test_features(test_data, m_tiles, m_tile_size)
+        mean, cov = self._engine().predict(features, return_cov=True)
+        variance = np.diagonal(np.asarray(cov, dtype=np.float64)).copy()
+        return [np.asarray(mean, dtype=np.float64).tolist(), variance.tolist()]
+
+    def cholesky(self):
+        """Tiles of the Cholesky factor ``L`` of ``K`` at the current parameters.
+
+        Returns
+        -------
+        list of list of float
+            ``n_tiles**2`` tiles in row-major tile order, each ``n_tile_size**2`` values in
+            row-major order; tiles above the diagonal are empty lists. Unlike GPRat, the
+            diagonal tiles hold zeros above their diagonal.
+        """
+        L = np.asarray(self._engine().cholesky_factor(), dtype=np.float64)
+        nt, nb = self._n_tiles, self._n_tile_size
+        tiles = []
+        for i in range(nt):
+            for j in range(nt):
+                if j > i:
+                    tiles.append([])
+                else:
+                    tiles.append(L[i * nb : (i + 1) * nb, j * nb : (j + 1) * nb].ravel().tolist())
+        return tiles

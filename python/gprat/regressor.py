@@ -1,0 +1,761 @@
+"""scikit-learn estimator face of gprat: :class:`GaussianProcessRegressor`.
+
+The estimator has scikit-learn's signature and semantics and runs on gprat's tiled exact-GP
+engine (:class:`gprat.ExactGP`). A kernel of an accepted form (see
+:mod:`gprat._sklearn_kernels`) maps onto the engine as
+
+    C * RBF                  -> SquaredExponential(lengthscale, signal_variance=C)
+    C * Matern(nu=0.5/1.5/2.5) -> Matern12 / Matern32 / Matern52
+    WhiteKernel noise_level + alpha -> noise_variance
+
+and scikit-learn's ``theta`` (log of the free hyperparameters, in the kernel's own order)
+maps onto the engine's ``theta`` (log of [lengthscale(s)..., signal_variance,
+noise_variance]) by a permutation; the white-noise entry carries the chain-rule factor
+``noise_level / (alpha + noise_level)`` because the engine's noise also holds ``alpha``.
+
+This module imports scikit-learn, an optional dependency of gprat.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils import check_random_state
+
+try:
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # scikit-learn < 1.6
+
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+
+from . import _sklearn_kernels as _skk
+from . import kernels as _engine_kernels
+from .exceptions import NotPositiveDefiniteError
+from .gp import ExactGP
+
+__all__ = ["GaussianProcessRegressor"]
+
+
+def _not_positive_definite(kernel, cause):
+    """The error ``fit`` raises when K + alpha I cannot be factored (scikit-learn's advice)."""
+    return NotPositiveDefiniteError(
+        f"The kernel, {kernel}, is not returning a positive definite matrix "
+        f"({cause}). Try gradually increasing the 'alpha' parameter of your "
+        "GaussianProcessRegressor estimator.",
+        getattr(cause, "order", None),
+    )
+
+
+class _EngineModel:
+    """A fitted estimator's engine side: one :class:`ExactGP` per target and the theta map.
+
+    Parameters
+    ----------
+    kernel : sklearn.gaussian_process.kernels.Kernel
+        A kernel of an accepted form; its structure and fixed hyperparameters are read once.
+    alpha : float
+        Value added to the diagonal of K (scalar).
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_targets)
+    tile_size : int or None
+    """
+
+    def __init__(self, kernel, alpha, X, Y, tile_size):
+        self.alpha = float(alpha)
+        self.X, self.Y, self.tile_size = X, Y, tile_size
+        self.parts = _skk.kernel_parts(kernel)
+        base = self.parts.base
+        n_features = X.shape[1]
+        if type(base) in _skk._BASE_RBF:
+            self.engine_kernel = _engine_kernels.SquaredExponential
+        else:
+            self.engine_kernel = {
+                0.5: _engine_kernels.Matern12,
+                1.5: _engine_kernels.Matern32,
+                2.5: _engine_kernels.Matern52,
+            }[_skk._check_nu(base.nu)]
+        self.ard = bool(base.anisotropic)
+        if np.ndim(base.length_scale) == 1 and len(base.length_scale) != n_features:
+            raise ValueError(
+                "An anisotropic length_scale needs one entry per feature; got "
+                f"{len(base.length_scale)} length scales for X with {n_features} features."
+            )
+        self.n_lengthscales = n_features if self.ard else 1
+        self.noise_index = self.n_lengthscales + 1
+        # (kernel theta slice, engine theta slice, is_white) in the kernel's theta order
+        self.theta_map = []
+        start = 0
+        for role in self.parts.order:
+            leaf = getattr(self.parts, role)
+            size = int(leaf.n_dims)
+            if size:
+                if role == "base":
+                    target = slice(0, self.n_lengthscales)
+                elif role == "constant":
+                    target = slice(self.n_lengthscales, self.n_lengthscales + 1)
+                else:
+                    target = slice(self.noise_index, self.noise_index + 1)
+                self.theta_map.append((slice(start, start + size), target, role == "white"))
+            start += size
+        self.n_dims = start
+        self.engines = None
+        self.white_noise = 0.0
+        self.set_kernel(kernel)
+
+    def set_kernel(self, kernel):
+        """Take hyperparameter values from ``kernel`` (same structure) and fit the engines.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            If K + noise_variance I is not positive definite.
+        """
+        parts = _skk.kernel_parts(kernel)
+        length_scale = parts.base.length_scale
+        if self.ard:
+            lengthscale = np.array(length_scale, dtype=np.float64)
+        else:
+            lengthscale = float(np.ravel(length_scale)[0])
+        signal_variance = 1.0 if parts.constant is None else float(parts.constant.constant_value)
+        self.white_noise = 0.0 if parts.white is None else float(parts.white.noise_level)
+        self.engines = None  # release the previous factors before building new ones
+        engines = []
+        for target in range(self.Y.shape[1]):
+            gp = ExactGP(
+                self.engine_kernel(lengthscale=lengthscale, signal_variance=signal_variance),
+                noise_variance=self.alpha + self.white_noise,
+                tile_size=self.tile_size,
+            )
+            try:
+                gp.fit(self.X, self.Y[:, target])
+            except np.linalg.LinAlgError as exc:
+                raise _not_positive_definite(kernel, exc) from exc
+            engines.append(gp)
+        self.engines = engines
+        self.base_theta = np.array(engines[0].theta, dtype=np.float64)
+
+    def engine_theta(self, theta):
+        """The engine's theta for the kernel theta ``theta`` (fixed values from the kernel)."""
+        engine_theta = self.base_theta.copy()
+        for source, target, white in self.theta_map:
+            if white:
+                engine_theta[target] = np.log(self.alpha + np.exp(theta[source]))
+            else:
+                engine_theta[target] = theta[source]
+        return engine_theta
+
+    def log_marginal_likelihood(self, theta, eval_gradient=False):
+        """Sum over targets of the LML at kernel theta ``theta`` (and its gradient).
+
+        Returns ``-inf`` (and a zero gradient) where K is not positive definite, as
+        scikit-learn does.
+        """
+        engine_theta = self.engine_theta(theta)
+        try:
+            if not eval_gradient:
+                return float(sum(gp.log_marginal_likelihood(engine_theta) for gp in self.engines))
+            value, engine_gradient = 0.0, np.zeros_like(engine_theta)
+            for gp in self.engines:
+                lml, gradient = gp.log_marginal_likelihood(engine_theta, eval_gradient=True)
+                value += lml
+                engine_gradient += gradient
+        except np.linalg.LinAlgError:
+            return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
+        gradient = np.empty(self.n_dims)
+        for source, target, white in self.theta_map:
+            if white:
+                noise_level = np.exp(theta[source])
+                # d/dlog(w) = d/dlog(alpha + w) * w / (alpha + w)
+                gradient[source] = engine_gradient[target] * (
+                    noise_level / (self.alpha + noise_level)
+                )
+            else:
+                gradient[source] = engine_gradient[target]
+        return float(value), gradient
+
+    def fitted_log_marginal_likelihood(self):
+        """Sum over targets of the LML at the fitted hyperparameters."""
+        return float(sum(gp.log_marginal_likelihood() for gp in self.engines))
+
+    def predict(self, X, return_std, return_cov):
+        """Latent mean per target, plus the variance or covariance including WhiteKernel noise.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_queries, n_targets)
+        spread : None, ndarray of shape (n_queries,) (variance) or (n_queries, n_queries)
+        """
+        first = self.engines[0]
+        spread = None
+        if return_cov:
+            mean0, cov = first.predict(X, return_cov=True)
+            spread = np.array(cov, dtype=np.float64)
+            spread[np.diag_indices_from(spread)] += self.white_noise
+        elif return_std:
+            mean0, std = first.predict(X, return_std=True)
+            latent = np.square(np.asarray(std, dtype=np.float64))
+            if self.white_noise > 0:
+                latent[np.isnan(latent)] = 0.0  # a negative latent variance from rounding
+            spread = latent + self.white_noise
+        else:
+            mean0 = first.predict(X)
+        means = [np.asarray(mean0, dtype=np.float64)]
+        means += [np.asarray(gp.predict(X), dtype=np.float64) for gp in self.engines[1:]]
+        return np.stack(means, axis=1), spread
+
+    def cholesky_factor(self):
+        """Dense lower Cholesky factor of K + noise_variance I, ndarray of shape (n, n)."""
+        return np.asarray(self.engines[0].cholesky_factor())
+
+
+class _DenseModel:
+    """Dense NumPy/SciPy path for a per-sample ``alpha`` or a zero noise variance.
+
+    The engine's noise variance is one positive scalar (its theta holds its logarithm).
+
+    Same interface as :class:`_EngineModel`; follows R&W Alg. 2.1 with scikit-learn's kernel
+    objects computing K and dK/dtheta, so it is correct for any accepted kernel, at dense
+    O(n^3) cost and O(n^2 n_hyperparameters) memory for the gradient.
+    """
+
+    def __init__(self, kernel, alpha, X, Y):
+        _skk.kernel_parts(kernel)
+        self.alpha = np.asarray(alpha, dtype=np.float64)
+        self.X, self.Y = X, Y
+        self.n_dims = int(kernel.n_dims)
+        self.set_kernel(kernel)
+
+    def _factor(self, kernel, eval_gradient):
+        if eval_gradient:
+            K, K_gradient = kernel(self.X, eval_gradient=True)
+        else:
+            K, K_gradient = kernel(self.X), None
+        K[np.diag_indices_from(K)] += self.alpha
+        L = scipy.linalg.cholesky(K, lower=True, check_finite=False)  # L L^T = K
+        return L, K_gradient
+
+    def set_kernel(self, kernel):
+        self.kernel = clone(kernel)
+        try:
+            self.L, _ = self._factor(self.kernel, False)
+        except np.linalg.LinAlgError as exc:
+            raise _not_positive_definite(kernel, exc) from exc
+        self.alpha_vector = scipy.linalg.cho_solve((self.L, True), self.Y, check_finite=False)
+
+    def _value(self, L, alpha_vector):
+        # -1/2 y^T alpha - sum log L_ii - n/2 log(2 pi), summed over targets
+        n, n_targets = self.Y.shape
+        return float(
+            -0.5 * np.einsum("ik,ik->", self.Y, alpha_vector)
+            - n_targets * np.log(np.diag(L)).sum()
+            - n_targets * n / 2 * np.log(2 * np.pi)
+        )
+
+    def log_marginal_likelihood(self, theta, eval_gradient=False):
+        kernel = self.kernel.clone_with_theta(theta)
+        try:
+            L, K_gradient = self._factor(kernel, eval_gradient)
+        except np.linalg.LinAlgError:
+            return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
+        alpha_vector = scipy.linalg.cho_solve((L, True), self.Y, check_finite=False)
+        value = self._value(L, alpha_vector)
+        if not eval_gradient:
+            return value
+        # 1/2 tr((alpha alpha^T - K^{-1}) dK/dtheta_j), summed over targets  (R&W eq. 5.9)
+        K_inv = scipy.linalg.cho_solve((L, True), np.eye(L.shape[0]), check_finite=False)
+        inner = alpha_vector @ alpha_vector.T - self.Y.shape[1] * K_inv
+        gradient = 0.5 * np.einsum("ij,jik->k", inner, K_gradient)
+        return value, gradient
+
+    def fitted_log_marginal_likelihood(self):
+        return self._value(self.L, self.alpha_vector)
+
+    def predict(self, X, return_std, return_cov):
+        K_trans = self.kernel(X, self.X)
+        mean = K_trans @ self.alpha_vector
+        if not (return_std or return_cov):
+            return mean, None
+        V = scipy.linalg.solve_triangular(self.L, K_trans.T, lower=True, check_finite=False)
+        if return_cov:
+            return mean, self.kernel(X) - V.T @ V
+        return mean, self.kernel.diag(X) - np.einsum("ij,ij->j", V, V)
+
+    def cholesky_factor(self):
+        return self.L
+
+
+def _check_alpha(alpha, n_samples):
+    """scikit-learn's ``alpha`` as a float (engine) or an ndarray of shape (n_samples,)."""
+    values = np.asarray(alpha, dtype=np.float64)
+    if values.ndim > 1:
+        raise ValueError(
+            f"alpha must be a scalar or an array of shape (n_samples,); got shape {values.shape}."
+        )
+    if values.ndim == 1 and values.shape[0] not in (1, n_samples):
+        raise ValueError(
+            "alpha must be a scalar or an array with same number of entries as y. "
+            f"({values.shape[0]} != {n_samples})"
+        )
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"alpha must be finite and >= 0; got {alpha!r}.")
+    if values.ndim == 0 or np.all(values == values.flat[0]):
+        return float(values.flat[0])
+    return values
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
+    """Gaussian process regression (R&W Alg. 2.1) on gprat's tiled exact-GP engine.
+
+    A drop-in for :class:`sklearn.gaussian_process.GaussianProcessRegressor`: same
+    parameters, methods, fitted attributes and results (to rounding), for the kernels gprat
+    computes.
+
+    Parameters
+    ----------
+    kernel : kernel object, default=None
+        ``K``, ``C * K``, ``K + WhiteKernel`` or ``C * K + WhiteKernel`` with ``K`` an
+        ``RBF`` or a ``Matern`` of nu 0.5, 1.5 or 2.5 and ``C`` a ``ConstantKernel``, from
+        :mod:`gprat.kernels` or :mod:`sklearn.gaussian_process.kernels`. None means
+        ``ConstantKernel(1.0) * RBF(1.0)``. The hyperparameters are optimized during
+        fitting unless their bounds are "fixed".
+    alpha : float or ndarray of shape (n_samples,), default=1e-10
+        Value added to the diagonal of the kernel matrix during fitting: the variance of
+        additional Gaussian measurement noise on the training targets, not optimized.
+        A per-sample array with unequal entries runs on a dense NumPy path (see Notes).
+    optimizer : "fmin_l_bfgs_b", callable or None, default="fmin_l_bfgs_b"
+        How to maximize the log-marginal likelihood. A callable is called as
+        ``theta_opt, func_min = optimizer(obj_func, initial_theta, bounds=bounds)`` where
+        ``obj_func(theta, eval_gradient=True)`` returns the negative log-marginal
+        likelihood (and its gradient). None keeps the kernel's hyperparameters.
+    n_restarts_optimizer : int, default=0
+        Extra optimizer runs from initial theta drawn log-uniformly within the bounds
+        (which must then be finite).
+    normalize_y : bool, default=False
+        Subtract the mean and divide by the standard deviation of each target before
+        fitting; predictions are transformed back.
+    copy_X_train : bool, default=True
+        Store copies of the training data in ``X_train_`` and ``y_train_``.
+    n_targets : int or None, default=None
+        Number of targets; used by ``predict`` and ``sample_y`` before ``fit``, and checked
+        against ``y`` in ``fit``.
+    random_state : int, RandomState instance or None, default=None
+        Draws the initial theta of the optimizer restarts.
+    tile_size : int or None, default=None
+        Rows per tile in the engine (tuning only; results do not depend on it).
+
+    Attributes
+    ----------
+    X_train_ : ndarray of shape (n_samples, n_features)
+        Training inputs.
+    y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        Training targets (normalized when ``normalize_y``).
+    kernel_ : kernel object
+        The kernel with the optimized hyperparameters.
+    L_ : ndarray of shape (n_samples, n_samples)
+        Lower Cholesky factor of ``kernel_(X_train_) + alpha I``; computed from the
+        engine's factor on first access.
+    alpha_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        ``K^{-1} y_train_``; computed on first access.
+    log_marginal_likelihood_value_ : float
+        Log-marginal likelihood of ``kernel_.theta`` (summed over targets).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    Notes
+    -----
+    * Several targets share the kernel, as in scikit-learn: the log-marginal likelihood
+      and its gradient are sums over targets. The engine takes one target per model, so
+      each target gets its own engine model; a likelihood step costs ``n_targets`` engine
+      steps and memory holds ``n_targets`` factors.
+    * The engine's noise variance is a single number (``alpha`` plus the WhiteKernel's
+      ``noise_level``). An ``alpha`` array with unequal entries cannot be expressed that
+      way, and neither can a noise variance of exactly 0 (``alpha=0`` without a
+      WhiteKernel; the engine keeps the noise positive), so such models are computed exactly
+      on a dense NumPy/SciPy path (scikit-learn's algorithm on the same kernel objects)
+      instead of the tiled engine; an array of equal entries runs on the engine.
+    * Predicted standard deviations and covariances include the WhiteKernel noise but not
+      ``alpha``, as in scikit-learn.
+    * Pickles hold the hyperparameters and training data, not the factor; an unpickled
+      model refactors on first use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gprat import GaussianProcessRegressor
+    >>> from gprat.kernels import ConstantKernel, RBF, WhiteKernel
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0, 5, size=(40, 1))
+    >>> y = np.sin(X[:, 0]) + 0.05 * rng.standard_normal(40)
+    >>> kernel = ConstantKernel(1.0) * RBF(1.0) + WhiteKernel(0.01)
+    >>> gpr = GaussianProcessRegressor(kernel, random_state=0).fit(X, y)
+    >>> mean, std = gpr.predict(X[:3], return_std=True)
+    >>> mean.shape, std.shape
+    ((3,), (3,))
+    """
+
+    def __init__(
+        self,
+        kernel=None,
+        *,
+        alpha=1e-10,
+        optimizer="fmin_l_bfgs_b",
+        n_restarts_optimizer=0,
+        normalize_y=False,
+        copy_X_train=True,
+        n_targets=None,
+        random_state=None,
+        tile_size=None,
+    ):
+        self.kernel = kernel
+        self.alpha = alpha
+        self.optimizer = optimizer
+        self.n_restarts_optimizer = n_restarts_optimizer
+        self.normalize_y = normalize_y
+        self.copy_X_train = copy_X_train
+        self.n_targets = n_targets
+        self.random_state = random_state
+        self.tile_size = tile_size
+
+    def _check_params(self):
+        from sklearn.gaussian_process.kernels import Kernel
+
+        if self.kernel is not None and not isinstance(self.kernel, Kernel):
+            raise TypeError(
+                f"kernel must be None or a kernel object; got {type(self.kernel).__name__}."
+            )
+        if not (
+            self.optimizer is None or self.optimizer == "fmin_l_bfgs_b" or callable(self.optimizer)
+        ):
+            raise ValueError(
+                f"optimizer must be 'fmin_l_bfgs_b', a callable or None; got {self.optimizer!r}."
+            )
+        if not _is_int(self.n_restarts_optimizer) or self.n_restarts_optimizer < 0:
+            raise ValueError(
+                f"n_restarts_optimizer must be an int >= 0; got {self.n_restarts_optimizer!r}."
+            )
+        for name in ("normalize_y", "copy_X_train"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool; got {getattr(self, name)!r}.")
+        if self.n_targets is not None and (not _is_int(self.n_targets) or self.n_targets < 1):
+            raise ValueError(f"n_targets must be None or an int >= 1; got {self.n_targets!r}.")
+        if self.tile_size is not None and (not _is_int(self.tile_size) or self.tile_size < 1):
+            raise ValueError(f"tile_size must be None or an int >= 1; got {self.tile_size!r}.")
+
+    def fit(self, X, y):
+        """Fit the Gaussian process regression model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values.
+
+        Returns
+        -------
+        self : GaussianProcessRegressor
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If the kernel is not of an accepted form, or an argument is invalid.
+        NotPositiveDefiniteError
+            If ``kernel_(X) + alpha I`` is not positive definite at the final
+            hyperparameters (a ``numpy.linalg.LinAlgError``).
+        """
+        self._check_params()
+        if self.kernel is None:
+            self.kernel_ = _skk.ConstantKernel(1.0) * _skk.RBF(1.0)
+        else:
+            self.kernel_ = clone(self.kernel)
+        _skk.kernel_parts(self.kernel_)
+        self._rng = check_random_state(self.random_state)
+        X, y = _validate_data(
+            self, X, y, multi_output=True, y_numeric=True, ensure_2d=True, dtype=np.float64
+        )
+        n_targets_seen = y.shape[1] if y.ndim > 1 else 1
+        if self.n_targets is not None and n_targets_seen != self.n_targets:
+            raise ValueError(
+                "The number of targets seen in `y` is different from the parameter "
+                f"`n_targets`. Got {n_targets_seen} != {self.n_targets}."
+            )
+        if self.normalize_y:
+            self._y_train_mean = np.mean(y, axis=0)
+            std = np.atleast_1d(np.std(y, axis=0))
+            std[std < 10 * np.finfo(std.dtype).eps] = 1.0  # constant targets keep scale 1
+            self._y_train_std = std if y.ndim > 1 else std[0]
+            y = (y - self._y_train_mean) / self._y_train_std
+        else:
+            shape = (y.shape[1],) if y.ndim == 2 else 1
+            self._y_train_mean = np.zeros(shape=shape)
+            self._y_train_std = np.ones(shape=shape)
+        self._alpha = _check_alpha(self.alpha, X.shape[0])
+        self.X_train_ = np.copy(X) if self.copy_X_train else X
+        self.y_train_ = np.copy(y) if self.copy_X_train else y
+        self.__dict__.pop("_cache", None)
+        self._model = self._make_model()
+
+        if self.optimizer is not None and self.kernel_.n_dims > 0:
+
+            def obj_func(theta, eval_gradient=True):
+                if eval_gradient:
+                    lml, grad = self.log_marginal_likelihood(
+                        theta, eval_gradient=True, clone_kernel=False
+                    )
+                    return -lml, -grad
+                return -self.log_marginal_likelihood(theta, clone_kernel=False)
+
+            optima = [
+                self._constrained_optimization(obj_func, self.kernel_.theta, self.kernel_.bounds)
+            ]
+            if self.n_restarts_optimizer > 0:
+                bounds = self.kernel_.bounds
+                if not np.isfinite(bounds).all():
+                    raise ValueError(
+                        "Multiple optimizer restarts (n_restarts_optimizer>0) "
+                        "requires that all bounds are finite."
+                    )
+                for _ in range(self.n_restarts_optimizer):
+                    theta_initial = self._rng.uniform(bounds[:, 0], bounds[:, 1])
+                    optima.append(self._constrained_optimization(obj_func, theta_initial, bounds))
+            values = [value for _, value in optima]
+            self.kernel_.theta = optima[int(np.argmin(values))][0]
+            if hasattr(self.kernel_, "_check_bounds_params"):
+                self.kernel_._check_bounds_params()
+            self._model.set_kernel(self.kernel_)
+            self.log_marginal_likelihood_value_ = -float(np.min(values))
+        else:
+            self.log_marginal_likelihood_value_ = self._model.fitted_log_marginal_likelihood()
+        return self
+
+    def _make_model(self):
+        Y = self.y_train_.reshape(self.y_train_.shape[0], -1)
+        white = _skk.kernel_parts(self.kernel_).white
+        noise = self._alpha + (0.0 if white is None else white.noise_level)
+        if np.ndim(noise) == 0 and noise > 0:
+            return _EngineModel(self.kernel_, self._alpha, self.X_train_, Y, self.tile_size)
+        return _DenseModel(self.kernel_, self._alpha, self.X_train_, Y)
+
+    def _get_model(self):
+        """The fitted model, rebuilt from the fitted attributes after unpickling."""
+        model = self.__dict__.get("_model")
+        if model is None:
+            model = self._make_model()
+            self._model = model
+        return model
+
+    def _constrained_optimization(self, obj_func, initial_theta, bounds):
+        if self.optimizer == "fmin_l_bfgs_b":
+            result = scipy.optimize.minimize(
+                obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds
+            )
+            if not result.success:
+                warnings.warn(
+                    f"lbfgs failed to converge (status={result.status}): {result.message}. "
+                    "Increase the number of restarts or rescale the data.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+            return result.x, result.fun
+        if callable(self.optimizer):
+            return self.optimizer(obj_func, initial_theta, bounds=bounds)
+        raise ValueError(f"Unknown optimizer {self.optimizer}.")
+
+    def _check_fitted(self):
+        if not hasattr(self, "X_train_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def log_marginal_likelihood(self, theta=None, eval_gradient=False, clone_kernel=True):
+        """Log-marginal likelihood of ``theta`` for the training data.
+
+        Parameters
+        ----------
+        theta : array-like of shape (n_kernel_params,), default=None
+            Log-transformed free hyperparameters, in the order of ``kernel_.theta``. None
+            returns ``log_marginal_likelihood_value_``.
+        eval_gradient : bool, default=False
+            Also return the gradient with respect to ``theta`` (``theta`` must be given).
+        clone_kernel : bool, default=True
+            If False, ``kernel_.theta`` is set to ``theta`` (the fitted factor is unchanged).
+
+        Returns
+        -------
+        log_likelihood : float
+            Log-marginal likelihood, summed over targets; ``-inf`` where the kernel matrix
+            is not positive definite.
+        log_likelihood_gradient : ndarray of shape (n_kernel_params,), optional
+            Its gradient with respect to ``theta``; only when ``eval_gradient`` is True.
+
+        Raises
+        ------
+        ValueError
+            If ``eval_gradient`` is True without ``theta``, or ``theta`` has the wrong shape.
+        """
+        if theta is None:
+            if eval_gradient:
+                raise ValueError("Gradient can only be evaluated for theta!=None")
+            self._check_fitted()
+            return self.log_marginal_likelihood_value_
+        self._check_fitted()
+        theta = np.asarray(theta, dtype=np.float64)
+        n_dims = self.kernel_.n_dims
+        if theta.shape != (n_dims,):
+            raise ValueError(
+                f"theta must have shape ({n_dims},), one entry per free hyperparameter of "
+                f"kernel_ {self.kernel_}; got shape {theta.shape}."
+            )
+        if not clone_kernel:
+            self.kernel_.theta = theta
+        return self._get_model().log_marginal_likelihood(theta, eval_gradient)
+
+    def predict(self, X, return_std=False, return_cov=False):
+        """Predict with the Gaussian process (its prior when not fitted).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+        return_std : bool, default=False
+            Also return the standard deviation of the predictive distribution.
+        return_cov : bool, default=False
+            Also return the covariance of the joint predictive distribution.
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_queries,) or (n_queries, n_targets)
+            Predictive mean.
+        y_std : ndarray of shape (n_queries,) or (n_queries, n_targets), optional
+            Predictive standard deviation; only when ``return_std`` is True.
+        y_cov : ndarray of shape (n_queries, n_queries) or (n_queries, n_queries, n_targets), optional
+            Predictive covariance; only when ``return_cov`` is True.
+
+        Raises
+        ------
+        RuntimeError
+            If both ``return_std`` and ``return_cov`` are True.
+        """
+        if return_std and return_cov:
+            raise RuntimeError("At most one of return_std or return_cov can be requested.")
+        X = _validate_data(self, X, ensure_2d=True, dtype=np.float64, reset=False)
+
+        if not hasattr(self, "X_train_"):
+            kernel = self.kernel
+            if kernel is None:
+                kernel = _skk.ConstantKernel(1.0, constant_value_bounds="fixed") * _skk.RBF(
+                    1.0, length_scale_bounds="fixed"
+                )
+            _skk.kernel_parts(kernel)
+            n_targets = self.n_targets if self.n_targets is not None else 1
+            y_mean = np.zeros(shape=(X.shape[0], n_targets)).squeeze()
+            if return_cov:
+                y_cov = kernel(X)
+                if n_targets > 1:
+                    y_cov = np.repeat(np.expand_dims(y_cov, -1), repeats=n_targets, axis=-1)
+                return y_mean, y_cov
+            if return_std:
+                y_var = kernel.diag(X)
+                if n_targets > 1:
+                    y_var = np.repeat(np.expand_dims(y_var, -1), repeats=n_targets, axis=-1)
+                return y_mean, np.sqrt(y_var)
+            return y_mean
+
+        mean, spread = self._get_model().predict(X, return_std, return_cov)
+        y_mean = self._y_train_std * mean + self._y_train_mean
+        if y_mean.shape[1] == 1:
+            y_mean = y_mean[:, 0]
+        if return_cov:
+            y_cov = np.outer(spread, self._y_train_std**2).reshape(*spread.shape, -1)
+            if y_cov.shape[2] == 1:
+                y_cov = y_cov[:, :, 0]
+            return y_mean, y_cov
+        if return_std:
+            y_var = spread
+            negative = ~(y_var >= 0)
+            if np.any(negative):
+                warnings.warn(
+                    "Predicted variances smaller than 0. Setting those variances to 0.",
+                    stacklevel=2,
+                )
+                y_var = np.where(negative, 0.0, y_var)
+            y_var = np.outer(y_var, self._y_train_std**2).reshape(*y_var.shape, -1)
+            if y_var.shape[1] == 1:
+                y_var = y_var[:, 0]
+            return y_mean, np.sqrt(y_var)
+        return y_mean
+
+    def sample_y(self, X, n_samples=1, random_state=0):
+        """Draw samples from the Gaussian process at ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+        n_samples : int, default=1
+            Number of samples per query point.
+        random_state : int, RandomState instance or None, default=0
+            Seed or generator of the draws.
+
+        Returns
+        -------
+        y_samples : ndarray of shape (n_queries, n_samples) or (n_queries, n_targets, n_samples)
+            The samples.
+        """
+        rng = check_random_state(random_state)
+        y_mean, y_cov = self.predict(X, return_cov=True)
+        if y_mean.ndim == 1:
+            return rng.multivariate_normal(y_mean, y_cov, n_samples).T
+        samples = [
+            rng.multivariate_normal(y_mean[:, target], y_cov[..., target], n_samples).T[
+                :, np.newaxis
+            ]
+            for target in range(y_mean.shape[1])
+        ]
+        return np.hstack(samples)
+
+    @property
+    def L_(self):
+        """Lower Cholesky factor of ``kernel_(X_train_) + alpha I``, ndarray of shape (n, n)."""
+        self._check_fitted()
+        cache = self.__dict__.setdefault("_cache", {})
+        if "L" not in cache:
+            cache["L"] = self._get_model().cholesky_factor()
+        return cache["L"]
+
+    @property
+    def alpha_(self):
+        """``K^{-1} y_train_``, ndarray of shape (n_samples,) or (n_samples, n_targets)."""
+        self._check_fitted()
+        cache = self.__dict__.setdefault("_cache", {})
+        if "alpha" not in cache:
+            cache["alpha"] = scipy.linalg.cho_solve(
+                (self.L_, True), self.y_train_, check_finite=False
+            )
+        return cache["alpha"]
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_model", None)
+        state.pop("_cache", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"requires_fit": False}

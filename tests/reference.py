@@ -1,0 +1,120 @@
+"""Independent dense NumPy/SciPy oracle for the tests (R&W Algorithm 2.1).
+
+Nothing here calls gprat: kernels are written from their textbook formulas with
+scipy.spatial.distance, and the GP quantities with numpy.linalg / scipy.linalg.
+"""
+
+import numpy as np
+import scipy.linalg
+from scipy.spatial.distance import cdist
+
+KERNELS = ("SquaredExponential", "Matern12", "Matern32", "Matern52")
+
+
+def scaled_distance(X, Y, lengthscale):
+    ls = np.atleast_1d(np.asarray(lengthscale, dtype=np.float64))
+    return cdist(X / ls, Y / ls, metric="euclidean")
+
+
+def kernel_matrix(name, X, Y, lengthscale, signal_variance):
+    """k(X, Y) from the closed-form formula of each kernel."""
+    r = scaled_distance(X, Y, lengthscale)
+    if name == "SquaredExponential":
+        f = np.exp(-0.5 * r**2)
+    elif name == "Matern12":
+        f = np.exp(-r)
+    elif name == "Matern32":
+        s = np.sqrt(3.0) * r
+        f = (1.0 + s) * np.exp(-s)
+    elif name == "Matern52":
+        s = np.sqrt(5.0) * r
+        f = (1.0 + s + s**2 / 3.0) * np.exp(-s)
+    else:
+        raise ValueError(name)
+    return signal_variance * f
+
+
+def theta_of(lengthscale, signal_variance, noise_variance):
+    return np.log(np.concatenate([np.atleast_1d(lengthscale), [signal_variance, noise_variance]]))
+
+
+def unpack(theta, ard):
+    v = np.exp(np.asarray(theta, dtype=np.float64))
+    ls = v[:-2] if ard else v[0]
+    return ls, v[-2], v[-1]
+
+
+def lml(name, X, y, theta, ard):
+    """log p(y|X) by Algorithm 2.1 with LAPACK's dense Cholesky."""
+    ls, s2, noise = unpack(theta, ard)
+    K = kernel_matrix(name, X, X, ls, s2) + noise * np.eye(len(X))
+    L = np.linalg.cholesky(K)
+    alpha = scipy.linalg.cho_solve((L, True), y)
+    return -0.5 * y @ alpha - np.log(np.diag(L)).sum() - 0.5 * len(X) * np.log(2 * np.pi)
+
+
+def lml_gradient_fd(name, X, y, theta, ard, h=1e-5):
+    """Central finite differences of lml in theta (O(h^2) accurate)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    g = np.empty_like(theta)
+    for j in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[j] = h
+        g[j] = (lml(name, X, y, theta + e, ard) - lml(name, X, y, theta - e, ard)) / (2 * h)
+    return g
+
+
+def kernel_log_derivatives(name, X, lengthscale, signal_variance, ard):
+    """dK/dlog(lengthscale_k) for each lengthscale, by hand from the textbook formulas:
+    with D_k = (x_k - x'_k)^2 / l_k^2 and r^2 = sum_k D_k,
+      SE:   K D_k            M12: s2 exp(-r) D_k / r  (0 at r = 0)
+      M32:  3 s2 exp(-sqrt3 r) D_k      M52: 5/3 s2 (1 + sqrt5 r) exp(-sqrt5 r) D_k
+    (isotropic: D_k summed over k, i.e. r^2)."""
+    ls = np.atleast_1d(np.asarray(lengthscale, dtype=np.float64))
+    diffs = (X[:, None, :] - X[None, :, :]) / (ls if ard else ls[0])
+    D = diffs**2  # (n, n, d)
+    r = np.sqrt(D.sum(axis=2))
+    if name == "SquaredExponential":
+        factor = signal_variance * np.exp(-0.5 * r**2)
+    elif name == "Matern12":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(r > 0, signal_variance * np.exp(-r) / r, 0.0)
+    elif name == "Matern32":
+        factor = 3.0 * signal_variance * np.exp(-np.sqrt(3.0) * r)
+    elif name == "Matern52":
+        factor = 5.0 / 3.0 * signal_variance * (1.0 + np.sqrt(5.0) * r) * np.exp(-np.sqrt(5.0) * r)
+    else:
+        raise ValueError(name)
+    if ard:
+        return [factor * D[:, :, k] for k in range(D.shape[2])]
+    return [factor * r**2]
+
+
+def lml_gradient(name, X, y, theta, ard):
+    """Closed-form gradient 1/2 tr((alpha alpha^T - K^-1) dK/dtheta_j), dense, with the
+    hand-written derivatives above and LAPACK's Cholesky for K^-1."""
+    theta = np.asarray(theta, dtype=np.float64)
+    ls, s2, noise = unpack(theta, ard)
+    n = len(X)
+    Kf = kernel_matrix(name, X, X, ls, s2)
+    L = np.linalg.cholesky(Kf + noise * np.eye(n))
+    Kinv = scipy.linalg.cho_solve((L, True), np.eye(n))
+    alpha = Kinv @ y
+    W = np.outer(alpha, alpha) - Kinv
+    dKs = kernel_log_derivatives(name, X, ls, s2, ard) + [Kf, noise * np.eye(n)]
+    return np.array([0.5 * np.sum(W * dK) for dK in dKs])
+
+
+def predict(name, X, y, Xs, theta, ard, include_noise=False):
+    """(mean, variance, covariance) of the posterior at Xs, Algorithm 2.1 lines 4-6."""
+    ls, s2, noise = unpack(theta, ard)
+    K = kernel_matrix(name, X, X, ls, s2) + noise * np.eye(len(X))
+    L = np.linalg.cholesky(K)
+    alpha = scipy.linalg.cho_solve((L, True), y)
+    Ks = kernel_matrix(name, Xs, X, ls, s2)
+    mean = Ks @ alpha
+    V = scipy.linalg.solve_triangular(L, Ks.T, lower=True)
+    cov = kernel_matrix(name, Xs, Xs, ls, s2) - V.T @ V
+    if include_noise:
+        cov = cov + noise * np.eye(len(Xs))
+    return mean, np.diag(cov).copy(), cov
