@@ -32,6 +32,34 @@ Index resolve_tile_size(std::optional<Index> nb, Index n)
     return nb ? *nb : gp::choose_tile_size(n, runtime::Executor::instance().num_threads());
 }
 
+/// Tile-parallel copies between a dense row-major n x n array and the lower tiles of A, as
+/// tasks of the same graph as the algorithm (so copying overlaps computing). copy_out writes
+/// zeros above the diagonal.
+template <typename T>
+void copy_in(const T* src, const TiledMatrix<T>& A, runtime::TaskGraph& g)
+{
+    for (Index j = 0; j < A.nt(); ++j)
+        for (Index i = j; i < A.mt(); ++i)
+            g.add("copy_in", linalg::priority(A.nt(), j, linalg::Stage::Factor) + 1,
+                  [&A, src, i, j](tiles::TileView<T>) { tiles::copy_tile_from_row_major(src, A.cols(), A, i, j); },
+                  A.write(i, j));
+}
+
+template <typename T>
+void copy_out(const TiledMatrix<T>& A, T* dst, runtime::TaskGraph& g)
+{
+    const Index n = A.rows();
+    for (Index i = 0; i < A.mt(); ++i)
+        for (Index j = i + 1; j < A.nt(); ++j)  // strict upper tiles of the output
+            for (Index r = 0; r < A.tile_rows(i); ++r)
+                std::memset(dst + (A.row0(i) + r) * n + A.col0(j), 0, sizeof(T) * A.tile_cols(j));
+    for (Index j = 0; j < A.nt(); ++j)
+        for (Index i = j; i < A.mt(); ++i)
+            g.add("copy_out", 0,
+                  [&A, dst, i, j](tiles::TileView<T>) { tiles::copy_tile_to_row_major(A, i, j, dst, A.cols(), true); },
+                  A.read(i, j));
+}
+
 template <typename T>
 py::array_t<T> cholesky(const CArray<T>& a, std::optional<Index> tile_size)
 {
@@ -43,11 +71,11 @@ py::array_t<T> cholesky(const CArray<T>& a, std::optional<Index> tile_size)
     T* dst = out.mutable_data();
     without_gil([&] {
         TiledMatrix<T> A(n, n, nb, Structure::SymmetricLower);
-        tiles::copy_from_row_major(src, n, A);
         runtime::TaskGraph g;
+        copy_in(src, A, g);
         linalg::cholesky(A, g);
+        copy_out(A, dst, g);
         g.wait();
-        tiles::copy_to_row_major(A, dst, n);
     });
     return out;
 }

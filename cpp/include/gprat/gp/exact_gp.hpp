@@ -261,20 +261,24 @@ class ExactGP
     void predict_locked(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise) const
     {
         // Without a covariance, test points go in column chunks so K*^T needs at most ~256 MiB.
-        const Index budget_columns = std::max<Index>(nb_, static_cast<Index>((std::size_t(256) << 20) / (sizeof(T) * n_)));
-        const Index chunk = covariance ? m : std::min(m, (budget_columns / nb_) * nb_);
+        // Test points are tiled by nbc columns: enough column tiles that every worker has its own
+        // stream of triangular solves (the solve is sequential down the rows of one column tile).
+        const Index workers = runtime::Executor::instance().num_threads();
+        const Index nbc = std::clamp<Index>((m + 4 * workers - 1) / (4 * workers), std::min<Index>(64, m), nb_);
+        const Index budget_columns = std::max<Index>(nbc, static_cast<Index>((std::size_t(256) << 20) / (sizeof(T) * n_)));
+        const Index chunk = covariance ? m : std::min(m, (budget_columns / nbc) * nbc);
         const double noise = include_noise ? noise_variance_ : 0.0;
         for (Index s = 0; s < m; s += chunk) {
             const Index mc = std::min(chunk, m - s);
             const T* Xc = Xs + s * d_;
-            Matrix Kt(n_, mc, nb_), mean_t(mc, 1, nb_), var_t;
+            Matrix Kt(n_, mc, nb_, nbc), mean_t(mc, 1, nbc, alpha_.nbc()), var_t;
             std::optional<Matrix> C;
             runtime::TaskGraph g;
             kernels::assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
             linalg::transpose_times(Kt, alpha_, mean_t, g);                  // mean = K* alpha
             if (variance || covariance) { linalg::solve_lower(K_, Op::NoTrans, Kt, g); }  // V = L \ K*^T
             if (variance) {
-                var_t = Matrix(mc, 1, nb_);
+                var_t = Matrix(mc, 1, nbc);
                 for (Index j = 0; j < var_t.mt(); ++j)  // var <- k(x*, x*) + noise
                     g.add("prior_var", 0,
                           [this, Xc, noise, c0 = var_t.row0(j)](tiles::TileView<T> v) {
@@ -291,7 +295,7 @@ class ExactGP
                 linalg::subtract_column_squares(Kt, var_t, g);  // var -= colsum(V o V)
             }
             if (covariance) {
-                C.emplace(mc, mc, nb_, tiles::Structure::SymmetricLower);
+                C.emplace(mc, mc, nbc, tiles::Structure::SymmetricLower);
                 kernels::assemble_covariance(*C, Xc, Xc, d_, kernel_, noise, g);  // K** (+ noise I)
                 linalg::subtract_gram(Kt, *C, g);                                  // cov = K** - V^T V
             }

@@ -101,7 +101,7 @@ void assemble_covariance(const tiles::TiledMatrix<T>& K, const T* X, const T* Y,
                     // K(i,j) <- k(X_i, Y_j) (+ diagonal I)
                     // assembling column j comes just before the factorization of panel j needs it
                     g.add("assemble", linalg::priority(K.nt(), j, linalg::Stage::Factor) + 1,
-                          [kp = &kernel, X, cols, d, symmetric, diagonal, r0 = K.row0(i), c0 = K.row0(j)](TileView<T> t) {
+                          [kp = &kernel, X, cols, d, symmetric, diagonal, r0 = K.row0(i), c0 = K.col0(j)](TileView<T> t) {
                               fill_covariance_tile(t, X, r0, cols, c0, d, *kp, symmetric, diagonal);
                           },
                           K.write(i, j));

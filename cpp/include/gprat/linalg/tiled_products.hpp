@@ -10,7 +10,8 @@
 
 namespace gprat::linalg {
 
-/// Y <- A^T X for a general tiled A (n x m), X (n x k), Y (m x k); same tile size.
+/// Y <- A^T X for a general tiled A (n x m), X (n x k), Y (m x k); X has A's row tiling,
+/// Y's rows are tiled like A's columns and Y's columns like X's.
 /// @note 2 n m k flops. Y(j,c) accumulates over i in submission order (deterministic).
 template <typename T>
 void transpose_times(const tiles::TiledMatrix<T>& A, const tiles::TiledMatrix<T>& X, const tiles::TiledMatrix<T>& Y,
@@ -18,8 +19,8 @@ void transpose_times(const tiles::TiledMatrix<T>& A, const tiles::TiledMatrix<T>
 {
     using tiles::TileView;
     GPRAT_EXPECTS(A.rows() == X.rows() && A.cols() == Y.rows() && X.cols() == Y.cols() && A.nb() == X.nb() &&
-                      A.nb() == Y.nb(),
-                  "transpose_times: shapes do not conform");
+                      A.nbc() == Y.nb() && X.nbc() == Y.nbc(),
+                  "transpose_times: shapes or tilings do not conform");
     for (Index j = 0; j < A.nt(); ++j)
         for (Index c = 0; c < X.nt(); ++c)
             for (Index i = 0; i < A.mt(); ++i) {
@@ -39,7 +40,7 @@ template <typename T>
 void subtract_column_squares(const tiles::TiledMatrix<T>& V, const tiles::TiledMatrix<T>& y, runtime::TaskGraph& g)
 {
     using tiles::TileView;
-    GPRAT_EXPECTS(y.rows() == V.cols() && y.cols() == 1 && y.nb() == V.nb(), "subtract_column_squares: shapes");
+    GPRAT_EXPECTS(y.rows() == V.cols() && y.cols() == 1 && y.nb() == V.nbc(), "subtract_column_squares: shapes");
     for (Index j = 0; j < V.nt(); ++j)
         for (Index i = 0; i < V.mt(); ++i)
             g.add("colsq", 0,
@@ -59,7 +60,7 @@ template <typename T>
 void subtract_gram(const tiles::TiledMatrix<T>& V, const tiles::TiledMatrix<T>& C, runtime::TaskGraph& g)
 {
     using tiles::TileView;
-    GPRAT_EXPECTS(C.symmetric() && C.rows() == V.cols() && C.nb() == V.nb(), "subtract_gram: shapes");
+    GPRAT_EXPECTS(C.symmetric() && C.rows() == V.cols() && C.nb() == V.nbc(), "subtract_gram: shapes");
     for (Index a = 0; a < C.mt(); ++a)
         for (Index b = 0; b <= a; ++b)
             for (Index i = 0; i < V.mt(); ++i) {

@@ -1,6 +1,6 @@
 #pragma once
-/// TiledMatrix<T>: a rows x cols matrix cut into nb x nb column-major tiles (the last tile row
-/// and column may be ragged). A symmetric matrix stores its lower tiles (i >= j) only.
+/// TiledMatrix<T>: a rows x cols matrix cut into nb x nbc column-major tiles (nbc = nb unless
+/// given; the last tile row and column may be ragged). A symmetric matrix stores its lower tiles (i >= j) only.
 /// The descriptor owns all layout arithmetic: tile shapes, global offsets, dense conversion.
 #include <algorithm>
 #include <cstdlib>
@@ -41,17 +41,23 @@ class TiledMatrix
   public:
     TiledMatrix() = default;
 
-    /// @param rows, cols  global shape; @param nb tile size (> 0; a tile never exceeds the matrix).
+    /// @param rows, cols  global shape; @param nb rows per tile (> 0; a tile never exceeds the matrix).
     TiledMatrix(Index rows, Index cols, Index nb, Structure structure = Structure::General)
+        : TiledMatrix(rows, cols, nb, nb, structure)
+    {}
+
+    /// @param nbc columns per tile; a symmetric matrix needs nbc == nb.
+    TiledMatrix(Index rows, Index cols, Index nb, Index nbc, Structure structure = Structure::General)
         : rows_(rows), cols_(cols), structure_(structure)
     {
         GPRAT_EXPECTS(rows >= 0 && cols >= 0, "matrix shape must be non-negative; got " << rows << "x" << cols);
-        GPRAT_EXPECTS(nb > 0, "tile_size must be positive; got " << nb);
-        GPRAT_EXPECTS(structure == Structure::General || rows == cols,
-                      "a symmetric tiled matrix must be square; got " << rows << "x" << cols);
+        GPRAT_EXPECTS(nb > 0 && nbc > 0, "tile_size must be positive; got " << nb << "x" << nbc);
+        GPRAT_EXPECTS(structure == Structure::General || (rows == cols && nb == nbc),
+                      "a symmetric tiled matrix must be square with square tiles; got " << rows << "x" << cols);
         nb_ = nb;
+        nbc_ = nbc;
         mt_ = (rows + nb_ - 1) / nb_;
-        nt_ = (cols + nb_ - 1) / nb_;
+        nt_ = (cols + nbc_ - 1) / nbc_;
         tiles_.resize(static_cast<std::size_t>(mt_ * nt_));
         for (Index j = 0; j < nt_; ++j) {
             for (Index i = 0; i < mt_; ++i) {
@@ -63,6 +69,8 @@ class TiledMatrix
     Index rows() const noexcept { return rows_; }
     Index cols() const noexcept { return cols_; }
     Index nb() const noexcept { return nb_; }
+    /// Columns per tile.
+    Index nbc() const noexcept { return nbc_; }
     /// Number of tile rows (mt) and tile columns (nt).
     Index mt() const noexcept { return mt_; }
     Index nt() const noexcept { return nt_; }
@@ -70,9 +78,11 @@ class TiledMatrix
     bool symmetric() const noexcept { return structure_ == Structure::SymmetricLower; }
 
     Index tile_rows(Index i) const noexcept { return std::min(nb_, rows_ - i * nb_); }
-    Index tile_cols(Index j) const noexcept { return std::min(nb_, cols_ - j * nb_); }
-    /// Global index of the first row of tile row i (and of the first column of tile column i).
+    Index tile_cols(Index j) const noexcept { return std::min(nbc_, cols_ - j * nbc_); }
+    /// Global index of the first row of tile row i.
     Index row0(Index i) const noexcept { return i * nb_; }
+    /// Global index of the first column of tile column j.
+    Index col0(Index j) const noexcept { return j * nbc_; }
     bool stored(Index i, Index j) const noexcept { return !symmetric() || i >= j; }
 
     TileView<T> tile(Index i, Index j) const
@@ -100,45 +110,56 @@ class TiledMatrix
   private:
     std::size_t slot(Index i, Index j) const noexcept { return static_cast<std::size_t>(i + j * mt_); }
 
-    Index rows_ = 0, cols_ = 0, nb_ = 1, mt_ = 0, nt_ = 0;
+    Index rows_ = 0, cols_ = 0, nb_ = 1, nbc_ = 1, mt_ = 0, nt_ = 0;
     Structure structure_ = Structure::General;
     std::vector<std::unique_ptr<T[], detail::AlignedFree>> tiles_;
 };
+
+/// Copy tile (ti, tj) of A from the dense row-major matrix a (row stride lda).
+template <typename T>
+void copy_tile_from_row_major(const T* a, Index lda, const TiledMatrix<T>& A, Index ti, Index tj)
+{
+    const TileView<T> t = A.tile(ti, tj);
+    const T* src = a + A.row0(ti) * lda + A.col0(tj);
+    for (Index j = 0; j < t.cols(); ++j)
+        for (Index i = 0; i < t.rows(); ++i) t(i, j) = src[i * lda + j];
+}
+
+/// Copy tile (ti, tj) of A into the dense row-major matrix a. With zero_upper, entries of a
+/// symmetric A's diagonal tiles above the diagonal are written as 0 (A holds a triangle).
+template <typename T>
+void copy_tile_to_row_major(const TiledMatrix<T>& A, Index ti, Index tj, T* a, Index lda, bool zero_upper)
+{
+    const TileView<T> t = A.tile(ti, tj);
+    T* dst = a + A.row0(ti) * lda + A.col0(tj);
+    const bool triangle = A.symmetric() && zero_upper && ti == tj;
+    for (Index i = 0; i < t.rows(); ++i)
+        for (Index j = 0; j < t.cols(); ++j) dst[i * lda + j] = (triangle && j > i) ? T(0) : t(i, j);
+}
 
 /// Copy a dense row-major matrix (row stride lda) into the stored tiles of A.
 template <typename T>
 void copy_from_row_major(const T* a, Index lda, const TiledMatrix<T>& A)
 {
     for (Index tj = 0; tj < A.nt(); ++tj)
-        for (Index ti = 0; ti < A.mt(); ++ti) {
-            if (!A.stored(ti, tj)) continue;
-            const TileView<T> t = A.tile(ti, tj);
-            for (Index j = 0; j < t.cols(); ++j)
-                for (Index i = 0; i < t.rows(); ++i) t(i, j) = a[(A.row0(ti) + i) * lda + A.row0(tj) + j];
-        }
+        for (Index ti = 0; ti < A.mt(); ++ti)
+            if (A.stored(ti, tj)) copy_tile_from_row_major(a, lda, A, ti, tj);
 }
 
-/// Copy the stored tiles of A into a dense row-major matrix; for a symmetric A the upper part
-/// of `a` is set to zero (A holds a lower-triangular factor or the lower half of a symmetric matrix).
+/// Copy the stored tiles of A into a dense row-major matrix; with zero_upper, the part of `a`
+/// above the diagonal of a symmetric A is set to zero (A holds a lower-triangular factor).
 template <typename T>
 void copy_to_row_major(const TiledMatrix<T>& A, T* a, Index lda, bool zero_upper = true)
 {
     for (Index tj = 0; tj < A.nt(); ++tj)
         for (Index ti = 0; ti < A.mt(); ++ti) {
-            if (!A.stored(ti, tj)) continue;
-            const TileView<T> t = A.tile(ti, tj);
-            for (Index i = 0; i < t.rows(); ++i)
-                for (Index j = 0; j < t.cols(); ++j) {
-                    const Index gi = A.row0(ti) + i, gj = A.row0(tj) + j;
-                    a[gi * lda + gj] = (A.symmetric() && zero_upper && gj > gi) ? T(0) : t(i, j);
-                }
-        }
-    if (A.symmetric() && zero_upper) {
-        for (Index tj = 0; tj < A.nt(); ++tj)
-            for (Index ti = 0; ti < tj; ++ti)
+            if (A.stored(ti, tj)) {
+                copy_tile_to_row_major(A, ti, tj, a, lda, zero_upper);
+            } else if (zero_upper) {
                 for (Index i = 0; i < A.tile_rows(ti); ++i)
-                    std::memset(a + (A.row0(ti) + i) * lda + A.row0(tj), 0, sizeof(T) * A.tile_cols(tj));
-    }
+                    std::memset(a + (A.row0(ti) + i) * lda + A.col0(tj), 0, sizeof(T) * A.tile_cols(tj));
+            }
+        }
 }
 
 }  // namespace gprat::tiles
