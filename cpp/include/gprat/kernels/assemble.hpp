@@ -29,6 +29,51 @@ inline void for_each_entry(Index rows, Index cols, const T* X, Index r0, const T
     }
 }
 
+namespace detail {
+
+/// The points of a tile's rows and columns divided by the lengthscales, dimension-major, and
+/// the squared scaled distances of one column to a range of rows: the vectorized core of every
+/// tile loop below (r2 is all a stationary kernel needs of a pair).
+template <typename K, typename T>
+class ScaledTile
+{
+  public:
+    ScaledTile(const K& k, const T* X, Index r0, Index rows, const T* Y, Index c0, Index cols, Index d)
+        : rows_(static_cast<std::size_t>(rows * d)), cols_(static_cast<std::size_t>(cols * d)),
+          r2_(static_cast<std::size_t>(rows)), n_rows_(rows), n_cols_(cols), d_(d)
+    {
+        k.scale_points(X, r0, rows, d, rows_.data());
+        k.scale_points(Y, c0, cols, d, cols_.data());
+    }
+
+    /// r2[i] = sum_k (x_ik - y_jk)^2 / l_k^2 for rows i in [first, rows); returns r2.
+    const double* squared_distances(Index j, Index first)
+    {
+        double* r2 = r2_.data();
+        for (Index i = first; i < n_rows_; ++i) r2[i] = 0.0;
+        for (Index k = 0; k < d_; ++k) {
+            const double yk = cols_[static_cast<std::size_t>(k * n_cols_ + j)];
+            const double* xk = rows_.data() + k * n_rows_;
+#pragma omp simd
+            for (Index i = first; i < n_rows_; ++i) {
+                const double u = xk[i] - yk;
+                r2[i] += u * u;
+            }
+        }
+        return r2;
+    }
+
+    /// Scaled coordinate k of the rows, and of column j.
+    const double* row_coordinate(Index k) const { return rows_.data() + k * n_rows_; }
+    double col_coordinate(Index k, Index j) const { return cols_[static_cast<std::size_t>(k * n_cols_ + j)]; }
+
+  private:
+    std::vector<double> rows_, cols_, r2_;
+    Index n_rows_, n_cols_, d_;
+};
+
+}  // namespace detail
+
 /// t <- k(X[r0..], Y[c0..]) (+ diagonal on the global diagonal when `symmetric`). In a symmetric
 /// diagonal tile only the lower triangle is computed; the strict upper triangle is set to 0.
 template <typename T, CovarianceFunction K>
@@ -36,13 +81,17 @@ void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y
                           bool symmetric, double diagonal)
 {
     const bool diagonal_tile = symmetric && r0 == c0;
-    if (diagonal_tile)
-        for (Index j = 1; j < t.cols(); ++j)
-            for (Index i = 0; i < std::min(j, t.rows()); ++i) t(i, j) = T(0);
-    for_each_entry(t.rows(), t.cols(), X, r0, Y, c0, d, diagonal_tile, [&](Index i, Index j, const T* x, const T* y) {
-        const double extra = (diagonal_tile && i == j) ? diagonal : 0.0;
-        t(i, j) = static_cast<T>(k(x, y, d) + extra);
-    });
+    const double s2 = k.signal_variance();
+    detail::ScaledTile<K, T> block(k, X, r0, t.rows(), Y, c0, t.cols(), d);
+    for (Index j = 0; j < t.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, t.rows()) : 0;
+        const double* r2 = block.squared_distances(j, first);
+        T* column = &t(0, j);
+        for (Index i = 0; i < first; ++i) column[i] = T(0);
+#pragma omp simd
+        for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(s2 * K::profile(r2[i]));
+        if (diagonal_tile && j < t.rows()) column[j] = static_cast<T>(s2 * K::profile(r2[j]) + diagonal);
+    }
 }
 
 /// tiles[p] <- dk/dtheta_p (X[r0..], Y[c0..]) for every hyperparameter p of k (full tiles).
@@ -63,24 +112,57 @@ void fill_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, 
 ///   out[p] += sum_{a,b} w_ab (alpha_a alpha_b - Kinv_ab) dK_ab/dtheta_p
 /// with w = 1 on the global diagonal and 2 below it (the tile stands for itself and its mirror),
 /// and out[n_params] += sum_a (alpha_a^2 - Kinv_aa) noise  (dK/dlog noise = noise I).
-/// dK tiles are regenerated entry by entry and never stored.
+/// dK entries are regenerated from r2 (stationary.hpp: dk/dlog s2 = k, dk/dlog l_k = c u_k with
+/// c = -2 s2 f'(r2)) and never stored.
 template <typename T, CovarianceFunction K>
 void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X, Index r0,
                               Index c0, Index d, const K& k, double noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;
     const Index p = k.n_params();
-    std::vector<double> grad(static_cast<std::size_t>(p)), sum(static_cast<std::size_t>(p + 1), 0.0);
-    for_each_entry(kinv.rows(), kinv.cols(), X, r0, X, c0, d, diagonal_tile,
-                   [&](Index i, Index j, const T* x, const T* y) {
-                       const bool on_diagonal = diagonal_tile && i == j;
-                       const double w = static_cast<double>(alpha_rows[i]) * static_cast<double>(alpha_cols[j]) -
-                                        static_cast<double>(kinv(i, j));
-                       k.gradient(x, y, d, grad.data());
-                       const double ww = on_diagonal ? w : 2.0 * w;
-                       for (Index q = 0; q < p; ++q) sum[q] += ww * grad[q];
-                       if (on_diagonal) sum[p] += w * noise;
-                   });
+    const bool ard = k.ard();
+    const double s2 = k.signal_variance();
+    const Index rows = kinv.rows();
+    detail::ScaledTile<K, T> block(k, X, r0, rows, X, c0, kinv.cols(), d);
+    std::vector<double> weighted_slope(static_cast<std::size_t>(rows)), sum(static_cast<std::size_t>(p + 1), 0.0);
+    double* cw = weighted_slope.data();
+    for (Index j = 0; j < kinv.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, rows) : 0;
+        const double* r2 = block.squared_distances(j, first);
+        const T* kinv_column = &kinv(0, j);
+        const double alpha_j = static_cast<double>(alpha_cols[j]);
+        double sum_signal = 0.0, sum_iso = 0.0;
+#pragma omp simd reduction(+ : sum_signal, sum_iso)
+        for (Index i = first; i < rows; ++i) {
+            const double w = static_cast<double>(alpha_rows[i]) * alpha_j - static_cast<double>(kinv_column[i]);
+            const double ww = (diagonal_tile && i == j) ? w : 2.0 * w;
+            double f = 0.0, slope = 0.0;
+            K::profile_and_slope(r2[i], f, slope);
+            sum_signal += ww * s2 * f;                 // dk/dlog s2 = k
+            cw[i] = ww * (-2.0 * s2 * slope);          // weight times c
+            sum_iso += cw[i] * r2[i];                  // isotropic: dk/dlog l = c r2
+        }
+        sum[p - 1] += sum_signal;
+        if (ard) {
+            for (Index q = 0; q < d; ++q) {  // dk/dlog l_q = c u_q, u_q = (x_q - y_q)^2 / l_q^2
+                const double* xq = block.row_coordinate(q);
+                const double yq = block.col_coordinate(q, j);
+                double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+                for (Index i = first; i < rows; ++i) {
+                    const double u = xq[i] - yq;
+                    acc += cw[i] * u * u;
+                }
+                sum[q] += acc;
+            }
+        } else {
+            sum[0] += sum_iso;
+        }
+        if (diagonal_tile && j < rows) {
+            const double w = static_cast<double>(alpha_rows[j]) * alpha_j - static_cast<double>(kinv_column[j]);
+            sum[p] += w * noise;
+        }
+    }
     for (Index q = 0; q <= p; ++q) out[q] += sum[q];
 }
 

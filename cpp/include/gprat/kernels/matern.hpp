@@ -7,6 +7,8 @@
 /// which tends to 0; the slope is set to 0 at r = 0 so the product is that limit.
 #include <cmath>
 
+#include "gprat/core/exp.hpp"
+
 #include "gprat/kernels/stationary.hpp"
 
 namespace gprat::kernels {
@@ -14,11 +16,11 @@ namespace gprat::kernels {
 struct Matern12Shape
 {
     static constexpr const char* name = "Matern12";
-    static double value(double r2) { return std::exp(-std::sqrt(r2)); }
+    static double value(double r2) { return exp_nonpositive(-std::sqrt(r2)); }
     static void value_and_slope(double r2, double& f, double& slope)
     {
         const double r = std::sqrt(r2);
-        f = std::exp(-r);
+        f = exp_nonpositive(-r);
         slope = r > 0.0 ? -f / (2.0 * r) : 0.0;
     }
 };
@@ -29,12 +31,12 @@ struct Matern32Shape
     static double value(double r2)
     {
         const double s = std::sqrt(3.0 * r2);
-        return (1.0 + s) * std::exp(-s);
+        return (1.0 + s) * exp_nonpositive(-s);
     }
     static void value_and_slope(double r2, double& f, double& slope)
     {
         const double s = std::sqrt(3.0 * r2);
-        const double e = std::exp(-s);
+        const double e = exp_nonpositive(-s);
         f = (1.0 + s) * e;
         slope = -1.5 * e;
     }
@@ -46,12 +48,12 @@ struct Matern52Shape
     static double value(double r2)
     {
         const double s = std::sqrt(5.0 * r2);
-        return (1.0 + s + 5.0 / 3.0 * r2) * std::exp(-s);
+        return (1.0 + s + 5.0 / 3.0 * r2) * exp_nonpositive(-s);
     }
     static void value_and_slope(double r2, double& f, double& slope)
     {
         const double s = std::sqrt(5.0 * r2);
-        const double e = std::exp(-s);
+        const double e = exp_nonpositive(-s);
         f = (1.0 + s + 5.0 / 3.0 * r2) * e;
         slope = -5.0 / 6.0 * (1.0 + s) * e;
     }

@@ -35,6 +35,10 @@ class Stationary
     }
 
     static constexpr const char* name() { return Shape::name; }
+    /// f(r2), and f with its slope f' = df/dr2: the kernel's shape, shared by the per-pair
+    /// functions below and the batched tile loops in assemble.hpp.
+    static double profile(double r2) { return Shape::value(r2); }
+    static void profile_and_slope(double r2, double& f, double& slope) { Shape::value_and_slope(r2, f, slope); }
     const std::vector<double>& lengthscale() const noexcept { return lengthscale_; }
     double signal_variance() const noexcept { return signal_variance_; }
     bool ard() const noexcept { return lengthscale_.size() > 1; }
@@ -93,6 +97,18 @@ class Stationary
             grad[1] = k;
         }
         return k;
+    }
+
+    /// out[k * count + i] = X_{first+i, k} / l_k: `count` points divided by their lengthscales,
+    /// stored dimension-major so that distance loops over points run along contiguous memory.
+    template <typename T>
+    void scale_points(const T* X, Index first, Index count, Index d, double* out) const
+    {
+        for (Index i = 0; i < count; ++i) {
+            const T* x = X + (first + i) * d;
+            for (Index k = 0; k < d; ++k)
+                out[k * count + i] = static_cast<double>(x[k]) * inverse_lengthscale_[ard() ? k : 0];
+        }
     }
 
     /// Checks that the kernel fits data with d features.
