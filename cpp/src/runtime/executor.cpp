@@ -197,7 +197,7 @@ void Executor::execute(detail::Task* task, Index worker)
         if (poisoned) { s->poisoned.store(true, std::memory_order_release); }
         if (s->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) { schedule(s); }
     }
-    graph->task_finished(error);  // last touch of graph memory: the waiter may free it after
+    graph->task_finished(std::move(error));  // last touch of graph memory: the waiter may free it after
 }
 
 void Executor::set_tracing(bool enabled) { tracing_.store(enabled, std::memory_order_relaxed); }

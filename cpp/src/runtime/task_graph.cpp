@@ -81,17 +81,15 @@ void TaskGraph::submit(detail::Task& task)
 
 void TaskGraph::task_finished(std::exception_ptr error) noexcept
 {
+    // Decrement under mutex_: the waiter reads outstanding_ under mutex_ too, so it cannot see 0,
+    // return and destroy the graph before this lock is released (after which nothing here touches
+    // the graph). The error is moved in, so the worker keeps no reference to a stored exception.
+    std::lock_guard lock(mutex_);
     if (error) {
-        std::lock_guard lock(mutex_);
-        if (!error_) { error_ = error; }
+        if (!error_) { error_ = std::move(error); }
         cancel();
     }
-    if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        // The waiter re-checks outstanding_ under mutex_, so notifying under it loses no wake-up,
-        // and the waiter cannot destroy the graph before this lock is released.
-        std::lock_guard lock(mutex_);
-        finished_cv_.notify_all();
-    }
+    if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) { finished_cv_.notify_all(); }
 }
 
 void TaskGraph::wait()
@@ -124,6 +122,9 @@ void TaskGraph::wait()
         std::lock_guard lock(mutex_);
         std::swap(error, error_);
     }
+    // Every task is done: forget the per-datum history, so tasks added from now on do not
+    // inherit the poison of tasks that failed or were skipped before this wait().
+    data_.clear();
     const bool was_cancelled = cancelled_.exchange(false);
     if (error) { std::rethrow_exception(error); }
     if (interrupted || was_cancelled) { throw Cancelled("the task graph was cancelled before it finished"); }

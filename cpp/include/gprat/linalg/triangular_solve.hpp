@@ -16,7 +16,7 @@ void solve_lower(const tiles::TiledMatrix<T>& L, Op op, const tiles::TiledMatrix
 {
     using tiles::TileView;
     GPRAT_EXPECTS(L.symmetric(), "solve_lower needs a lower-stored tiled factor");
-    GPRAT_EXPECTS(B.rows() == L.rows() && (B.nb() == L.nb() || B.mt() == L.nt()),
+    GPRAT_EXPECTS(B.rows() == L.rows() && (B.nb() == L.nb() || (B.mt() == 1 && L.nt() == 1)),
                   "right-hand side must have " << L.rows() << " rows tiled like L; got " << B.rows());
     const Index nt = L.nt();
     for (Index step = 0; step < nt; ++step) {

@@ -39,11 +39,16 @@ class TaskGraph
     template <typename F, typename... Args>
     void add(const char* name, int priority, F&& f, Args&&... args)
     {
-        detail::Task& task = new_task(name, priority);
-        (declare_access(task, args), ...);
-        task.body = [fn = std::forward<F>(f), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+        // Build the body first: copying the arguments may throw, and nothing may be registered
+        // then (a half-added task would block every later task on its data forever).
+        // (Read/Write hold pointers or views: declare_access still sees their values after the move.)
+        std::function<void()> body = [fn = std::forward<F>(f),
+                                      tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
             std::apply([&fn](auto&... a) { fn(unwrap(a)...); }, tup);
         };
+        detail::Task& task = new_task(name, priority);
+        (declare_access(task, args), ...);
+        task.body = std::move(body);
         submit(task);
     }
 

@@ -1,0 +1,938 @@
+/// Task runtime: dependency semantics (random graphs vs sequential execution), priorities,
+/// exception propagation, cancellation, interrupts, executor lifecycle, tracing.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <latch>
+#include <memory>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.hpp"
+#include "gprat/core/errors.hpp"
+#include "gprat/runtime/access.hpp"
+#include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/interrupt.hpp"
+#include "gprat/runtime/task_graph.hpp"
+#include "gprat/runtime/thread_count.hpp"
+#include "runtime_helpers.hpp"
+
+using gprat::Index;
+using gprat::runtime::Executor;
+using gprat::runtime::Read;
+using gprat::runtime::ScopedInterruptCheck;
+using gprat::runtime::TaskGraph;
+using gprat::runtime::Write;
+using gprat_test::gate_body;
+using gprat_test::wait_until;
+
+namespace {
+
+Executor& executor() { return Executor::instance(); }
+
+// ---------------------------------------------------------------------------------------------
+// Random task graphs must behave exactly like running the tasks one by one in submission order.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int kMaxSlots = 4;
+
+/// A piece of data. `version` and `log` are plain (not atomic) on purpose: the runtime's
+/// dependencies are what must order the accesses, and ThreadSanitizer checks that they do.
+struct Datum
+{
+    long version = 0;      ///< number of writes so far
+    std::vector<int> log;  ///< ids of the writers, in order
+    std::atomic<int> active_readers{0};
+    std::atomic<int> active_writers{0};
+};
+
+struct Plan
+{
+    int id = 0;
+    int priority = 0;
+    int n = 0;  ///< number of access slots used
+    std::array<int, kMaxSlots> datum{};
+    std::array<bool, kMaxSlots> write{};
+    /// Sequential state of datum[s] just before this task: its version and last writer id.
+    std::array<long, kMaxSlots> expected_version{};
+    std::array<int, kMaxSlots> expected_last_writer{};
+    bool slow = false;  ///< yield a little inside the body to shake up interleavings
+};
+
+struct RandomContext
+{
+    Datum* data = nullptr;
+    std::atomic<long> executed{0};
+};
+
+bool writes(const Plan& p, int d)
+{
+    for (int s = 0; s < p.n; ++s)
+        if (p.datum[s] == d && p.write[s]) return true;
+    return false;
+}
+
+void run_planned(const Plan& p, RandomContext& ctx, int id, const std::vector<Datum*>& ptrs)
+{
+    CHECK_EQ(id, p.id);
+    CHECK_EQ(static_cast<int>(ptrs.size()), p.n);
+    for (int s = 0; s < p.n && s < static_cast<int>(ptrs.size()); ++s) CHECK(ptrs[s] == &ctx.data[p.datum[s]]);
+
+    // Distinct data of this task; a datum both read and written counts as written.
+    std::vector<int> seen;
+    for (int s = 0; s < p.n; ++s) {
+        const int d = p.datum[s];
+        if (std::find(seen.begin(), seen.end(), d) != seen.end()) continue;
+        seen.push_back(d);
+        Datum& x = ctx.data[d];
+        if (writes(p, d)) {
+            CHECK_EQ(x.active_writers.fetch_add(1), 0);
+            CHECK_EQ(x.active_readers.load(), 0);
+        } else {
+            x.active_readers.fetch_add(1);
+            CHECK_EQ(x.active_writers.load(), 0);
+        }
+        CHECK_MSG(x.version == p.expected_version[s],
+                  "task " << p.id << " datum " << d << ": version " << x.version << ", sequentially "
+                          << p.expected_version[s]);
+        CHECK_EQ(static_cast<long>(x.log.size()), x.version);
+        CHECK_EQ(x.log.empty() ? -1 : x.log.back(), p.expected_last_writer[s]);
+    }
+    if (p.slow) std::this_thread::yield();
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        const int d = seen[i];
+        Datum& x = ctx.data[d];
+        int s = 0;
+        while (p.datum[s] != d) ++s;
+        CHECK_EQ(x.version, p.expected_version[s]);  // nobody wrote it meanwhile
+        if (writes(p, d)) {
+            ++x.version;
+            x.log.push_back(p.id);
+            x.active_writers.fetch_sub(1);
+        } else {
+            x.active_readers.fetch_sub(1);
+        }
+    }
+    ctx.executed.fetch_add(1);
+}
+
+/// Adds the task of plan p. Every slot passes one Read and one Write (a single instantiation of
+/// add(), which keeps this file quick to compile under the sanitizers): a read slot reads the
+/// datum and "writes" a scratch byte of its own, a write slot writes the datum and "reads" a
+/// scratch byte; scratch bytes are distinct per task and slot, so they add no dependencies.
+void add_planned(TaskGraph& g, const Plan& p, RandomContext& ctx, char* scratch)
+{
+    std::array<void*, 2 * kMaxSlots> r{}, w{};
+    for (int s = 0; s < kMaxSlots; ++s) {
+        void* datum = s < p.n ? static_cast<void*>(&ctx.data[p.datum[s]]) : nullptr;
+        r[s] = (datum != nullptr && !p.write[s]) ? datum : static_cast<void*>(scratch + 2 * s);
+        w[s] = (datum != nullptr && p.write[s]) ? datum : static_cast<void*>(scratch + 2 * s + 1);
+    }
+    g.add(
+        "random", p.priority,
+        [p, &ctx](int id, void* r0, void* w0, void* r1, void* w1, void* r2, void* w2, void* r3, void* w3) {
+            static_assert(kMaxSlots == 4);
+            const std::array<void*, kMaxSlots> rs{r0, r1, r2, r3}, ws{w0, w1, w2, w3};
+            std::vector<Datum*> ptrs;
+            for (int s = 0; s < p.n; ++s) ptrs.push_back(static_cast<Datum*>(p.write[s] ? ws[s] : rs[s]));
+            run_planned(p, ctx, id, ptrs);
+        },
+        p.id, Read<void*>{r[0]}, Write<void*>{w[0]}, Read<void*>{r[1]}, Write<void*>{w[1]}, Read<void*>{r[2]},
+        Write<void*>{w[2]}, Read<void*>{r[3]}, Write<void*>{w[3]});
+}
+
+}  // namespace
+
+TEST(random_graphs_match_sequential_execution)
+{
+    std::mt19937_64 rng(gprat_test::test_seed(20240601));
+    const int graphs = 160;
+    for (int gi = 0; gi < graphs; ++gi) {
+        const int threads = std::uniform_int_distribution<int>(1, 8)(rng);
+        executor().start(threads);
+        CHECK_EQ(executor().num_threads(), threads);
+
+        const int n_data = std::uniform_int_distribution<int>(1, 6)(rng);
+        auto data = std::make_unique<Datum[]>(static_cast<std::size_t>(n_data));
+        RandomContext ctx;
+        ctx.data = data.get();
+        std::vector<long> seq_version(n_data, 0);
+        std::vector<int> seq_last(n_data, -1);
+
+        constexpr int kMaxTasks = 3 * 120;  // epochs * tasks per epoch, at most
+        std::vector<char> scratch(kMaxTasks * 2 * kMaxSlots);  // distinct bytes per task and slot
+        TaskGraph g;
+        const int epochs = std::uniform_int_distribution<int>(1, 3)(rng);  // reuse the graph after wait()
+        long total = 0;
+        int next_id = 0;
+        for (int e = 0; e < epochs; ++e) {
+            const int n_tasks = std::uniform_int_distribution<int>(1, 120)(rng);
+            for (int t = 0; t < n_tasks; ++t) {
+                Plan p;
+                p.id = next_id++;
+                p.priority = std::uniform_int_distribution<int>(-3, 3)(rng);
+                p.n = std::uniform_int_distribution<int>(0, kMaxSlots)(rng);
+                p.slow = std::uniform_int_distribution<int>(0, 7)(rng) == 0;
+                for (int s = 0; s < p.n; ++s) {
+                    p.datum[s] = std::uniform_int_distribution<int>(0, n_data - 1)(rng);
+                    p.write[s] = std::uniform_int_distribution<int>(0, 2)(rng) == 0;
+                }
+                // Sequential semantics: the state before the task, then the task's writes.
+                for (int s = 0; s < p.n; ++s) {
+                    p.expected_version[s] = seq_version[p.datum[s]];
+                    p.expected_last_writer[s] = seq_last[p.datum[s]];
+                }
+                std::set<int> written;
+                for (int s = 0; s < p.n; ++s)
+                    if (p.write[s]) written.insert(p.datum[s]);
+                for (int d : written) {
+                    ++seq_version[d];
+                    seq_last[d] = p.id;
+                }
+                add_planned(g, p, ctx, scratch.data() + static_cast<std::ptrdiff_t>(p.id) * 2 * kMaxSlots);
+                ++total;
+            }
+            g.wait();
+            CHECK_EQ(ctx.executed.load(), total);
+            for (int d = 0; d < n_data; ++d) {
+                CHECK_EQ(data[d].version, seq_version[d]);
+                CHECK_EQ(data[d].log.empty() ? -1 : data[d].log.back(), seq_last[d]);
+            }
+        }
+        CHECK_EQ(g.size(), static_cast<Index>(total));
+        if (gprat_test::failures_in_current_test() > 0) {
+            std::cout << "    first failing graph: " << gi << " (" << threads << " threads)" << std::endl;
+            break;
+        }
+    }
+}
+
+TEST(non_access_arguments_are_passed_by_value)
+{
+    executor().start(2);
+    TaskGraph g;
+    double x = 1.0;
+    std::string got;
+    int got_i = 0;
+    g.add("args", 0, [&](double* p, int i, std::string s) { *p += i; got = s; got_i = i; }, Write<double*>{&x}, 41,
+          std::string("hello"));
+    g.wait();
+    CHECK_EQ(x, 42.0);
+    CHECK_EQ(got, std::string("hello"));
+    CHECK_EQ(got_i, 41);
+}
+
+TEST(tasks_start_before_wait)
+{
+    executor().start(2);
+    TaskGraph g;
+    std::atomic<bool> ran{false};
+    int x = 0;
+    g.add("early", 0, [&](int* p) { *p = 1; ran = true; }, Write<int*>{&x});
+    CHECK(wait_until([&] { return ran.load(); }, 20.0));
+    g.wait();
+    CHECK_EQ(x, 1);
+}
+
+TEST(empty_graph_wait_returns)
+{
+    TaskGraph g;
+    g.wait();
+    g.wait();
+    CHECK_EQ(g.size(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Priorities
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+/// One worker; a gate task occupies it while `n` tasks with random priorities are added, which
+/// all become ready together. They must then start in non-increasing priority, ties first in,
+/// first out. `behind_gate`: the tasks depend on the gate (become ready when it finishes) or
+/// are independent (ready at once, queued while the only worker is busy).
+void check_priority_order(bool behind_gate, std::mt19937_64& rng)
+{
+    executor().start(1);
+    TaskGraph g;
+    std::atomic<bool> release{false}, started{false};
+    int gate_datum = 0;
+    g.add("gate", 100, [&](int*) { gate_body(release, g, &started); }, Write<int*>{&gate_datum});
+    REQUIRE(wait_until([&] { return started.load(); }));
+
+    const int n = 200;
+    std::vector<std::pair<int, int>> order;  // (priority, submission index), appended by the one worker
+    std::vector<int> prio(n);
+    for (int i = 0; i < n; ++i) {
+        prio[i] = std::uniform_int_distribution<int>(-4, 4)(rng);
+        if (behind_gate) {
+            g.add("p", prio[i], [&order, i, &prio](int*) { order.emplace_back(prio[i], i); }, Read<int*>{&gate_datum});
+        } else {
+            g.add("p", prio[i], [&order, i, &prio] { order.emplace_back(prio[i], i); });
+        }
+    }
+    release = true;
+    g.wait();
+    REQUIRE_EQ(static_cast<int>(order.size()), n);
+    for (int i = 1; i < n; ++i) {
+        const auto [p0, s0] = order[i - 1];
+        const auto [p1, s1] = order[i];
+        CHECK_MSG(p0 > p1 || (p0 == p1 && s0 < s1),
+                  "position " << i << ": (prio " << p0 << ", #" << s0 << ") ran before (prio " << p1 << ", #" << s1
+                              << ")");
+    }
+}
+}  // namespace
+
+TEST(priority_order_of_tasks_released_together)
+{
+    std::mt19937_64 rng(7);
+    check_priority_order(true, rng);
+}
+
+TEST(priority_order_of_queued_independent_tasks)
+{
+    std::mt19937_64 rng(8);
+    check_priority_order(false, rng);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exceptions and cancellation
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+struct TaskError : std::runtime_error
+{
+    TaskError(const std::string& what, int code) : std::runtime_error(what), code(code) {}
+    int code;
+};
+
+/// Builds: indep (unrelated), fail (writes x, throws), and dependants of fail, direct and
+/// transitive, through read-after-write, write-after-write and write-after-read edges.
+/// `gate_failure`: the failing task waits until every dependant is added (edges to a task not
+/// yet done); otherwise the dependants are added after it has already thrown.
+void check_exception_propagation(bool gate_failure, int threads)
+{
+    executor().start(threads);
+    TaskGraph g;
+    int x = 0, y = 0, w = 0, u = 0, other = 0;
+    std::atomic<bool> release{false}, threw{false};
+    std::atomic<int> dependants_ran{0};
+    std::atomic<bool> indep_done{false};
+
+    g.add("indep", 5, [&](int* p) { *p = 1; indep_done = true; }, Write<int*>{&other});
+    REQUIRE(wait_until([&] { return indep_done.load(); }));
+    g.add(
+        "fail", 0,
+        [&](int* p) {
+            if (gate_failure) gate_body(release, g);
+            *p = 1;
+            threw = true;
+            throw TaskError("boom in task", 42);
+        },
+        Write<int*>{&x});
+    if (!gate_failure) {
+        REQUIRE(wait_until([&] { return threw.load(); }));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    auto dep = [&](auto...) { dependants_ran.fetch_add(1); };
+    g.add("raw", 0, dep, Read<int*>{&x});                     // read after the failed write
+    g.add("raw2", 0, dep, Read<int*>{&x}, Write<int*>{&y});   // ... and writes y
+    g.add("trans1", 0, dep, Read<int*>{&y});                  // transitive through y
+    g.add("trans2", 0, dep, Read<int*>{&y}, Write<int*>{&w});
+    g.add("trans3", 0, dep, Write<int*>{&w});                 // write after write, transitive
+    g.add("trans4", 0, dep, Read<int*>{&w}, Write<int*>{&u}); // deeper
+    g.add("waw", 0, dep, Write<int*>{&x});                    // write after the failed write
+    g.add("war", 0, dep, Read<int*>{&x});
+    g.add("war2", 0, dep, Write<int*>{&x});                   // write after read, transitive
+    release = true;
+    bool caught = false;
+    try {
+        g.wait();
+    } catch (const TaskError& e) {
+        caught = true;
+        CHECK_EQ(std::string(e.what()), std::string("boom in task"));
+        CHECK_EQ(e.code, 42);
+    } catch (const std::exception& e) {
+        gprat_test::report_failure(__FILE__, __LINE__,
+                                   std::string("wait() threw the wrong exception: ") + typeid(e).name() + ": " + e.what());
+        caught = true;
+    }
+    CHECK(caught);
+    CHECK_EQ(dependants_ran.load(), 0);
+    CHECK(indep_done.load());
+    CHECK_EQ(x, 1);
+    CHECK_EQ(other, 1);
+    // The graph is usable afterwards (fresh data); the error was reported once.
+    int fresh = 0;
+    g.add("after", 0, [](int* p) { *p = 7; }, Write<int*>{&fresh});
+    CHECK_NOTHROW(g.wait());
+    CHECK_EQ(fresh, 7);
+}
+}  // namespace
+
+TEST(exception_propagates_and_skips_dependants_added_before_failure)
+{
+    for (int threads : {1, 2, 4})
+        for (int round = 0; round < 10; ++round) check_exception_propagation(true, threads);
+}
+
+TEST(exception_propagates_and_skips_dependants_added_after_failure)
+{
+    for (int threads : {1, 3})
+        for (int round = 0; round < 5; ++round) check_exception_propagation(false, threads);
+}
+
+TEST(non_std_exception_is_rethrown)
+{
+    executor().start(2);
+    TaskGraph g;
+    g.add("int", 0, [] { throw 17; });
+    bool caught = false;
+    try {
+        g.wait();
+    } catch (int v) {
+        caught = true;
+        CHECK_EQ(v, 17);
+    } catch (...) {
+    }
+    CHECK(caught);
+}
+
+TEST(first_exception_wins_and_cancels_the_rest)
+{
+    executor().start(1);
+    TaskGraph g;
+    std::atomic<bool> release{false}, started{false};
+    std::atomic<int> later_ran{0};
+    g.add("gate", 10, [&] { gate_body(release, g, &started); });
+    REQUIRE(wait_until([&] { return started.load(); }));
+    g.add("fail1", 5, [] { throw TaskError("first", 1); });
+    g.add("fail2", 4, [] { throw TaskError("second", 2); });
+    for (int i = 0; i < 20; ++i) g.add("later", 0, [&] { later_ran.fetch_add(1); });
+    release = true;
+    try {
+        g.wait();
+        CHECK(false);
+    } catch (const TaskError& e) {
+        CHECK_EQ(e.code, 1);
+    }
+    CHECK_EQ(later_ran.load(), 0);  // the rest of the graph is cancelled
+}
+
+TEST(cancel_skips_pending_tasks)
+{
+    executor().start(1);
+    TaskGraph g;
+    std::atomic<bool> release{false}, started{false};
+    std::atomic<int> ran{0};
+    int x = 0, y = 0;
+    g.add("gate", 0, [&](int*) { gate_body(release, g, &started); }, Write<int*>{&x});
+    REQUIRE(wait_until([&] { return started.load(); }));
+    for (int i = 0; i < 10; ++i) g.add("dep", 0, [&](int*) { ran.fetch_add(1); }, Read<int*>{&x});
+    for (int i = 0; i < 10; ++i) g.add("indep", 0, [&](int*) { ran.fetch_add(1); }, Write<int*>{&y});
+    CHECK(!g.cancelled());
+    g.cancel();
+    CHECK(g.cancelled());
+    release = true;
+    CHECK_THROWS_AS(g.wait(), gprat::Cancelled);
+    CHECK_EQ(ran.load(), 0);
+    CHECK(!g.cancelled());
+    // Cancellation is reset by wait(): the graph runs new work on fresh data.
+    int z = 0;
+    g.add("fresh", 0, [](int* p) { *p = 3; }, Write<int*>{&z});
+    CHECK_NOTHROW(g.wait());
+    CHECK_EQ(z, 3);
+}
+
+// "The graph can be used again afterwards" (task_graph.hpp): after wait() reported an error or a
+// cancellation, new tasks on the data the failed/skipped tasks touched must run (or wait() must
+// report why not); they must never be skipped silently with wait() returning normally.
+TEST(graph_reusable_after_error_on_the_same_data)
+{
+    executor().start(2);
+    TaskGraph g;
+    int x = 0;
+    g.add("fail", 0, [](int*) { throw TaskError("e", 1); }, Write<int*>{&x});
+    g.add("skipped", 0, [](int* p) { *p = 5; }, Write<int*>{&x});
+    CHECK_THROWS_AS(g.wait(), TaskError);
+    bool ran = false;
+    g.add("reader", 0, [&ran](const int*) { ran = true; }, Read<const int*>{&x});
+    bool threw = false;
+    try {
+        g.wait();
+    } catch (...) {
+        threw = true;
+    }
+    CHECK_MSG(ran || threw, "a new task was skipped silently: wait() returned normally, the task never ran");
+}
+
+TEST(graph_reusable_after_cancel_on_the_same_data)
+{
+    executor().start(1);
+    TaskGraph g;
+    std::atomic<bool> release{false}, started{false};
+    int x = 0;
+    g.add("gate", 0, [&] { gate_body(release, g, &started); });
+    REQUIRE(wait_until([&] { return started.load(); }));
+    g.add("pending", 0, [](int* p) { *p = 5; }, Write<int*>{&x});
+    g.cancel();
+    release = true;
+    CHECK_THROWS_AS(g.wait(), gprat::Cancelled);
+    bool ran = false;
+    g.add("writer", 0, [&ran](int* p) { *p = 1; ran = true; }, Write<int*>{&x});
+    bool threw = false;
+    try {
+        g.wait();
+    } catch (...) {
+        threw = true;
+    }
+    CHECK_MSG(ran || threw, "a new task was skipped silently: wait() returned normally, the task never ran");
+}
+
+namespace {
+struct ThrowingCopy
+{
+    ThrowingCopy() = default;
+    ThrowingCopy(const ThrowingCopy&) { throw std::runtime_error("copy failed"); }
+};
+}  // namespace
+
+// add() must be all-or-nothing: if building the task (copying an argument) throws, nothing may
+// stay registered, or every later task on the same data would wait for it forever.
+TEST(add_that_throws_registers_nothing)
+{
+    executor().start(2);
+    TaskGraph g;
+    int x = 0;
+    const ThrowingCopy t;
+    CHECK_THROWS_AS(g.add("a", 0, [](int* p, const ThrowingCopy&) { *p = 1; }, Write<int*>{&x}, t),
+                    std::runtime_error);
+    CHECK_EQ(g.size(), 0);
+    if (g.size() != 0) {
+        // Waiting on a task that depends on the half-added one would hang (repro/repro_add_not_exception_safe.cpp).
+        return;
+    }
+    g.add("b", 0, [](int* p) { *p += 10; }, Write<int*>{&x});
+    g.wait();
+    CHECK_EQ(x, 10);
+}
+
+TEST(cancel_from_another_thread_while_waiting)
+{
+    executor().start(2);
+    TaskGraph g;
+    std::atomic<bool> never{false};
+    std::atomic<int> ran{0};
+    int x = 0;
+    g.add("gate", 0, [&](int*) { gate_body(never, g); }, Write<int*>{&x});
+    for (int i = 0; i < 10; ++i) g.add("dep", 0, [&](int*) { ran.fetch_add(1); }, Read<int*>{&x});
+    std::thread canceller([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        g.cancel();
+    });
+    CHECK_THROWS_AS(g.wait(), gprat::Cancelled);
+    canceller.join();
+    CHECK_EQ(ran.load(), 0);
+}
+
+TEST(destructor_cancels_pending_tasks_and_waits)
+{
+    executor().start(2);
+    std::atomic<int> ran{0};
+    std::atomic<bool> gate_done{false};
+    {
+        TaskGraph g;
+        std::atomic<bool> never{false}, started{false};
+        int x = 0;
+        g.add("gate", 0, [&](int*) { gate_body(never, g, &started); gate_done = true; }, Write<int*>{&x});
+        for (int i = 0; i < 10; ++i) g.add("dep", 0, [&](int*) { ran.fetch_add(1); }, Read<int*>{&x});
+        REQUIRE(wait_until([&] { return started.load(); }));
+        g.add("fail", 0, [] { throw TaskError("nobody reads me", 0); });
+    }  // ~TaskGraph: cancels, waits, swallows the error
+    CHECK(gate_done.load());
+    CHECK_EQ(ran.load(), 0);
+    // The executor is idle again: stop() must not block.
+    executor().stop();
+    CHECK(!executor().running());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interrupts
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+std::atomic<int> interrupt_calls{0};
+std::atomic<std::thread::id> interrupt_thread{};
+bool interrupt_on_third_call()
+{
+    interrupt_thread = std::this_thread::get_id();
+    return interrupt_calls.fetch_add(1) + 1 >= 3;
+}
+std::atomic<int> quiet_calls{0};
+bool never_interrupt()
+{
+    quiet_calls.fetch_add(1);
+    return false;
+}
+}  // namespace
+
+TEST(interrupt_check_cancels_the_graph)
+{
+    executor().start(2);
+    interrupt_calls = 0;
+    TaskGraph g;
+    std::atomic<bool> never{false}, started{false}, gate_saw_cancel{false};
+    std::atomic<int> ran{0};
+    int x = 0;
+    g.add("gate", 0, [&](int*) { gate_body(never, g, &started); gate_saw_cancel = g.cancelled(); }, Write<int*>{&x});
+    for (int i = 0; i < 10; ++i) g.add("dep", 0, [&](int*) { ran.fetch_add(1); }, Read<int*>{&x});
+    REQUIRE(wait_until([&] { return started.load(); }));
+    CHECK(gprat::runtime::current_interrupt_check() == nullptr);
+    {
+        ScopedInterruptCheck check(&interrupt_on_third_call);
+        CHECK(gprat::runtime::current_interrupt_check() == &interrupt_on_third_call);
+        CHECK_THROWS_AS(g.wait(), gprat::Cancelled);
+    }
+    CHECK(gprat::runtime::current_interrupt_check() == nullptr);
+    CHECK_GE(interrupt_calls.load(), 3);
+    CHECK(interrupt_thread.load() == std::this_thread::get_id());  // polled by the waiting thread
+    CHECK(gate_saw_cancel.load());
+    CHECK_EQ(ran.load(), 0);
+    // A later wait without the check works normally.
+    int y = 0;
+    g.add("after", 0, [](int* p) { *p = 1; }, Write<int*>{&y});
+    CHECK_NOTHROW(g.wait());
+    CHECK_EQ(y, 1);
+}
+
+TEST(interrupt_check_returning_false_lets_the_graph_finish)
+{
+    executor().start(2);
+    quiet_calls = 0;
+    TaskGraph g;
+    long x = 0;
+    for (int i = 0; i < 20; ++i)
+        g.add("slow", 0, [](long* p) { std::this_thread::sleep_for(std::chrono::milliseconds(5)); ++*p; },
+              Write<long*>{&x});
+    {
+        ScopedInterruptCheck check(&never_interrupt);
+        CHECK_NOTHROW(g.wait());
+    }
+    CHECK_EQ(x, 20);
+    CHECK_GE(quiet_calls.load(), 1);  // ~100 ms of waiting, polled every few ms
+}
+
+TEST(interrupt_checks_nest_and_are_per_thread)
+{
+    using gprat::runtime::current_interrupt_check;
+    CHECK(current_interrupt_check() == nullptr);
+    {
+        ScopedInterruptCheck outer(&never_interrupt);
+        {
+            ScopedInterruptCheck inner(&interrupt_on_third_call);
+            CHECK(current_interrupt_check() == &interrupt_on_third_call);
+            gprat::runtime::InterruptCheck seen = &never_interrupt;
+            std::thread([&] { seen = current_interrupt_check(); }).join();
+            CHECK(seen == nullptr);
+        }
+        CHECK(current_interrupt_check() == &never_interrupt);
+        {
+            ScopedInterruptCheck none(nullptr);
+            CHECK(current_interrupt_check() == nullptr);
+        }
+        CHECK(current_interrupt_check() == &never_interrupt);
+    }
+    CHECK(current_interrupt_check() == nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executor lifecycle
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+/// A small graph with chains, a fan-out and a join; returns whether the result is right.
+bool run_small_graph(int width = 8)
+{
+    TaskGraph g;
+    long a = 0, sum = 0;
+    std::vector<long> parts(static_cast<std::size_t>(width), 0);
+    for (int i = 0; i < 5; ++i) g.add("chain", 0, [](long* p) { ++*p; }, Write<long*>{&a});
+    for (int i = 0; i < width; ++i)
+        g.add("fan", 0, [i](const long* src, long* dst) { *dst = *src * (i + 1); }, Read<const long*>{&a},
+              Write<long*>{&parts[i]});
+    for (int i = 0; i < width; ++i)
+        g.add("join", 0, [](const long* part, long* s) { *s += *part; }, Read<const long*>{&parts[i]},
+              Write<long*>{&sum});
+    g.wait();
+    return a == 5 && sum == 5L * width * (width + 1) / 2;
+}
+}  // namespace
+
+TEST(start_sets_thread_count)
+{
+    for (Index n : {1, 3, 2, 8, 2, 2}) {
+        executor().start(n);
+        CHECK(executor().running());
+        CHECK_EQ(executor().num_threads(), n);
+        CHECK(run_small_graph());
+    }
+    CHECK_THROWS_AS(executor().start(0), gprat::InvalidArgument);
+    CHECK_THROWS_AS(executor().start(-2), gprat::InvalidArgument);
+    CHECK_EQ(executor().num_threads(), 2);  // unchanged by the refused calls
+    executor().start();
+    CHECK_EQ(executor().num_threads(), gprat::runtime::default_thread_count());
+}
+
+TEST(all_workers_run_concurrently)
+{
+    for (int n : {2, 4}) {
+        executor().start(n);
+        std::latch all_in(n);
+        std::atomic<int> met{0};
+        TaskGraph g;
+        for (int i = 0; i < n; ++i)
+            g.add("meet", 0, [&] {
+                all_in.count_down();
+                if (wait_until([&] { return all_in.try_wait(); }, 20.0)) met.fetch_add(1);
+            });
+        g.wait();
+        CHECK_EQ(met.load(), n);
+    }
+}
+
+TEST(suspend_refuses_work_until_resumed)
+{
+    executor().start(2);
+    executor().suspend();
+    CHECK(executor().suspended());
+    {
+        TaskGraph g;
+        int x = 0;
+        CHECK_THROWS_AS(g.add("refused", 0, [](int* p) { *p = 1; }, Write<int*>{&x}), gprat::RuntimeStateError);
+        CHECK_EQ(g.size(), 0);
+        CHECK_EQ(x, 0);
+        CHECK_NOTHROW(g.wait());
+    }
+    executor().resume();
+    CHECK(!executor().suspended());
+    CHECK(run_small_graph());
+    // start() also clears a suspension.
+    executor().suspend();
+    executor().start(2);
+    CHECK(!executor().suspended());
+    CHECK(run_small_graph());
+    // stop() clears it too; the next graph starts the pool lazily.
+    executor().suspend();
+    executor().stop();
+    CHECK(!executor().suspended());
+    CHECK(run_small_graph());
+}
+
+TEST(lifecycle_cycles_with_work_in_between)
+{
+    std::mt19937_64 rng(gprat_test::test_seed(99));
+    for (int i = 0; i < 300; ++i) {
+        switch (std::uniform_int_distribution<int>(0, 4)(rng)) {
+            case 0: {
+                const Index n = std::uniform_int_distribution<int>(1, 4)(rng);
+                executor().start(n);
+                CHECK_EQ(executor().num_threads(), n);
+                CHECK(executor().running());
+                break;
+            }
+            case 1:
+                executor().stop();
+                CHECK(!executor().running());
+                break;
+            case 2: {
+                executor().suspend();
+                TaskGraph g;
+                CHECK_THROWS_AS(g.add("refused", 0, [] {}), gprat::RuntimeStateError);
+                if (std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+                    executor().resume();
+                } else {
+                    executor().start(std::uniform_int_distribution<int>(1, 4)(rng));
+                }
+                break;
+            }
+            case 3:
+                executor().resume();  // no-op when not suspended
+                break;
+            default:
+                break;
+        }
+        CHECK(!executor().suspended());
+        CHECK(run_small_graph(1 + i % 9));
+        if (gprat_test::failures_in_current_test() > 0) break;
+    }
+}
+
+TEST(stop_waits_for_a_running_graph_of_another_thread)
+{
+    // The other thread keeps adding tasks after stop()/suspend() was called: those must still
+    // run, i.e. the call returns only once the other graph's wait() has finished.
+    for (const bool use_suspend : {false, true}) {
+        executor().start(2);
+        std::atomic<bool> added{false};
+        std::atomic<long> done{0};
+        const long total = 41;
+        long x = 0;
+        bool result_ok = false;
+        std::thread other([&] {
+            TaskGraph g;
+            auto slow = [&done](long* p) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                ++*p;
+                done.fetch_add(1);
+            };
+            g.add("first", 0, slow, Write<long*>{&x});
+            added = true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(30));
+            for (int i = 1; i < total; ++i) g.add("slow", 0, slow, Write<long*>{&x});
+            g.wait();
+            result_ok = x == total;
+        });
+        REQUIRE(wait_until([&] { return added.load(); }));
+        if (use_suspend) {
+            executor().suspend();
+            CHECK(executor().suspended());
+        } else {
+            executor().stop();
+            CHECK(!executor().running());
+        }
+        CHECK_EQ(done.load(), total);  // returned only once the other graph had finished
+        if (done.load() != total) executor().start(2);  // (broken runtime: let the other thread finish)
+        other.join();
+        CHECK(result_ok);
+        if (use_suspend) executor().resume();
+    }
+}
+
+TEST(lazy_start_after_stop_uses_default_thread_count)
+{
+    executor().stop();
+    CHECK(!executor().running());
+    ::setenv("GPRAT_NUM_THREADS", "3", 1);
+    CHECK_EQ(gprat::runtime::default_thread_count(), 3);
+    CHECK_EQ(executor().num_threads(), 3);  // what a lazy start would use
+    CHECK(run_small_graph());
+    CHECK(executor().running());
+    CHECK_EQ(executor().num_threads(), 3);
+    executor().stop();
+
+    ::setenv("GPRAT_NUM_THREADS", "two", 1);
+    CHECK_THROWS_AS(gprat::runtime::default_thread_count(), gprat::InvalidArgument);
+    {
+        TaskGraph g;
+        CHECK_THROWS_AS(g.add("lazy", 0, [] {}), gprat::InvalidArgument);
+    }
+    CHECK(!executor().running());
+    ::setenv("GPRAT_NUM_THREADS", "0", 1);
+    CHECK_THROWS_AS(gprat::runtime::default_thread_count(), gprat::InvalidArgument);
+    ::unsetenv("GPRAT_NUM_THREADS");
+
+    const Index cores = gprat::runtime::available_cores();
+    CHECK_GE(cores, 1);
+    CHECK_LE(cores, static_cast<Index>(std::max(1u, std::thread::hardware_concurrency())));
+    CHECK_EQ(gprat::runtime::default_thread_count(), cores);
+    CHECK(run_small_graph());
+    CHECK_EQ(executor().num_threads(), cores);
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define GPRAT_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GPRAT_TEST_TSAN 1
+#endif
+#endif
+
+TEST(fork_child_gets_a_fresh_stopped_executor)
+{
+#ifdef GPRAT_TEST_TSAN
+    std::cout << "    skipped under ThreadSanitizer (it does not support threads after fork)" << std::endl;
+#else
+    executor().start(2);
+    CHECK(run_small_graph());
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        Executor& child = Executor::instance();
+        const bool fresh = !child.running() && !child.suspended();
+        const bool works = run_small_graph() && child.running();
+        ::_exit(fresh ? (works ? 0 : 2) : 1);
+    }
+    int status = 0;
+    REQUIRE_EQ(::waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child status " << status << " (exit 1: inherited a running executor, 2: work failed)");
+    CHECK(executor().running());
+    CHECK_EQ(executor().num_threads(), 2);
+    CHECK(run_small_graph());
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracing
+// ---------------------------------------------------------------------------------------------
+
+TEST(tracing_records_every_executed_task)
+{
+    executor().start(3);
+    (void)executor().take_trace();
+    executor().set_tracing(true);
+    CHECK(executor().tracing());
+    TaskGraph g;
+    long x = 0;
+    const int n = 30;
+    for (int i = 0; i < n; ++i) g.add(i % 2 == 0 ? "even" : "odd", 0, [](long* p) { ++*p; }, Write<long*>{&x});
+    g.wait();
+    executor().set_tracing(false);
+    CHECK(!executor().tracing());
+    const auto trace = executor().take_trace();
+    CHECK_EQ(static_cast<int>(trace.size()), n);
+    int even = 0, odd = 0;
+    for (std::size_t i = 0; i < trace.size(); ++i) {
+        const auto& r = trace[i];
+        const std::string name = r.name;
+        even += name == "even";
+        odd += name == "odd";
+        CHECK(r.worker >= 0 && r.worker < 3);
+        CHECK_LE(r.start_ns, r.end_ns);
+        if (i > 0) {
+            CHECK_LE(trace[i - 1].start_ns, r.start_ns);  // sorted by start
+            CHECK_LE(trace[i - 1].end_ns, r.start_ns);    // a chain: no overlap
+        }
+    }
+    CHECK_EQ(even, n / 2);
+    CHECK_EQ(odd, n / 2);
+    CHECK(executor().take_trace().empty());  // taken
+    // Disabled: nothing recorded; skipped tasks are never recorded.
+    TaskGraph g2;
+    g2.add("untraced", 0, [](long* p) { ++*p; }, Write<long*>{&x});
+    g2.wait();
+    CHECK(executor().take_trace().empty());
+    executor().set_tracing(true);
+    g2.add("fail", 0, [](long*) { throw TaskError("x", 0); }, Write<long*>{&x});
+    g2.add("skipped", 0, [](long* p) { ++*p; }, Write<long*>{&x});
+    CHECK_THROWS_AS(g2.wait(), TaskError);
+    executor().set_tracing(false);
+    const auto t2 = executor().take_trace();
+    REQUIRE_EQ(static_cast<int>(t2.size()), 1);
+    CHECK_EQ(std::string(t2[0].name), std::string("fail"));
+}
+
+int main(int argc, char** argv)
+{
+    const int rc = gprat_test::run_all(argc, argv);
+    return rc;
+}

@@ -1,0 +1,467 @@
+/// Tiled algorithms (task graphs over TiledMatrix) against naive dense loops, float and double,
+/// for n in {1, 2, 7, 100, 257} with tile sizes that divide n and tile sizes that do not.
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <random>
+#include <string>
+#include <typeinfo>
+#include <vector>
+
+#include "check.hpp"
+#include "dense.hpp"
+#include "gprat/core/errors.hpp"
+#include "gprat/linalg/cholesky.hpp"
+#include "gprat/linalg/inverse.hpp"
+#include "gprat/linalg/tile_kernels.hpp"
+#include "gprat/linalg/tiled_products.hpp"
+#include "gprat/linalg/triangular_solve.hpp"
+#include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/task_graph.hpp"
+#include "gprat/tiles/tiled_matrix.hpp"
+
+using gprat::Index;
+using gprat::Op;
+using gprat::runtime::Executor;
+using gprat::runtime::TaskGraph;
+using gprat::tiles::Structure;
+using gprat::tiles::TiledMatrix;
+using gprat_test::eps;
+using gprat_test::Ref;
+using gprat_test::type_name;
+
+namespace {
+
+struct Case
+{
+    Index n, nb;
+};
+
+/// Every n with tile sizes dividing it and not (257 is prime: only 1 and 257 divide it).
+const Case kCases[] = {{1, 1},   {1, 4},   {2, 1},    {2, 2},    {2, 3},   {7, 1},   {7, 3},
+                       {7, 7},   {7, 10},  {100, 10}, {100, 25}, {100, 32}, {100, 100}, {100, 128},
+                       {257, 32}, {257, 64}, {257, 100}, {257, 257}};
+
+std::string label(const char* what, Case c, const char* type)
+{
+    return std::string(what) + " " + type + " n=" + std::to_string(c.n) + " nb=" + std::to_string(c.nb);
+}
+
+/// Entries of `r` rounded to T (the reference then sees exactly what the library sees).
+template <typename T>
+Ref rounded(Ref r)
+{
+    for (long double& x : r.v) x = static_cast<T>(x);
+    return r;
+}
+
+Ref random_ref(Index rows, Index cols, std::mt19937_64& rng)
+{
+    std::uniform_real_distribution<double> d(-1.0, 1.0);
+    Ref r(rows, cols);
+    for (long double& x : r.v) x = d(rng);
+    return r;
+}
+
+/// SPD: M M^T / n + I, rounded to T.
+template <typename T>
+Ref spd_ref(Index n, std::mt19937_64& rng)
+{
+    const Ref m = random_ref(n, n, rng);
+    Ref a = gprat_test::multiply(m, gprat_test::transpose(m));
+    for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < n; ++j) a(i, j) = a(i, j) / static_cast<long double>(n) + (i == j ? 1.0L : 0.0L);
+    return rounded<T>(a);
+}
+
+/// A well-conditioned SPD test matrix of order n with its reference factor and inverse, computed
+/// once per (n, T) and shared by the tile sizes (the naive loops dominate the test's run time).
+struct Spd
+{
+    Ref a, l, inv;
+};
+
+template <typename T>
+const Spd& spd(Index n)
+{
+    static std::vector<std::pair<Index, std::unique_ptr<Spd>>> cache;
+    for (const auto& [m, s] : cache)
+        if (m == n) return *s;
+    std::mt19937_64 rng(static_cast<std::uint64_t>(1000 + n));
+    auto s = std::make_unique<Spd>(Spd{spd_ref<T>(n, rng), Ref(0, 0), Ref(0, 0)});
+    s->l = s->a;
+    if (gprat_test::cholesky_ref(s->l) != 0) throw std::logic_error("test matrix not SPD");
+    const Ref linv = gprat_test::solve_triangular(s->l, true, gprat_test::identity(n));
+    s->inv = gprat_test::multiply(gprat_test::transpose(linv), linv);
+    cache.emplace_back(n, std::move(s));
+    return *cache.back().second;
+}
+
+/// Tiled copy of r with nb x nbc tiles (nbc = nb when 0).
+template <typename T>
+TiledMatrix<T> to_tiled(const Ref& r, Index nb, Structure s = Structure::General, Index nbc = 0)
+{
+    std::vector<T> dense(static_cast<std::size_t>(r.rows * r.cols));
+    for (Index i = 0; i < r.rows; ++i)
+        for (Index j = 0; j < r.cols; ++j) dense[static_cast<std::size_t>(i * r.cols + j)] = static_cast<T>(r(i, j));
+    TiledMatrix<T> m(r.rows, r.cols, nb, nbc > 0 ? nbc : nb, s);
+    gprat::tiles::copy_from_row_major(dense.data(), r.cols, m);
+    return m;
+}
+
+/// Dense copy of the stored tiles (upper part zero for a symmetric matrix).
+template <typename T>
+Ref from_tiled(const TiledMatrix<T>& m)
+{
+    std::vector<T> dense(static_cast<std::size_t>(m.rows() * m.cols()), std::numeric_limits<T>::quiet_NaN());
+    gprat::tiles::copy_to_row_major(m, dense.data(), m.cols());
+    Ref r(m.rows(), m.cols());
+    for (Index i = 0; i < m.rows(); ++i)
+        for (Index j = 0; j < m.cols(); ++j) r(i, j) = dense[static_cast<std::size_t>(i * m.cols() + j)];
+    return r;
+}
+
+Ref symmetrize_lower(Ref a)
+{
+    for (Index i = 0; i < a.rows; ++i)
+        for (Index j = i + 1; j < a.cols; ++j) a(i, j) = a(j, i);
+    return a;
+}
+
+Ref minus(const Ref& a, const Ref& b)
+{
+    Ref c = a;
+    for (std::size_t i = 0; i < c.v.size(); ++i) c.v[i] -= b.v[i];
+    return c;
+}
+
+/// Tiled Cholesky of the SPD `a`; returns the tiled factor.
+template <typename T>
+TiledMatrix<T> tiled_cholesky(const Ref& a, Index nb)
+{
+    TiledMatrix<T> t = to_tiled<T>(a, nb, Structure::SymmetricLower);
+    TaskGraph g;
+    gprat::linalg::cholesky(t, g);
+    g.wait();
+    return t;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+template <typename T>
+void cholesky_case(Case c)
+{
+    const Ref& a = spd<T>(c.n).a;
+    const TiledMatrix<T> t = tiled_cholesky<T>(a, c.nb);
+    const Ref l = from_tiled(t);
+    // Backward error ||A - L L^T||_F / (n eps ||A||_F).
+    const double residual = static_cast<double>(gprat_test::frobenius(minus(a, gprat_test::multiply(l, gprat_test::transpose(l)))) /
+                                                (c.n * eps<T>() * gprat_test::frobenius(a)));
+    CHECK_MSG(residual < 10.0, label("cholesky", c, type_name<T>()) << " residual " << residual);
+    // Forward: against the textbook loop (A is well conditioned).
+    const Ref& lref = spd<T>(c.n).l;
+    const double err = gprat_test::rel_err(l, lref);
+    CHECK_MSG(err < 50.0 * c.n * eps<T>(), label("cholesky", c, type_name<T>()) << " forward error " << err);
+    // log det from the factor.
+    long double logdet = 0;
+    for (Index i = 0; i < c.n; ++i) logdet += 2 * std::log(lref(i, i));
+    const double ld = gprat::linalg::log_determinant_from_factor(t);
+    CHECK_MSG(std::fabs(ld - static_cast<double>(logdet)) < 50.0 * c.n * eps<T>() * (1 + std::fabs(static_cast<double>(logdet))),
+              label("logdet", c, type_name<T>()) << " " << ld << " vs " << static_cast<double>(logdet));
+}
+
+template <typename T>
+void solve_case(Case c, const TiledMatrix<T>& l_tiled, const Ref& l, Op op, Index k, std::mt19937_64& rng)
+{
+    const Ref b = rounded<T>(random_ref(c.n, k, rng));
+    TiledMatrix<T> x_tiled = to_tiled<T>(b, c.nb);
+    TaskGraph g;
+    gprat::linalg::solve_lower(l_tiled, op, x_tiled, g);
+    g.wait();
+    const Ref x = from_tiled(x_tiled);
+    const Ref opl = op == Op::Trans ? gprat_test::transpose(l) : l;
+    const Ref xref = gprat_test::solve_triangular(opl, op == Op::NoTrans, b);
+    const std::string what = label(op == Op::Trans ? "solve_lower(Trans)" : "solve_lower(NoTrans)", c, type_name<T>()) +
+                             " k=" + std::to_string(k);
+    const double err = gprat_test::rel_err(x, xref);
+    CHECK_MSG(err < 50.0 * c.n * eps<T>(), what << " forward error " << err);
+    const double residual =
+        static_cast<double>(gprat_test::frobenius(minus(gprat_test::multiply(opl, x), b)) /
+                            (c.n * eps<T>() * gprat_test::frobenius(l) * gprat_test::frobenius(x)));
+    CHECK_MSG(residual < 10.0, what << " residual " << residual);
+}
+
+template <typename T>
+void inverse_case(Case c)
+{
+    const Ref& a = spd<T>(c.n).a;
+    TiledMatrix<T> t = tiled_cholesky<T>(a, c.nb);
+    {
+        TaskGraph g;
+        gprat::linalg::spd_inverse_from_factor(t, g);
+        g.wait();
+    }
+    const Ref inv = symmetrize_lower(from_tiled(t));
+    const Ref& ref = spd<T>(c.n).inv;  // L^{-T} L^{-1} by substitution
+    const double err = gprat_test::rel_err(inv, ref);
+    CHECK_MSG(err < 100.0 * c.n * eps<T>(), label("spd_inverse_from_factor", c, type_name<T>()) << " forward error " << err);
+    const double residual = static_cast<double>(
+        gprat_test::frobenius(minus(gprat_test::multiply(a, inv), gprat_test::identity(c.n))) /
+        (c.n * eps<T>() * gprat_test::frobenius(a) * gprat_test::frobenius(inv)));
+    CHECK_MSG(residual < 10.0, label("spd_inverse_from_factor", c, type_name<T>()) << " residual " << residual);
+}
+
+/// Y = A^T X (A n x m in nb x nbc tiles, X n x k in nb x nbk tiles, Y m x k in nbc x nbk tiles);
+/// Y starts as NaN (the first product overwrites it, beta = 0).
+template <typename T>
+void transpose_times_case(Case c, Index m, Index nbc, Index k, Index nbk, std::mt19937_64& rng)
+{
+    const Ref a = rounded<T>(random_ref(c.n, m, rng));
+    const Ref x = rounded<T>(random_ref(c.n, k, rng));
+    const TiledMatrix<T> at = to_tiled<T>(a, c.nb, Structure::General, nbc);
+    const TiledMatrix<T> xt = to_tiled<T>(x, c.nb, Structure::General, nbk);
+    Ref nan(m, k);
+    for (long double& v : nan.v) v = std::numeric_limits<long double>::quiet_NaN();
+    const TiledMatrix<T> yt = to_tiled<T>(nan, nbc, Structure::General, nbk);
+    TaskGraph g;
+    gprat::linalg::transpose_times(at, xt, yt, g);
+    g.wait();
+    const Ref expected = gprat_test::multiply(gprat_test::transpose(a), x);
+    const double err = gprat_test::rel_err(from_tiled(yt), expected);
+    CHECK_MSG(err < 10.0 * c.n * eps<T>(), label("transpose_times", c, type_name<T>())
+                                               << " m=" << m << " nbc=" << nbc << " k=" << k << " nbk=" << nbk
+                                               << " err " << err);
+}
+
+/// y (m, tiles of nbc) -= column sums of squares of V (n x m, nb x nbc tiles).
+template <typename T>
+void column_squares_case(Case c, Index m, Index nbc, std::mt19937_64& rng)
+{
+    const Ref v = rounded<T>(random_ref(c.n, m, rng));
+    const Ref y0 = rounded<T>(random_ref(m, 1, rng));
+    const TiledMatrix<T> vt = to_tiled<T>(v, c.nb, Structure::General, nbc), yt = to_tiled<T>(y0, nbc);
+    TaskGraph g;
+    gprat::linalg::subtract_column_squares(vt, yt, g);
+    g.wait();
+    Ref expected = y0;
+    for (Index j = 0; j < m; ++j)
+        for (Index i = 0; i < c.n; ++i) expected(j, 0) -= v(i, j) * v(i, j);
+    const double err = gprat_test::rel_err(from_tiled(yt), expected);
+    CHECK_MSG(err < 10.0 * c.n * eps<T>(),
+              label("subtract_column_squares", c, type_name<T>()) << " m=" << m << " nbc=" << nbc << " err " << err);
+}
+
+/// C (m x m symmetric, nbc x nbc tiles) -= V^T V (V n x m, nb x nbc tiles).
+template <typename T>
+void gram_case(Case c, Index m, Index nbc, std::mt19937_64& rng)
+{
+    const Ref v = rounded<T>(random_ref(c.n, m, rng));
+    const Ref c0 = rounded<T>(symmetrize_lower(random_ref(m, m, rng)));
+    const TiledMatrix<T> vt = to_tiled<T>(v, c.nb, Structure::General, nbc);
+    const TiledMatrix<T> ct = to_tiled<T>(c0, nbc, Structure::SymmetricLower);
+    TaskGraph g;
+    gprat::linalg::subtract_gram(vt, ct, g);
+    g.wait();
+    const Ref expected = minus(c0, gprat_test::multiply(gprat_test::transpose(v), v));
+    const double err = gprat_test::rel_err(from_tiled(ct), expected, [](Index i, Index j) { return i >= j; });
+    CHECK_MSG(err < 10.0 * c.n * eps<T>(),
+              label("subtract_gram", c, type_name<T>()) << " m=" << m << " nbc=" << nbc << " err " << err);
+}
+
+/// SPD matrix whose pivot `fail` (0-based) is made negative; every earlier leading minor stays
+/// positive definite. The tiled factorization must report the order LAPACK's potrf reports on
+/// the whole dense matrix.
+template <typename T>
+void not_spd_case(Case c, Index fail)
+{
+    Ref a = spd<T>(c.n).a;
+    const Ref& l = spd<T>(c.n).l;
+    long double s = 0;
+    for (Index k = 0; k < fail; ++k) s += l(fail, k) * l(fail, k);
+    a(fail, fail) = static_cast<T>(s - 0.5L);
+
+    // LAPACK on the dense matrix (column-major; symmetric, so the layout does not matter).
+    std::vector<T> dense(static_cast<std::size_t>(c.n * c.n));
+    for (Index i = 0; i < c.n; ++i)
+        for (Index j = 0; j < c.n; ++j) dense[static_cast<std::size_t>(i + j * c.n)] = static_cast<T>(a(i, j));
+    lapack_int info = 0;
+    if constexpr (sizeof(T) == sizeof(float)) {
+        info = GPRAT_LAPACKE(spotrf)(LAPACK_COL_MAJOR, 'L', static_cast<lapack_int>(c.n), dense.data(),
+                                     static_cast<lapack_int>(c.n));
+    } else {
+        info = GPRAT_LAPACKE(dpotrf)(LAPACK_COL_MAJOR, 'L', static_cast<lapack_int>(c.n), dense.data(),
+                                     static_cast<lapack_int>(c.n));
+    }
+    CHECK_EQ(static_cast<Index>(info), fail + 1);  // the construction is what we think it is
+
+    TiledMatrix<T> t = to_tiled<T>(a, c.nb, Structure::SymmetricLower);
+    TaskGraph g;
+    gprat::linalg::cholesky(t, g);
+    bool caught = false;
+    try {
+        g.wait();
+    } catch (const gprat::NotPositiveDefinite& e) {
+        caught = true;
+        CHECK_MSG(e.order() == static_cast<Index>(info),
+                  label("cholesky(not SPD)", c, type_name<T>()) << " fail=" << fail << ": order " << e.order()
+                                                                 << ", LAPACK info " << info);
+    }
+    CHECK_MSG(caught, label("cholesky(not SPD)", c, type_name<T>()) << " fail=" << fail << ": no NotPositiveDefinite");
+}
+
+/// Widths of the rectangular operands: a vector, one tile, and a ragged two tiles.
+std::vector<Index> other_dims(Case c)
+{
+    std::vector<Index> d = {1, c.nb, c.nb + (c.nb + 1) / 2};
+    if (c.n < 10) d.push_back(3 * c.nb + 2);  // many small tiles
+    return d;
+}
+
+/// Column tile sizes for the rectangular operands: square tiles, and a different width.
+std::vector<Index> col_tiles(Case c) { return {c.nb, c.nb > 8 ? c.nb / 2 + 3 : c.nb + 2}; }
+
+}  // namespace
+
+TEST(tiled_cholesky_residual_and_forward_error)
+{
+    Executor::instance().start(2);
+    for (const Case& c : kCases) {
+        cholesky_case<double>(c);
+        cholesky_case<float>(c);
+    }
+}
+
+TEST(tiled_cholesky_thread_counts)
+{
+    for (Index threads : {1, 3, 4}) {
+        Executor::instance().start(threads);
+        cholesky_case<double>({100, 10});
+        cholesky_case<float>({257, 64});
+    }
+    Executor::instance().start(2);
+}
+
+TEST(tiled_solve_lower_vector_and_matrix_rhs)
+{
+    Executor::instance().start(2);
+    std::mt19937_64 rng(13);
+    for (const Case& c : kCases) {
+        const TiledMatrix<double> ld = tiled_cholesky<double>(spd<double>(c.n).a, c.nb);
+        const TiledMatrix<float> lf = tiled_cholesky<float>(spd<float>(c.n).a, c.nb);
+        const Ref ld_ref = from_tiled(ld), lf_ref = from_tiled(lf);
+        for (Op op : {Op::NoTrans, Op::Trans})
+            for (Index k : {Index(1), Index(3), c.nb + 2}) {
+                solve_case<double>(c, ld, ld_ref, op, k, rng);
+                solve_case<float>(c, lf, lf_ref, op, k, rng);
+            }
+    }
+}
+
+TEST(tiled_spd_inverse_from_factor)
+{
+    Executor::instance().start(2);
+    for (const Case& c : kCases) {
+        inverse_case<double>(c);
+        inverse_case<float>(c);
+    }
+}
+
+TEST(tiled_transpose_times)
+{
+    Executor::instance().start(2);
+    std::mt19937_64 rng(15);
+    for (const Case& c : kCases)
+        for (Index m : other_dims(c))
+            for (Index nbc : col_tiles(c))
+                for (auto [k, nbk] : {std::pair<Index, Index>{1, 1}, {5, 5}, {5, 2}}) {
+                    transpose_times_case<double>(c, m, nbc, k, nbk, rng);
+                    transpose_times_case<float>(c, m, nbc, k, nbk, rng);
+                }
+}
+
+TEST(tiled_subtract_column_squares)
+{
+    Executor::instance().start(2);
+    std::mt19937_64 rng(16);
+    for (const Case& c : kCases)
+        for (Index m : other_dims(c))
+            for (Index nbc : col_tiles(c)) {
+                column_squares_case<double>(c, m, nbc, rng);
+                column_squares_case<float>(c, m, nbc, rng);
+            }
+}
+
+TEST(tiled_subtract_gram)
+{
+    Executor::instance().start(2);
+    std::mt19937_64 rng(17);
+    for (const Case& c : kCases)
+        for (Index m : other_dims(c))
+            for (Index nbc : col_tiles(c)) {
+                gram_case<double>(c, m, nbc, rng);
+                gram_case<float>(c, m, nbc, rng);
+            }
+}
+
+TEST(tiled_cholesky_not_spd_reports_lapack_order)
+{
+    Executor::instance().start(2);
+    for (const Case& c : kCases) {
+        std::vector<Index> fails = {0, c.n - 1, c.n / 2};
+        if (c.nb < c.n) {
+            fails.push_back(c.nb - 1);  // last column of the first tile
+            fails.push_back(c.nb);      // first column of the second tile
+        }
+        for (Index f : fails) {
+            not_spd_case<double>(c, f);
+            not_spd_case<float>(c, f);
+        }
+    }
+}
+
+TEST(tiled_algorithms_reject_bad_shapes)
+{
+    TiledMatrix<double> general(4, 4, 2), sym(4, 4, 2, Structure::SymmetricLower), rhs(5, 1, 2);
+    TaskGraph g;
+    CHECK_THROWS_AS(gprat::linalg::cholesky(general, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS(gprat::linalg::solve_lower(sym, Op::NoTrans, rhs, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS(gprat::linalg::solve_lower(general, Op::NoTrans, general, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS(gprat::linalg::spd_inverse_from_factor(general, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS(gprat::linalg::subtract_gram(general, general, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS(gprat::linalg::subtract_column_squares(general, rhs, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS(gprat::linalg::transpose_times(general, rhs, rhs, g), gprat::InvalidArgument);
+    CHECK_THROWS_AS((TiledMatrix<double>(3, 4, 2, Structure::SymmetricLower)), gprat::InvalidArgument);
+    CHECK_THROWS_AS((TiledMatrix<double>(3, 3, 0)), gprat::InvalidArgument);
+    CHECK_THROWS_AS((TiledMatrix<double>(4, 4, 2, 3, Structure::SymmetricLower)), gprat::InvalidArgument);
+    TiledMatrix<double> wide(5, 7, 2, 3), x5(5, 2, 2, 2), y7(7, 2, 2, 2);  // y7 must be tiled 3 x 2
+    CHECK_THROWS_AS(gprat::linalg::transpose_times(wide, x5, y7, g), gprat::InvalidArgument);
+    CHECK_EQ(g.size(), 0);
+    g.wait();
+}
+
+TEST(solve_lower_rejects_rhs_tiled_differently)
+{
+    // A right-hand side whose row tiles differ from L's (9 rows: L in 4+4+1, B in 3+3+3, the
+    // same tile count) is a caller error (InvalidArgument), not an internal one.
+    TiledMatrix<double> l9(9, 9, 4, Structure::SymmetricLower), b9(9, 1, 3);
+    TaskGraph g2;
+    bool invalid = false;
+    try {
+        gprat::linalg::solve_lower(l9, Op::NoTrans, b9, g2);
+        g2.wait();
+    } catch (const gprat::InvalidArgument&) {
+        invalid = true;
+    } catch (const std::exception& e) {
+        CHECK_MSG(false, "solve_lower with a differently tiled right-hand side threw " << typeid(e).name() << ": "
+                                                                                        << e.what());
+    }
+    CHECK(invalid);
+}
+
+int main(int argc, char** argv)
+{
+    gprat::linalg::use_single_threaded_blas();
+    return gprat_test::run_all(argc, argv);
+}
