@@ -46,7 +46,7 @@ SECTIONS = ("cholesky", "fit", "train_step", "predict", "memory", "tiles", "over
 LIBRARY_OPS = {
     "scipy": ("cholesky",),
     "torch": ("cholesky",),
-    "gprat": ("cholesky", "fit", "train_step", "predict"),
+    "gprat": ("cholesky", "cholesky_dense", "fit", "train_step", "predict"),
     "gpytorch-cholesky": ("fit", "train_step", "predict"),
     "gpytorch-default": ("fit", "train_step", "predict"),
     "sklearn": ("fit", "train_step", "predict"),
@@ -59,7 +59,7 @@ LATENCY_LIBRARIES = ("gprat", "sklearn", "gpytorch-cholesky")
 # skip cases that would not fit in --mem-budget-gib on this machine. d enters for sklearn,
 # whose gradient stores dK/dtheta as an (n, n, d + 2) array plus temporaries.
 def _mem_units(library: str, op: str, d: int) -> float:
-    if op == "cholesky":
+    if op.startswith("cholesky"):
         return {"gprat": 3.0}.get(library, 2.0)
     if library == "sklearn":
         return 3.0 * d + 6.0 if op in ("train_step", "memory") else 4.0
@@ -376,7 +376,7 @@ class Runner:
                         for lib in a.libraries:
                             ops = []
                             for op in LIBRARY_OPS[lib]:
-                                if op not in sections:
+                                if op.split("_dense")[0] not in sections:
                                     continue
                                 ok, need = self.fits(lib, op, n)
                                 if ok:

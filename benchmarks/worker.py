@@ -48,7 +48,7 @@ def run_measure(spec: dict) -> None:
                                      "status": "error", "error": _error_text(exc)})
         return
     p = make_problem(spec["n"], spec["m"], spec["d"], spec["seed"])
-    needs_A = any(op in ("cholesky", "tile_sweep") for op in spec["ops"])
+    needs_A = any(op in ("cholesky", "cholesky_dense", "tile_sweep") for op in spec["ops"])
     A = kernel_matrix(p) if needs_A else None
     write_jsonl(out, base | {"record": "group", "pid": os.getpid(), "info": adapter.info(),
                              "env": {k: os.environ.get(k) for k in spec.get("env_keys", ())}})

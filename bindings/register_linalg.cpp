@@ -2,6 +2,7 @@
 /// used by gprat.linalg, the tests (against LAPACK) and the Cholesky benchmark.
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 
 #include "gprat/gp/tile_size.hpp"
@@ -138,6 +139,64 @@ double log_determinant(const CArray<T>& l, std::optional<Index> tile_size)
     return linalg::log_determinant_from_factor(L);
 }
 
+/// A symmetric matrix held in the tiled layout (lower tiles), for callers that factor in place
+/// and keep the result tiled, as the GP engine does: no layout conversion in the timed path.
+template <typename T>
+struct TiledSymmetric
+{
+    TiledMatrix<T> A;
+    bool factored = false;
+};
+
+template <typename T>
+void define_tiled(py::module_& m, const char* name)
+{
+    using S = TiledSymmetric<T>;
+    py::class_<S>(m, name)
+        .def(py::init([](const CArray<T>& a, std::optional<Index> tile_size) {
+                 const Index n = square_order(a, "A");
+                 GPRAT_EXPECTS(n >= 1, "A must not be empty");
+                 auto s = std::make_unique<S>();
+                 s->A = TiledMatrix<T>(n, n, resolve_tile_size(tile_size, n), Structure::SymmetricLower);
+                 const T* src = a.data();
+                 without_gil([&] {
+                     runtime::TaskGraph g;
+                     copy_in(src, s->A, g);
+                     g.wait();
+                 });
+                 return s;
+             }),
+             py::arg("a").noconvert(), py::arg("tile_size") = py::none())
+        .def_property_readonly("n", [](const S& s) { return s.A.rows(); })
+        .def_property_readonly("tile_size", [](const S& s) { return s.A.nb(); })
+        .def("cholesky",
+             [](S& s) {
+                 GPRAT_EXPECTS(!s.factored, "this tiled matrix already holds its Cholesky factor");
+                 without_gil([&] {
+                     runtime::TaskGraph g;
+                     linalg::cholesky(s.A, g);
+                     g.wait();
+                 });
+                 s.factored = true;
+             })
+        .def("log_determinant",
+             [](const S& s) {
+                 GPRAT_EXPECTS(s.factored, "call cholesky() first");
+                 return linalg::log_determinant_from_factor(s.A);
+             })
+        .def("to_numpy", [](const S& s) {
+            const Index n = s.A.rows();
+            py::array_t<T> out({n, n});
+            T* dst = out.mutable_data();
+            without_gil([&] {
+                runtime::TaskGraph g;
+                copy_out(s.A, dst, g);
+                g.wait();
+            });
+            return out;
+        });
+}
+
 template <typename T>
 void define(py::module_& m)
 {
@@ -157,6 +216,8 @@ void register_linalg(py::module_& m)
 {
     define<double>(m);
     define<float>(m);
+    define_tiled<double>(m, "TiledSymmetric64");
+    define_tiled<float>(m, "TiledSymmetric32");
 }
 
 }  // namespace gprat::bindings

@@ -100,3 +100,21 @@ def test_bad_input():
         linalg.cholesky(np.array([["a"]]))
     with pytest.raises(ValueError, match="shape"):
         linalg.solve_triangular(np.eye(3), np.ones(4))
+
+
+@pytest.mark.parametrize("nb", [7, 32, 100])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tiled_symmetric_factor_in_place(nb, dtype, rng):
+    A = spd(100, rng, dtype)
+    t = linalg.TiledSymmetric(A, tile_size=nb)
+    np.testing.assert_array_equal(t.to_numpy(), np.tril(A))
+    t.cholesky()
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(t.to_numpy(), np.linalg.cholesky(A.astype(np.float64)), atol=tol)
+    np.testing.assert_allclose(t.log_determinant(), np.linalg.slogdet(A.astype(np.float64))[1], rtol=tol)
+    with pytest.raises(ValueError, match="already"):
+        t.cholesky()
+    A[50, 50] = -1.0
+    with pytest.raises(gprat.NotPositiveDefiniteError) as excinfo:
+        linalg.TiledSymmetric(A, tile_size=nb).cholesky()
+    assert excinfo.value.order == lapack.dpotrf(np.asfortranarray(A, dtype=np.float64), lower=1)[1]
