@@ -11,7 +11,13 @@ Quick start
 from . import kernels, linalg
 from ._core import compiled_with_cuda as _compiled_with_cuda
 from ._version import __version__
-from .exceptions import BackendUnavailableError, NotFittedError, NotPositiveDefiniteError, RuntimeStateError
+from .exceptions import (
+    BackendUnavailableError,
+    NotFittedError,
+    NotPositiveDefiniteError,
+    NumericalWarning,
+    RuntimeStateError,
+)
 from .gp import ExactGP
 from .gprat_compat import (
     GP,
@@ -46,6 +52,7 @@ __all__ = [
     "BackendUnavailableError",
     "RuntimeStateError",
     "NotFittedError",
+    "NumericalWarning",
     "OptimizationResult",
     "GP",
     "GP_data",

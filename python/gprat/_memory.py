@@ -41,15 +41,44 @@ def available_bytes():
     return avail
 
 
+#: Requests below this size are not checked against the system (reading /proc costs ~50 us),
+#: only against GPRAT_MEMORY_LIMIT when it is set.
+SMALL_REQUEST = 16 << 20
+
+
+def _limit_from_environment():
+    text = os.environ.get("GPRAT_MEMORY_LIMIT", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"GPRAT_MEMORY_LIMIT must be a number of bytes >= 0; got {text!r}")
+    return int(value)
+
+
+def _size(n_bytes):
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n_bytes >= 1 << shift:
+            return f"{n_bytes / (1 << shift):.2f} {unit}"
+    return f"{int(n_bytes)} bytes"
+
+
 def check_fits(needed, what):
     """Raise MemoryError when `needed` bytes exceed what is available (skipped if unknown).
 
-    ``GPRAT_MEMORY_LIMIT`` (bytes) overrides the detected amount, e.g. in batch jobs.
+    ``GPRAT_MEMORY_LIMIT`` (bytes) overrides the detected amount, e.g. in batch jobs or to
+    simulate a small machine.
     """
-    override = os.environ.get("GPRAT_MEMORY_LIMIT")
-    avail = int(override) if override else available_bytes()
+    avail = _limit_from_environment()
+    if avail is None:
+        if needed < SMALL_REQUEST:
+            return
+        avail = available_bytes()
     if avail is not None and needed > avail:
         raise MemoryError(
-            f"{what} needs about {needed / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB is available; "
+            f"{what} needs about {_size(needed)} but only {_size(avail)} is available; "
             "use fewer samples, dtype=numpy.float32, or a machine with more memory"
         )

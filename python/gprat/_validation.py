@@ -28,15 +28,31 @@ def check_dtype(dtype):
 def _as_numeric_array(a, name):
     if a is None:
         raise TypeError(f"{name} must be an array of numbers; got None")
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:  # ragged nested lists, objects numpy cannot convert
+        raise ValueError(f"{name} must be a rectangular array of real numbers; could not convert it: {err}") from None
     kind = arr.dtype.kind
     if kind == "b":
-        raise TypeError(f"{name} must hold real numbers; got a boolean array")
+        raise TypeError(f"{name} must hold real numbers; got a boolean array (convert it explicitly, e.g. {name}.astype(float))")
     if kind == "c":
         raise TypeError(f"{name} must hold real numbers; got complex dtype {arr.dtype}")
     if kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+        raise TypeError(f"{name} must hold real numbers (float or integer dtype); got dtype {arr.dtype}")
     return arr
+
+
+def _check_finite(out, name, source):
+    finite = np.isfinite(out)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        index = where[0] if len(where) == 1 else where
+        given = source[where]
+        if np.isfinite(given):
+            found = f"{float(given)!r}, which overflows {out.dtype},"
+        else:
+            found = f"{out[where]}"
+        raise ValueError(f"{name} must contain only finite values; found {found} at index {index}")
 
 
 def as_matrix(X, name="X", dtype=np.float64, n_features=None):
@@ -63,9 +79,9 @@ def as_matrix(X, name="X", dtype=np.float64, n_features=None):
         raise ValueError(
             f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features} features"
         )
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} must contain only finite values; found NaN or infinity")
+    with np.errstate(over="ignore"):  # an overflowing float32 cast is reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, name, arr)
     return out
 
 
@@ -80,9 +96,9 @@ def as_vector(y, name="y", dtype=np.float64, length=None):
         raise ValueError(
             f"{name} must have one entry per row of X; got len({name})={arr.shape[0]}, X.shape[0]={length}"
         )
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} must contain only finite values; found NaN or infinity")
+    with np.errstate(over="ignore"):  # an overflowing float32 cast is reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, name, arr)
     return out
 
 
@@ -93,6 +109,30 @@ def check_positive(value, name):
     v = float(value)
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be positive and finite; got {v}")
+    return v
+
+
+#: Hyperparameters live in [HYPER_MIN, HYPER_MAX] so that |log(value)| < THETA_MAX: the engine
+#: refuses |theta| >= 700 (exp overflows near 709).
+HYPER_MIN, HYPER_MAX = 1e-300, 1e300
+THETA_MAX = float(np.log(HYPER_MAX))
+
+
+def check_hyperparameter(value, name):
+    """Return `value` as a float after checking it is a number in [1e-300, 1e300]."""
+    v = check_positive(value, name)
+    if not HYPER_MIN <= v <= HYPER_MAX:
+        raise ValueError(f"{name} must lie between {HYPER_MIN:g} and {HYPER_MAX:g}; got {v:g}")
+    return v
+
+
+def check_non_negative(value, name):
+    """Return `value` as a float after checking it is a finite number >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a non-negative real number; got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be non-negative and finite; got {v}")
     return v
 
 
@@ -112,11 +152,16 @@ def check_positive_int(value, name, allow_none=True):
 
 
 def check_theta(theta, n_params):
-    """Return theta as a float64 vector of n_params finite entries."""
+    """Return theta as a float64 vector of n_params finite entries with |theta| <= THETA_MAX."""
     arr = _as_numeric_array(theta, "theta")
     arr = np.asarray(arr, dtype=np.float64).reshape(-1) if arr.ndim <= 1 else arr
     if arr.ndim != 1 or arr.shape[0] != n_params:
         raise ValueError(f"theta must be a 1-D array of {n_params} log-hyperparameters; got shape {np.shape(theta)}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"theta must contain only finite values; got {arr}")
+    if np.any(np.abs(arr) > THETA_MAX):
+        raise ValueError(
+            f"theta entries are logarithms of hyperparameters and must lie in [-{THETA_MAX:.1f}, {THETA_MAX:.1f}] "
+            f"(values between {HYPER_MIN:g} and {HYPER_MAX:g}); got {arr}"
+        )
     return np.ascontiguousarray(arr, dtype=np.float64)

@@ -384,6 +384,14 @@ def _finite(values, what, path):
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_memory(n_samples, dtype):
+    """Refuse a training set whose GP would not fit in memory, before any work is done."""
+    from ._memory import check_fits
+
+    package = _package()
+    check_fits(package.ExactGP.fit_bytes(n_samples, dtype=np.dtype(dtype)), f"an exact GP on {n_samples} samples")
+
+
 def _check_writable(path, what):
     parent = Path(path).resolve().parent
     if not parent.is_dir():
@@ -424,6 +432,7 @@ def _cmd_demo(args):
         _check_writable(plot_path, "plot")
     progress = _progress_for(args)
     threads = _start_runtime(args)
+    _check_memory(args.n_train, "float64")
     t_total = time.perf_counter()
 
     progress.status("simulating the mass-spring-damper chain ...")
@@ -568,6 +577,7 @@ def _cmd_fit(args):
 
     progress = _progress_for(args)
     threads = _start_runtime(args)
+    _check_memory(X.shape[0], args.dtype)
     t0 = time.perf_counter()
     model, iterations = _train(
         args,
@@ -654,8 +664,12 @@ def _cmd_predict(args):
     threads = _start_runtime(args)
     progress = _progress_for(args)
     progress.status(f"predicting {X.shape[0]} points on {threads} threads ...")
-    mean, std = model.predict(X, return_std=True, include_noise=args.include_noise)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. jitter while refactoring the model
+        warnings.simplefilter("always")
+        mean, std = model.predict(X, return_std=True, include_noise=args.include_noise)
     progress.done()
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        _note(args, message)
 
     buffer = io.StringIO()
     buffer.write("mean,std\n")
@@ -722,6 +736,6 @@ def main(argv=None):
     except (DataError, ModelFileError, OSError, ValueError, ArithmeticError, RuntimeError) as error:
         _error(str(error) or type(error).__name__)
         return EXIT_ERROR
-    except MemoryError:
-        _error("out of memory; try fewer samples")
+    except MemoryError as error:
+        _error(str(error) or "out of memory; try fewer samples")
         return EXIT_ERROR

@@ -7,6 +7,7 @@ __all__ = [
     "BackendUnavailableError",
     "RuntimeStateError",
     "NotFittedError",
+    "NumericalWarning",
 ]
 
 
@@ -43,3 +44,12 @@ class RuntimeStateError(RuntimeError):
 
 class NotFittedError(ValueError, AttributeError):
     """A method that needs a fitted model was called before ``fit``."""
+
+
+class NumericalWarning(RuntimeWarning):
+    """gprat changed a computation to keep it numerically sound, and says how.
+
+    Issued when ``ExactGP.fit`` had to add jitter to the diagonal of K to factor it (the
+    message gives the jitter used; it is stored as ``jitter_``), and when an optimizer met
+    hyperparameters whose covariance matrix is not positive definite and backed off from them.
+    """

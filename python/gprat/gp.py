@@ -1,20 +1,130 @@
 """ExactGP: exact Gaussian-process regression on the tiled, task-parallel Cholesky engine."""
 
+import contextlib
+import os
+import threading
+import warnings
+import weakref
+from collections import namedtuple
+
 import numpy as np
 
 from . import _core
 from ._memory import check_fits
-from ._validation import as_matrix, as_vector, check_dtype, check_positive, check_positive_int, check_theta
-from .exceptions import NotFittedError
+from ._validation import (
+    as_matrix,
+    as_vector,
+    check_dtype,
+    check_hyperparameter,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+    check_theta,
+)
+from .exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
 from .kernels import Kernel
 from .optimize import Progress, minimize_adam, minimize_lbfgsb
+from .runtime import wait_for_lifecycle
 
-__all__ = ["ExactGP"]
+__all__ = ["ExactGP", "JITTER_START", "JITTER_GROWTH", "DEFAULT_MAX_JITTER"]
 
 _CORE = {np.float64: _core.ExactGP64, np.float32: _core.ExactGP32}
 
 #: Default optimization box in hyperparameter space (not log space), per kind of parameter.
 DEFAULT_BOUNDS = {"kernel": (1e-5, 1e5), "noise_variance": (1e-9, 1e5)}
+
+#: Jitter policy (see ExactGP, Notes). First jitter tried, relative to the mean diagonal of K:
+#: about the rounding error of a Cholesky factorization of order n <= 1e5 in float64
+#: (n * eps = 2e-11), and ten float32 epsilons.
+JITTER_START = {np.float64: 1e-10, np.float32: 1e-6}
+#: Factor between successive jitters.
+JITTER_GROWTH = 10.0
+#: Largest jitter tried by default, relative to the mean diagonal of K.
+DEFAULT_MAX_JITTER = 1e-4
+
+#: Scaled inputs |x_k / lengthscale_k| above this bound (divided by sqrt(n_features)) make
+#: squared distances overflow in the kernel (NaN entries in K).
+_SCALED_INPUT_LIMIT = 5e149
+
+#: Bytes of K*^T the engine holds per prediction chunk (cpp: predict_locked).
+_PREDICT_CHUNK_BYTES = 256 << 20
+
+
+#: What predictions read, published as one tuple so that readers need no lock: the engine,
+#: the jitter in it, and the kernel, noise variance, training data, feature count and
+#: per-feature max |X| of the factorization it holds.
+_Fitted = namedtuple("_Fitted", "core jitter kernel noise X y n_features x_abs_max")
+
+_INSTANCES = weakref.WeakSet()
+#: Engines abandoned in a fork() child: their lock may be held by a thread that does not exist
+#: there, so they are never used (nor destroyed) again.
+_ABANDONED = []
+
+
+def _reset_locks_after_fork():
+    # A lock held by another thread at fork() would stay locked forever in the child; so would
+    # the engine's own lock if that thread was inside the engine: such an engine is rebuilt.
+    for gp in list(_INSTANCES):
+        gp._lock = threading.RLock()
+        gp._count_lock = threading.Lock()
+        if gp._in_flight:
+            gp._in_flight = 0
+            gp._engine_abandoned = gp._fitted is not None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def _jitter_schedule(dtype, max_jitter):
+    """Relative jitters tried after a failed factorization: start, start*10, ... <= max_jitter."""
+    if max_jitter <= 0:
+        return []
+    schedule = []
+    rel = JITTER_START[dtype]
+    while rel <= max_jitter * (1 + 1e-12):
+        schedule.append(rel)
+        rel *= JITTER_GROWTH
+    if not schedule or schedule[-1] < max_jitter * (1 - 1e-12):
+        schedule.append(max_jitter)
+    return schedule
+
+
+def _abs_max(X):
+    """Per-feature max |X| (float64), for the overflow check of scaled distances."""
+    return np.max(np.abs(X), axis=0).astype(np.float64)
+
+
+class InputScaleError(ValueError):
+    """Inputs so large relative to the lengthscale that squared distances overflow."""
+
+
+def _check_scale(abs_max, kernel, what):
+    """Refuse inputs whose scaled squared distances would overflow (NaN entries in K)."""
+    ls = np.broadcast_to(np.asarray(kernel.lengthscale, dtype=np.float64), abs_max.shape)
+    scaled = float(np.max(abs_max / ls))
+    limit = _SCALED_INPUT_LIMIT / np.sqrt(abs_max.size)
+    if not scaled <= limit:
+        raise InputScaleError(
+            f"{what}: inputs are too large for the lengthscale (max |x / lengthscale| = {scaled:.3g} > {limit:.3g}); "
+            "squared distances would overflow to inf and give NaN covariances. Rescale X (e.g. standardize "
+            "each feature) or use a larger lengthscale."
+        )
+
+
+def _predict_bytes(n, m, nb, itemsize, return_cov):
+    """Bytes a prediction allocates beyond the fitted model (cpp: ExactGP::predict_locked)."""
+    outputs = 3 * m * itemsize  # mean, variance, and their tiles
+    if return_cov:
+        return n * m * itemsize + 2 * m * m * itemsize + outputs  # K*^T, lower tiles of cov, cov
+    chunk = min(n * m, max(_PREDICT_CHUNK_BYTES // itemsize, nb * n))
+    return chunk * itemsize + outputs
+
+
+def _training_step_bytes(n, nb, n_params):
+    """Bytes a training step allocates beyond the fitted model: per-tile gradient partial sums."""
+    nt = -(-n // nb)
+    return nt * (nt + 1) // 2 * (n_params + 1) * 8
 
 
 class ExactGP:
@@ -29,25 +139,67 @@ class ExactGP:
     kernel : gprat.kernels.Kernel
         Covariance function (SquaredExponential, Matern12, Matern32 or Matern52).
     noise_variance : float, default=1e-2
-        Variance of i.i.d. Gaussian observation noise, added to diag(K).
+        Variance of i.i.d. Gaussian observation noise, added to diag(K). Between 1e-300
+        and 1e300.
     tile_size : int or None, default=None
         Rows per tile (tuning only; results do not depend on it beyond rounding). None chooses
         from n and the thread count; a tile size larger than n is clamped to n.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
-        Working precision. float32 halves memory; expect about 1e-4 relative agreement with
-        float64 on well-conditioned problems.
+        Working precision. float32 halves memory; expect about 1e-3 relative agreement with
+        float64 on the mean and 1e-2 on the standard deviation for well-conditioned problems.
+    max_jitter : float, default=1e-4
+        Largest jitter (relative to the mean diagonal of K) that ``fit`` may add to the
+        diagonal when K is not numerically positive definite; 0 disables jitter. See Notes.
 
     Attributes
     ----------
     X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs (the caller's array when it was C-contiguous of `dtype`: not copied).
+        Training inputs (the caller's array when it was C-contiguous of `dtype`: not copied,
+        so it must not be modified in place while the model is in use).
     y_train_ : ndarray of shape (n_samples,)
     n_features_in_ : int
+    jitter_ : float
+        Jitter added to the diagonal of K by the last factorization (0.0 when none was
+        needed), in the units of K.
 
     Raises
     ------
     NotPositiveDefiniteError
-        In ``fit`` if K + noise_variance * I is not positive definite.
+        In ``fit`` if K + noise_variance * I is not positive definite even with the largest
+        jitter allowed.
+
+    Notes
+    -----
+    **Jitter policy.** When the Cholesky factorization of ``K + noise_variance I`` fails
+    (duplicate inputs with tiny noise, a huge signal variance next to a tiny noise, inputs
+    much closer together than the lengthscale...), the factorization is retried with
+    ``K + (noise_variance + jitter) I`` for ``jitter = c * mean(diag K)``, ``c`` = 1e-10
+    (float64) or 1e-6 (float32), then growing tenfold while ``c <= max_jitter``. The first
+    jitter that succeeds is kept: it is stored as ``jitter_`` and reported by a
+    :class:`gprat.NumericalWarning`. Beyond ``max_jitter`` fit raises
+    :class:`gprat.NotPositiveDefiniteError` with ``.order``, the order of the failing leading
+    minor without jitter, and a suggested fix. A factorization whose log marginal likelihood
+    is not finite counts as failed too.
+
+    With ``jitter_ > 0`` the model is that of ``K + (noise_variance + jitter_) I``:
+    ``noise_variance`` and ``theta`` stay the values you gave, the posterior mean, variances,
+    log marginal likelihood and its gradient are those of the jittered matrix, and
+    ``include_noise=True`` adds ``noise_variance`` (not the jitter) to predictive variances.
+    ``log_marginal_likelihood(theta)`` and the optimizer evaluate other hyperparameters with
+    the same ``jitter_`` added and do not search for a new one: a trial point whose matrix is
+    not positive definite is a failed step (L-BFGS-B backtracks, Adam halves its step).
+    Changing ``theta`` or refitting starts the policy afresh (from no jitter).
+
+    **Memory.** ``fit``, the training step and ``predict`` estimate what they will allocate
+    and raise MemoryError before allocating when it exceeds the memory available (environment
+    variable ``GPRAT_MEMORY_LIMIT``, in bytes, overrides the detected amount).
+
+    **Threads.** Any number of threads may predict at once, on one model or several, and fit
+    other models meanwhile; ``fit`` on a model replaces it atomically for predictions that
+    start afterwards. Ctrl-C interrupts fit, optimize and predict with KeyboardInterrupt and
+    leaves the previous state usable. After ``os.fork()`` (multiprocessing's fork start method)
+    models work in the child; one whose engine another thread of the parent was using at that
+    moment is refactored in the child on first use.
 
     Examples
     --------
@@ -59,26 +211,90 @@ class ExactGP:
     True
     """
 
-    def __init__(self, kernel, *, noise_variance=1e-2, tile_size=None, dtype=np.float64):
+    def __init__(self, kernel, *, noise_variance=1e-2, tile_size=None, dtype=np.float64,
+                 max_jitter=DEFAULT_MAX_JITTER):
         if not isinstance(kernel, Kernel):
             raise TypeError(
                 "kernel must be a gprat.kernels kernel (SquaredExponential, Matern12, Matern32, Matern52); "
                 f"got {type(kernel).__name__}"
             )
         self.kernel = kernel
-        self.noise_variance = check_positive(noise_variance, "noise_variance")
+        self.noise_variance = check_hyperparameter(noise_variance, "noise_variance")
         self.tile_size = check_positive_int(tile_size, "tile_size")
         self.dtype = check_dtype(dtype)
-        self._core = None
+        self.max_jitter = check_non_negative(max_jitter, "max_jitter")
+        self._fitted = None
+        self._stale = False  # theta changed since the last factorization
+        self._lock = threading.RLock()  # taken by writers only (fit, refactorizations)
+        self._count_lock = threading.Lock()
+        self._in_flight = 0  # calls into the engine now running (for fork())
+        self._engine_abandoned = False  # set in a fork() child: rebuild the engine before use
+        _INSTANCES.add(self)
+
+    def __getstate__(self):
+        if self._fitted is not None:
+            raise TypeError(
+                "a fitted ExactGP cannot be pickled (its factor lives in the compiled engine); pickle the "
+                "kernel, noise_variance and training data and call fit again"
+            )
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state.pop("_count_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._count_lock = threading.Lock()
+        _INSTANCES.add(self)
+
+    @contextlib.contextmanager
+    def _engine_call(self):
+        """Mark a call into the compiled engine (which may hold the engine's lock)."""
+        wait_for_lifecycle()
+        with self._count_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
+
+    def _state(self):
+        """The fitted state; in a fork() child, first rebuild an engine that was busy at fork."""
+        if self._engine_abandoned:
+            with self._lock:
+                if self._engine_abandoned:
+                    state = self._fitted
+                    core = _CORE[self.dtype](state.kernel._to_core(), state.X, state.y, state.noise,
+                                             state.core.tile_size)
+                    if state.jitter:
+                        core.theta = list(self._engine_theta(np.append(state.kernel.theta, np.log(state.noise)),
+                                                             state.jitter))
+                    core.fit()
+                    _ABANDONED.append(state.core)
+                    self._fitted = state._replace(core=core)
+                    self._engine_abandoned = False
+        return self._fitted
 
     # ------------------------------------------------------------------ state
     @property
     def fitted(self):
         """bool: whether ``fit`` has succeeded."""
-        return self._core is not None
+        return self._fitted is not None
+
+    @property
+    def _core(self):
+        """The compiled engine of the current factorization (None before fit)."""
+        return None if self._fitted is None else self._fitted.core
+
+    @property
+    def jitter_(self):
+        """float: jitter added to diag(K) by the current factorization (0.0 if none)."""
+        return 0.0 if self._fitted is None else self._fitted.jitter
 
     def _require_fit(self, what):
-        if self._core is None:
+        if self._fitted is None:
             raise NotFittedError(f"this ExactGP is not fitted yet; call fit(X, y) before {what}")
 
     @property
@@ -90,7 +306,8 @@ class ExactGP:
     def theta(self):
         """ndarray: log of [lengthscale(s)..., signal_variance, noise_variance].
 
-        Setting it changes the hyperparameters; the factorization is redone lazily.
+        Setting it changes the hyperparameters; the factorization is redone lazily (with the
+        jitter policy) on the next use.
         """
         return np.append(self.kernel.theta, np.log(self.noise_variance))
 
@@ -98,15 +315,90 @@ class ExactGP:
     def theta(self, theta):
         theta = check_theta(theta, self.n_params)
         kernel = self.kernel.with_theta(theta[:-1])
-        if self._core is not None:
-            self._core.theta = list(theta)
-        self.kernel, self.noise_variance = kernel, float(np.exp(theta[-1]))
+        with self._lock:
+            self.kernel, self.noise_variance = kernel, float(np.exp(theta[-1]))
+            if self._fitted is not None:
+                self._stale = True
+
+    def _engine_theta(self, theta, jitter):
+        """The engine's theta: the noise entry carries the jitter."""
+        out = np.array(theta, dtype=np.float64)
+        if jitter:
+            out[-1] = np.log(np.exp(out[-1]) + jitter)
+        return out
+
+    def _factorize(self, core, kernel, noise, set_theta):
+        """Factor `core` at (kernel, noise) following the jitter policy; return the jitter used.
+
+        Raises NotPositiveDefiniteError beyond ``max_jitter``.
+        """
+        theta = np.append(kernel.theta, np.log(noise))
+        mean_diag = kernel.signal_variance + noise
+        first_error, last_error, tried = None, None, []
+        for rel in [0.0] + _jitter_schedule(self.dtype, self.max_jitter):
+            jitter = rel * mean_diag
+            try:
+                with self._engine_call():
+                    if set_theta or rel > 0:
+                        core.theta = list(self._engine_theta(theta, jitter))
+                    lml = core.fit()
+            except NotPositiveDefiniteError as err:
+                first_error = first_error or err
+                last_error = err
+                tried.append(rel)
+                continue
+            if not np.isfinite(lml):
+                first_error = first_error or NotPositiveDefiniteError(
+                    f"the log marginal likelihood is {lml} (K is numerically singular)", None)
+                last_error = first_error
+                tried.append(rel)
+                continue
+            if jitter > 0:
+                warnings.warn(
+                    f"K + noise_variance * I is not numerically positive definite ({first_error}); "
+                    f"added jitter {jitter:.3g} ({rel:.0e} x mean(diag K)) to its diagonal. The model is that of "
+                    f"noise variance {noise:.6g} + {jitter:.3g}; stored as jitter_. Increase noise_variance, remove "
+                    "duplicate rows of X or rescale the inputs to avoid it.",
+                    NumericalWarning, stacklevel=3,
+                )
+            return jitter
+        order = getattr(first_error, "order", None)
+        if len(tried) > 1:
+            tail = (f" even with jitter up to {tried[-1] * mean_diag:.3g} (= {tried[-1]:.0e} x mean(diag K), "
+                    f"mean(diag K) = {mean_diag:.3g}; last failure: {last_error})")
+        else:
+            tail = " (jitter is disabled: max_jitter=0)"
+        raise NotPositiveDefiniteError(
+            f"K + noise_variance * I is not positive definite: {first_error}{tail}. Fix: increase noise_variance "
+            f"(now {noise:.3g}; signal_variance {kernel.signal_variance:.3g}), remove duplicate rows of X, rescale "
+            "the inputs or targets, or allow more jitter with ExactGP(max_jitter=...).",
+            order,
+        ) from first_error
+
+    def _refresh(self):
+        """Apply a pending theta change: refactor the existing engine (jitter policy)."""
+        if not self._stale:
+            return
+        with self._lock:
+            if not self._stale:
+                return
+            state, kernel, noise = self._state(), self.kernel, self.noise_variance
+            _check_scale(state.x_abs_max, kernel, "hyperparameters set through theta")
+            jitter = self._factorize(state.core, kernel, noise, set_theta=True)
+            self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=noise)
+            self._stale = False
+
+    def _restore_engine_theta(self, state):
+        """Point the engine back at `state`'s theta and jitter (it refactors lazily)."""
+        theta = np.append(state.kernel.theta, np.log(state.noise))
+        with self._engine_call():
+            state.core.theta = list(self._engine_theta(theta, state.jitter))
 
     # -------------------------------------------------------------------- fit
     def fit(self, X, y):
         """Assemble and factor K, and solve for alpha.
 
-        A failed fit leaves a previously fitted model unchanged.
+        A failed or interrupted fit leaves a previously fitted model unchanged and usable.
 
         Parameters
         ----------
@@ -117,39 +409,86 @@ class ExactGP:
         -------
         self : ExactGP
 
+        Warns
+        -----
+        NumericalWarning
+            If jitter had to be added to the diagonal of K (see Notes).
+
         Raises
         ------
+        ValueError, TypeError
+            For unusable X or y (wrong shape, NaN or infinity, non-numeric dtype...).
         NotPositiveDefiniteError
-            If K + noise_variance * I is not positive definite.
+            If K + noise_variance * I is not positive definite even with jitter.
         MemoryError
             If the factor would not fit in the memory available, before allocating it.
         """
+        kernel, noise = self.kernel, check_hyperparameter(self.noise_variance, "noise_variance")
+        if not isinstance(kernel, Kernel):
+            raise TypeError(f"kernel must be a gprat.kernels kernel; got {type(kernel).__name__}")
+        self.max_jitter = check_non_negative(self.max_jitter, "max_jitter")
         X = as_matrix(X, "X", self.dtype)
         y = as_vector(y, "y", self.dtype, length=X.shape[0])
-        if self.kernel.ard and len(self.kernel.lengthscale) != X.shape[1]:
+        if kernel.ard and len(kernel.lengthscale) != X.shape[1]:
             raise ValueError(
-                f"the kernel has {len(self.kernel.lengthscale)} ARD lengthscales but X has {X.shape[1]} features"
+                f"the kernel has {len(kernel.lengthscale)} ARD lengthscales but X has {X.shape[1]} features"
             )
-        core = _CORE[self.dtype](self.kernel._to_core(), X, y, self.noise_variance, self.tile_size)
+        abs_max = _abs_max(X)
+        _check_scale(abs_max, kernel, "fit")
+        core = _CORE[self.dtype](kernel._to_core(), X, y, noise, self.tile_size)
         check_fits(_CORE[self.dtype].fit_bytes(X.shape[0], core.tile_size), f"fitting n={X.shape[0]} samples")
-        core.fit()
-        self._core = core
-        self.X_train_, self.y_train_ = X, y
-        self.n_features_in_ = X.shape[1]
+        jitter = self._factorize(core, kernel, noise, set_theta=False)
+        with self._lock:
+            if self._engine_abandoned:
+                _ABANDONED.append(self._fitted.core)
+                self._engine_abandoned = False
+            self.kernel, self.noise_variance = kernel, noise
+            self.X_train_, self.y_train_ = X, y
+            self.n_features_in_ = X.shape[1]
+            self._fitted = _Fitted(core, jitter, kernel, noise, X, y, X.shape[1], abs_max)
+            self._stale = False
         return self
+
+    @staticmethod
+    def fit_bytes(n_samples, tile_size=None, dtype=np.float64):
+        """Bytes ``fit`` allocates for `n_samples` samples (lower tiles of K, and alpha).
+
+        Parameters
+        ----------
+        n_samples : int
+        tile_size : int or None, default=None
+            None: the tile size fit would choose with the current thread count.
+        dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+
+        Returns
+        -------
+        int
+        """
+        n = check_positive_int(n_samples, "n_samples", allow_none=False)
+        nb = check_positive_int(tile_size, "tile_size")
+        if nb is None:
+            nb = _core.choose_tile_size(n, _core.num_threads())
+        return int(_CORE[check_dtype(dtype)].fit_bytes(n, min(nb, n)))
 
     @property
     def tile_size_(self):
         """int: the tile size in use (after ``fit``)."""
         self._require_fit("tile_size_")
-        return self._core.tile_size
+        return self._fitted.core.tile_size
+
+    def _snapshot(self, what):
+        """The fitted state, after applying a pending theta change."""
+        self._require_fit(what)
+        self._refresh()
+        return self._state()
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
         """Log marginal likelihood ``log p(y | X, theta)`` and optionally its gradient.
 
         ``-1/2 y^T alpha - sum(log diag L) - n/2 log(2 pi)``; the gradient is
         ``1/2 tr((alpha alpha^T - K^{-1}) dK/dtheta_j)``, computed in closed form with K^{-1}
-        formed in place of L and the dK/dtheta tiles regenerated on the fly.
+        formed in place of L and the dK/dtheta tiles regenerated on the fly. With
+        ``jitter_ > 0`` these are the values for the jittered matrix (see Notes of the class).
 
         Parameters
         ----------
@@ -167,16 +506,46 @@ class ExactGP:
         NotFittedError
             Before ``fit``.
         NotPositiveDefiniteError
-            If K at `theta` is not positive definite.
+            If K at `theta` (plus ``jitter_``) is not positive definite.
+        MemoryError
+            If the training step would not fit in memory.
         """
-        self._require_fit("log_marginal_likelihood")
+        state = self._snapshot("log_marginal_likelihood")
         if theta is None and not eval_gradient:
-            return float(self._core.log_marginal_likelihood())
-        theta = self.theta if theta is None else check_theta(theta, self.n_params)
-        out = self._core.training_step(list(theta), bool(eval_gradient))
-        if eval_gradient:
-            return float(out[0]), np.asarray(out[1])
-        return float(out)
+            with self._engine_call():
+                return float(state.core.log_marginal_likelihood())
+        if theta is None:
+            theta = np.append(state.kernel.theta, np.log(state.noise))
+        theta = check_theta(theta, state.kernel.n_params + 1)
+        _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:-1]), "log_marginal_likelihood")
+        return self._training_step(state, theta, bool(eval_gradient))
+
+    def _training_step(self, state, theta, eval_gradient):
+        core, jitter = state.core, state.jitter
+        check_fits(_training_step_bytes(core.n, core.tile_size, self.n_params), "a training step")
+        engine_theta = self._engine_theta(theta, jitter)
+        try:
+            with self._engine_call():
+                out = core.training_step(list(engine_theta), eval_gradient)
+        except NotPositiveDefiniteError as err:
+            raise NotPositiveDefiniteError(
+                f"K + noise_variance * I is not positive definite at theta={np.array2string(theta, precision=4)}"
+                f"{f' (with jitter_ {jitter:.3g})' if jitter else ''}: {err}. Fix: a larger noise variance "
+                "(last entry of theta) or rescaled inputs.",
+                err.order,
+            ) from err
+        if not eval_gradient:
+            lml = float(out)
+            if np.isnan(lml):
+                raise FloatingPointError(f"the log marginal likelihood at theta={theta} is NaN")
+            return lml
+        lml, grad = float(out[0]), np.array(out[1], dtype=np.float64)
+        if jitter:  # d/dlog(noise) = d/dlog(noise + jitter) * noise / (noise + jitter)
+            noise = np.exp(theta[-1])
+            grad[-1] *= noise / (noise + jitter)
+        if np.isnan(lml) or not np.all(np.isfinite(grad)):
+            raise FloatingPointError(f"the log marginal likelihood or its gradient at theta={theta} is not finite")
+        return lml, grad
 
     # ---------------------------------------------------------------- predict
     def predict(self, X, return_std=False, return_cov=False, include_noise=False):
@@ -202,16 +571,35 @@ class ExactGP:
         ------
         NotFittedError
             Before ``fit``.
+        ValueError, TypeError
+            For unusable X (other feature count than at fit, NaN, ...).
+        MemoryError
+            If the prediction would not fit in memory (mostly ``return_cov`` for many points).
         """
         self._require_fit("predict")
         if return_std and return_cov:
             raise ValueError("at most one of return_std and return_cov can be requested")
-        X = as_matrix(X, "X", self.dtype, n_features=self.n_features_in_)
-        if return_cov:
-            check_fits(X.shape[0] ** 2 * np.dtype(self.dtype).itemsize * 2
-                       + X.shape[0] * self.X_train_.shape[0] * np.dtype(self.dtype).itemsize,
-                       f"a full covariance of {X.shape[0]} test points")
-        mean, var, cov = self._core.predict(X, bool(return_std), bool(return_cov), bool(include_noise))
+        state = self._snapshot("predict")
+        core, jitter, noise = state.core, state.jitter, state.noise
+        X = as_matrix(X, "X", self.dtype, n_features=state.n_features)
+        _check_scale(np.maximum(_abs_max(X), state.x_abs_max), state.kernel, "predict")
+        itemsize = np.dtype(self.dtype).itemsize
+        what = f"a full covariance of {X.shape[0]} test points" if return_cov else f"predicting {X.shape[0]} points"
+        check_fits(_predict_bytes(core.n, X.shape[0], core.tile_size, itemsize, return_cov), what)
+        engine_noise = bool(include_noise) and not jitter
+        with self._engine_call():
+            mean, var, cov = core.predict(X, bool(return_std), bool(return_cov), engine_noise)
+        if include_noise and jitter:  # add the user's noise, not noise + jitter
+            if var is not None:
+                var += self.dtype(noise)
+            if cov is not None:
+                cov[np.diag_indices_from(cov)] += self.dtype(noise)
+        for name, value in (("mean", mean), ("variance", var), ("covariance", cov)):
+            if value is not None and not np.all(np.isfinite(value)):
+                raise FloatingPointError(
+                    f"the predicted {name} is not finite; the inputs or hyperparameters are out of the range "
+                    "the kernel can evaluate (rescale X)"
+                )
         if return_std:
             return mean, np.sqrt(var)
         if return_cov:
@@ -219,9 +607,15 @@ class ExactGP:
         return mean
 
     def cholesky_factor(self):
-        """ndarray of shape (n_samples, n_samples): the lower Cholesky factor L of K (dense copy)."""
-        self._require_fit("cholesky_factor")
-        return self._core.cholesky_factor()
+        """ndarray of shape (n_samples, n_samples): the lower Cholesky factor L of K (dense copy).
+
+        With ``jitter_ > 0``, the factor of ``K + (noise_variance + jitter_) I``.
+        """
+        core = self._snapshot("cholesky_factor").core
+        n = core.n
+        check_fits(n * n * np.dtype(self.dtype).itemsize, f"a dense copy of the {n} x {n} Cholesky factor")
+        with self._engine_call():
+            return core.cholesky_factor()
 
     # --------------------------------------------------------------- optimize
     def default_bounds(self):
@@ -235,6 +629,11 @@ class ExactGP:
     def optimize(self, method="L-BFGS-B", max_iter=100, trainable=None, progress=False, lr=0.05,
                  bounds=None, callback=None):
         """Maximize the log marginal likelihood over the hyperparameters.
+
+        Trial points whose covariance matrix (plus ``jitter_``) is not positive definite, or
+        whose value or gradient is not finite, count as failed: L-BFGS-B backtracks from them,
+        Adam halves its step; a :class:`gprat.NumericalWarning` says how many there were. The
+        optimizer never returns or steps to a non-finite point.
 
         Parameters
         ----------
@@ -255,7 +654,9 @@ class ExactGP:
         Returns
         -------
         OptimizationResult
-            The model is left at the best hyperparameters found, refitted.
+            The model is left at the best hyperparameters found, refitted (jitter policy
+            applied afresh). If the optimization fails or is interrupted (KeyboardInterrupt),
+            the model keeps its previous hyperparameters and factor.
         """
         self._require_fit("optimize")
         max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
@@ -265,32 +666,73 @@ class ExactGP:
             mask = np.asarray(trainable)
             if mask.dtype != bool or mask.shape != (self.n_params,):
                 raise ValueError(f"trainable must be {self.n_params} booleans; got {trainable!r}")
-        bounds = self.default_bounds() if bounds is None else np.asarray(bounds, dtype=np.float64)
+        if bounds is None:
+            bounds = self.default_bounds()
+        else:
+            try:
+                bounds = np.array(bounds, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"bounds must be ({self.n_params}, 2) numbers (low, high) in theta space; {err}") from None
         if bounds.shape != (self.n_params, 2) or not np.all(np.isfinite(bounds)) or np.any(bounds[:, 0] > bounds[:, 1]):
             raise ValueError(f"bounds must be finite (low, high) pairs of shape ({self.n_params}, 2); got {bounds}")
+        from ._validation import THETA_MAX
+
+        if np.any(np.abs(bounds) > THETA_MAX):
+            raise ValueError(f"bounds are log-hyperparameters and must lie in [-{THETA_MAX:.1f}, {THETA_MAX:.1f}]; got {bounds}")
+        method_key = str(method).lower()
+        if method_key not in ("l-bfgs-b", "lbfgsb", "fmin_l_bfgs_b", "adam"):
+            raise ValueError(f"method must be 'L-BFGS-B' or 'adam'; got {method!r}")
+        if method_key == "adam":
+            lr = check_positive(lr, "lr")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None; got {callback!r}")
+        self._refresh()
         theta0 = np.clip(self.theta, bounds[:, 0], bounds[:, 1])
         if not mask.any():
             return minimize_adam(self._value_and_grad, theta0, mask, bounds, 0)
         bar = Progress(progress, max_iter)
-        method_key = str(method).lower()
         try:
-            if method_key in ("l-bfgs-b", "lbfgsb", "fmin_l_bfgs_b"):
-                result = minimize_lbfgsb(self._value_and_grad, theta0, mask, bounds, max_iter, bar, callback)
-            elif method_key == "adam":
-                lr = check_positive(lr, "lr")
+            if method_key == "adam":
                 result = minimize_adam(self._value_and_grad, theta0, mask, bounds, max_iter, lr=lr,
                                        progress=bar, callback=callback)
             else:
-                raise ValueError(f"method must be 'L-BFGS-B' or 'adam'; got {method!r}")
+                result = minimize_lbfgsb(self._value_and_grad, theta0, mask, bounds, max_iter, bar, callback)
         finally:
             bar.close()
-        self.theta = result.theta
-        self._core.fit()
+        self._apply_theta(result.theta)
         return result
 
+    def _apply_theta(self, theta):
+        """Set theta and refactor now (jitter policy); on failure keep the jitter the optimizer used."""
+        with self._lock:
+            state = self._state()
+            kernel = state.kernel.with_theta(theta[:-1])
+            noise = float(np.exp(theta[-1]))
+            try:
+                try:
+                    jitter = self._factorize(state.core, kernel, noise, set_theta=True)
+                except NotPositiveDefiniteError:
+                    # The optimizer evaluated this theta with state.jitter added: that factorization works.
+                    with self._engine_call():
+                        state.core.theta = list(self._engine_theta(theta, state.jitter))
+                        state.core.fit()
+                    jitter = state.jitter
+            except BaseException:  # interrupted: keep the previous hyperparameters
+                self._restore_engine_theta(state)
+                raise
+            self.kernel, self.noise_variance = kernel, noise
+            self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=noise)
+            self._stale = False
+
     def _value_and_grad(self, theta):
-        lml, grad = self._core.training_step(list(theta), True)
-        return lml, np.asarray(grad)
+        """The optimizer's objective: a failed trial point gives NaN (counted as a failure)."""
+        state = self._state()
+        theta = np.asarray(theta, dtype=np.float64)
+        try:
+            _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:-1]), "optimize")
+            return self._training_step(state, theta, True)
+        except (InputScaleError, FloatingPointError):
+            return np.nan, np.full(len(theta), np.nan)  # a failed trial point for the optimizers
 
     def __repr__(self):
         return (f"ExactGP({self.kernel!r}, noise_variance={self.noise_variance:.4g}, "

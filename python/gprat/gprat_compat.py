@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,24 @@ def _engine_function(name):
     return None
 
 
+def _numerical_warning():
+    from .exceptions import NumericalWarning
+
+    return NumericalWarning
+
+
+def _check_adam(params):
+    """The AdamParams given to optimize/optimize_step, checked for the attributes Adam reads."""
+    names = ("learning_rate", "beta1", "beta2", "epsilon", "opt_iter")
+    if not all(hasattr(params, name) for name in names):
+        raise TypeError(f"expected an AdamParams object; got {type(params).__name__} {params!r}.")
+    if isinstance(params, AdamParams):
+        # Attributes may have been reassigned since construction: check them again.
+        AdamParams(*(getattr(params, name) for name in names))
+        return params
+    return AdamParams(*(getattr(params, name) for name in names))
+
+
 def _backend_unavailable_error():
     try:
         from .exceptions import BackendUnavailableError
@@ -105,6 +124,16 @@ def _sigmoid(p):
 # --------------------------------------------------------------------------------------------
 # Helper functions
 # --------------------------------------------------------------------------------------------
+
+
+def _real(value, name):
+    """A finite real number (not a bool) as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}.")
+    return value
 
 
 def _positive_int(value, name):
@@ -392,11 +421,24 @@ class AdamParams:
     """
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, opt_iter=0):
-        self.learning_rate = float(learning_rate)
-        self.beta1 = float(beta1)
-        self.beta2 = float(beta2)
-        self.epsilon = float(epsilon)
-        if isinstance(opt_iter, bool) or int(opt_iter) != opt_iter or opt_iter < 0:
+        self.learning_rate = _real(learning_rate, "learning_rate")
+        self.beta1 = _real(beta1, "beta1")
+        self.beta2 = _real(beta2, "beta2")
+        self.epsilon = _real(epsilon, "epsilon")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive and finite; got {learning_rate!r}.")
+        for name, value in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1); got {value!r}.")
+        if not self.epsilon > 0:
+            raise ValueError(f"epsilon must be positive and finite; got {epsilon!r}.")
+        if (
+            isinstance(opt_iter, (bool, np.bool_))
+            or not isinstance(opt_iter, (int, np.integer, float, np.floating))
+            or not math.isfinite(opt_iter)
+            or int(opt_iter) != opt_iter
+            or opt_iter < 0
+        ):
             raise ValueError(f"opt_iter must be a non-negative integer; got {opt_iter!r}.")
         self.opt_iter = int(opt_iter)
 
@@ -413,11 +455,14 @@ class AdamParams:
 
 
 def _series(values, name):
-    array = np.asarray(values, dtype=np.float64)
+    from ._validation import _as_numeric_array
+
+    array = np.asarray(_as_numeric_array(values, name), dtype=np.float64)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a flat list of numbers; got an array of shape {array.shape}.")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values.")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise ValueError(f"{name} contains NaN or infinite values (first at index {bad[0]}: {array[bad[0]]}).")
     return array
 
 
@@ -512,6 +557,9 @@ class GP:
                 "trainable must hold 3 flags (lengthscale, vertical_lengthscale, "
                 f"noise_variance); got {len(trainable)}."
             )
+        for flag in trainable:
+            if not (isinstance(flag, (bool, np.bool_)) or (isinstance(flag, (int, np.integer)) and flag in (0, 1))):
+                raise TypeError(f"trainable must hold 3 booleans; got {trainable!r}.")
         self._trainable = [bool(t) for t in trainable]
         self._device = "cpu"
         if gpu_id is not None or n_units is not None:
@@ -541,6 +589,12 @@ class GP:
 
     @kernel_params.setter
     def kernel_params(self, values):
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"kernel_params must be a sequence of 3 numbers; got {values!r}.")
+        values = list(values)
+        for value in values:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"kernel_params must hold 3 real numbers; got {values!r}.")
         values = [float(v) for v in values]
         if len(values) != 3:
             raise ValueError(
@@ -551,6 +605,7 @@ class GP:
             if not (value > 0.0 and math.isfinite(value)):
                 raise ValueError(f"kernel_params: {name} must be positive and finite; got {value}.")
         self._params = values
+        self._step_refused = False
         self._m = [0.0, 0.0, 0.0]  # Adam first moments
         self._w = [0.0, 0.0, 0.0]  # Adam second moments
         self._gp = None
@@ -642,11 +697,22 @@ class GP:
         ``m <- beta1 m + (1 - beta1) g``, ``w <- beta2 w + (1 - beta2) g^2``,
         ``p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(w) + epsilon)``.
         The moments persist between calls; assigning ``kernel_params`` resets them.
+
+        The GP is refitted at the new parameters at once (with ExactGP's jitter policy). A step
+        that would give non-finite parameters, or a covariance matrix that cannot be factored
+        even with jitter, is not taken: parameters and moments stay as they were and a
+        ``gprat.NumericalWarning`` says so.
         """
-        adam = AdamParams
+        adam = _check_adam(AdamParams)
+        if isinstance(iter, (bool, np.bool_)) or not isinstance(iter, (int, np.integer)) or iter < 0:
+            raise ValueError(f"iter must be a non-negative integer; got {iter!r}.")
         step = int(iter)
-        if step < 0:
-            raise ValueError(f"iter must be a non-negative integer; got {iter}.")
+        if self._trainable[2] and self._params[2] <= NOISE_JITTER:
+            raise ValueError(
+                f"a trainable noise_variance must exceed {NOISE_JITTER:g} (GPRat's Adam keeps noise = softplus(p) "
+                f"+ {NOISE_JITTER:g}); got {self._params[2]:g}. Raise it or set trainable[2] = False."
+            )
+        self._step_refused = False
         n = self._y.size
         gp = self._engine()
         lml, gradient_log = gp.log_marginal_likelihood(np.log(self._params), eval_gradient=True)
@@ -654,6 +720,7 @@ class GP:
         t = step + 1
         step_size = adam.learning_rate * math.sqrt(1.0 - adam.beta2**t) / (1.0 - adam.beta1**t)
         updated = list(self._params)
+        moments = (list(self._m), list(self._w))
         for j in range(3):
             if not self._trainable[j]:
                 continue
@@ -667,8 +734,25 @@ class GP:
             p -= step_size * self._m[j] / (math.sqrt(self._w[j]) + adam.epsilon)
             updated[j] = _to_constrained(p, noise)
         if updated != self._params:
-            self._params = updated
-            self._gp = None
+            refused = None
+            if not all(math.isfinite(v) and 1e-300 <= v <= 1e300 for v in updated):
+                refused = f"it would give kernel_params {updated}"
+            else:
+                previous = (self._params, self._gp)
+                self._params, self._gp = updated, None
+                try:
+                    self._engine()  # fit now: a failure leaves the previous parameters in place
+                except (ValueError, FloatingPointError) as error:  # NotPositiveDefiniteError included
+                    self._params, self._gp = previous
+                    refused = f"the covariance matrix at kernel_params {updated} cannot be factored ({error})"
+            if refused is not None:
+                self._m, self._w = moments
+                self._step_refused = True
+                warnings.warn(
+                    f"Adam step {step} not taken: {refused}; kernel_params stay {self._params}. "
+                    "Try a smaller learning_rate.",
+                    _numerical_warning(), stacklevel=2,
+                )
         return loss
 
     def optimize(self, AdamParams):
@@ -682,9 +766,18 @@ class GP:
         Returns
         -------
         list of float
-            The loss before each step (see :meth:`optimize_step`).
+            The loss before each step (see :meth:`optimize_step`). Shorter than ``opt_iter``
+            when a step could not be taken (non-finite parameters, or a covariance matrix
+            that cannot be factored even with jitter): the optimization stops there with a
+            ``gprat.NumericalWarning`` and the parameters of the last good step.
         """
-        return [self.optimize_step(AdamParams, step) for step in range(AdamParams.opt_iter)]
+        adam = _check_adam(AdamParams)
+        losses = []
+        for step in range(adam.opt_iter):
+            losses.append(self.optimize_step(adam, step))
+            if self._step_refused:
+                break
+        return losses
 
     def predict(self, test_data, m_tiles, m_tile_size):
         """Posterior mean at ``m = m_tiles * m_tile_size`` test windows.

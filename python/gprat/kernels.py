@@ -12,7 +12,8 @@ The scikit-learn spellings ``RBF``, ``Matern``, ``ConstantKernel`` and ``WhiteKe
 import numpy as np
 
 from . import _core
-from ._validation import as_matrix, check_dtype, check_positive
+from ._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, as_matrix, check_dtype, check_hyperparameter, check_theta
+from .runtime import wait_for_lifecycle
 
 __all__ = ["Kernel", "SquaredExponential", "Matern12", "Matern32", "Matern52"]
 
@@ -31,18 +32,25 @@ class Kernel:
     _core_name = None
 
     def __init__(self, lengthscale=1.0, signal_variance=1.0):
-        ls = np.asarray(lengthscale, dtype=np.float64) if not np.isscalar(lengthscale) else None
-        if ls is None:
-            self.lengthscale = check_positive(lengthscale, "lengthscale")
+        if isinstance(lengthscale, np.ndarray) and lengthscale.ndim == 0:
+            lengthscale = lengthscale[()]
+        if np.isscalar(lengthscale):
+            self.lengthscale = check_hyperparameter(lengthscale, "lengthscale")
         else:
+            if isinstance(lengthscale, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in lengthscale):
+                raise TypeError(f"lengthscale must hold real numbers, not booleans; got {lengthscale!r}")
+            ls = _as_numeric_array(lengthscale, "lengthscale")
             if ls.ndim != 1 or ls.size == 0:
                 raise ValueError(
                     f"lengthscale must be a positive number or a non-empty 1-D array; got shape {ls.shape}"
                 )
-            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-                raise ValueError(f"lengthscale entries must be positive and finite; got {ls}")
-            self.lengthscale = ls.copy()
-        self.signal_variance = check_positive(signal_variance, "signal_variance")
+            ls = np.array(ls, dtype=np.float64)
+            if not np.all(np.isfinite(ls)) or np.any(ls < HYPER_MIN) or np.any(ls > HYPER_MAX):
+                raise ValueError(
+                    f"lengthscale entries must be positive and finite (between {HYPER_MIN:g} and {HYPER_MAX:g}); got {ls}"
+                )
+            self.lengthscale = ls
+        self.signal_variance = check_hyperparameter(signal_variance, "signal_variance")
 
     @property
     def ard(self):
@@ -71,14 +79,16 @@ class Kernel:
         -------
         Kernel
         """
-        theta = np.asarray(theta, dtype=np.float64)
-        if theta.shape != (self.n_params,):
-            raise ValueError(f"theta must have shape ({self.n_params},); got {theta.shape}")
-        if not np.all(np.isfinite(theta)):
-            raise ValueError(f"theta must be finite; got {theta}")
+        theta = check_theta(theta, self.n_params)
         values = np.exp(theta)
         ls = values[:-1] if self.ard else float(values[0])
         return type(self)(lengthscale=ls, signal_variance=float(values[-1]))
+
+    @staticmethod
+    def _points(X, Y, dtype):
+        dtype = check_dtype(dtype)
+        X = as_matrix(X, "X", dtype)
+        return X, (None if Y is None else as_matrix(Y, "Y", dtype, n_features=X.shape[1]))
 
     def _to_core(self):
         return _core.Kernel(self._core_name, list(np.atleast_1d(self.lengthscale)), self.signal_variance)
@@ -96,10 +106,9 @@ class Kernel:
         -------
         ndarray of shape (n_samples_X, n_samples_Y)
         """
-        dtype = check_dtype(dtype)
-        X = as_matrix(X, "X", dtype)
-        Y = None if Y is None else as_matrix(Y, "Y", dtype, n_features=X.shape[1])
-        return self._to_core().matrix(X, Y)
+        points = self._points(X, Y, dtype)
+        wait_for_lifecycle()
+        return self._to_core().matrix(*points)
 
     def gradient(self, X, Y=None, dtype=np.float64):
         """Derivatives ``dK(X, Y) / dtheta`` with respect to every log-hyperparameter.
@@ -114,10 +123,9 @@ class Kernel:
         -------
         ndarray of shape (n_params, n_samples_X, n_samples_Y)
         """
-        dtype = check_dtype(dtype)
-        X = as_matrix(X, "X", dtype)
-        Y = None if Y is None else as_matrix(Y, "Y", dtype, n_features=X.shape[1])
-        return self._to_core().gradient(X, Y)
+        points = self._points(X, Y, dtype)
+        wait_for_lifecycle()
+        return self._to_core().gradient(*points)
 
     def diag(self, X):
         """Prior variances ``k(x, x)`` of the rows of X (stationary: ``signal_variance``)."""

@@ -8,15 +8,14 @@ testing against LAPACK; the GP engine keeps its matrices tiled throughout.
 import numpy as np
 
 from . import _core
-from ._validation import check_positive_int
+from ._validation import _as_numeric_array, check_positive_int
+from .runtime import wait_for_lifecycle
 
 __all__ = ["cholesky", "solve_triangular", "cho_inverse", "log_determinant", "TiledSymmetric"]
 
 
 def _square(a, name):
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    arr = _as_numeric_array(a, name)
     dtype = np.float32 if arr.dtype == np.float32 else np.float64
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
@@ -49,6 +48,7 @@ def cholesky(a, tile_size=None):
         With ``.order`` the 1-based order of the failing leading minor (as LAPACK reports it).
     """
     a = _square(a, "a")
+    wait_for_lifecycle()
     return _core.cholesky(a, check_positive_int(tile_size, "tile_size"))
 
 
@@ -68,11 +68,12 @@ def solve_triangular(L, b, trans=False, tile_size=None):
     ndarray of the shape of b
     """
     L = _square(L, "L")
-    b = np.ascontiguousarray(b, dtype=L.dtype)
+    b = np.ascontiguousarray(_as_numeric_array(b, "b"), dtype=L.dtype)
     if b.ndim not in (1, 2) or b.shape[0] != L.shape[0]:
         raise ValueError(f"b must have shape ({L.shape[0]},) or ({L.shape[0]}, k); got {b.shape}")
     if not np.all(np.isfinite(b)):
         raise ValueError("b must contain only finite values; found NaN or infinity")
+    wait_for_lifecycle()
     return _core.solve_lower(L, b, bool(trans), check_positive_int(tile_size, "tile_size"))
 
 
@@ -90,12 +91,14 @@ def cho_inverse(L, tile_size=None):
         The symmetric inverse (both triangles filled).
     """
     L = _square(L, "L")
+    wait_for_lifecycle()
     return _core.spd_inverse(L, check_positive_int(tile_size, "tile_size"))
 
 
 def log_determinant(L):
     """``log det(A) = 2 * sum(log(diag(L)))`` from the lower Cholesky factor L of A."""
     L = _square(L, "L")
+    wait_for_lifecycle()
     return _core.log_determinant(L)
 
 
@@ -134,10 +137,12 @@ class TiledSymmetric:
 
     def cholesky(self):
         """Factor in place (A = L L^T); raises NotPositiveDefiniteError with the failing order."""
+        wait_for_lifecycle()
         self._core.cholesky()
 
     def log_determinant(self):
         """float: log det A, after :meth:`cholesky`."""
+        wait_for_lifecycle()
         return self._core.log_determinant()
 
     def to_numpy(self):

@@ -204,10 +204,12 @@ class GPModel:
         -------
         GPModel
         """
-        X = np.array(X, dtype=np.float64, ndmin=2)
-        y = np.array(y, dtype=np.float64).reshape(-1)
-        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-            raise ValueError("the training data contain NaN or infinite values.")
+        from ._validation import as_matrix, as_vector, check_positive_int
+
+        X = np.array(as_matrix(X, "X"), dtype=np.float64)  # a copy: the model keeps it
+        y = np.array(as_vector(y, "y", length=X.shape[0]), dtype=np.float64)
+        if isinstance(max_iter, (bool, np.bool_)) or max_iter != 0:
+            max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
         d = X.shape[1]
         lengthscale = np.full(d, np.sqrt(d)) if ard else np.sqrt(d)
         model = cls(
@@ -281,8 +283,10 @@ class GPModel:
         ValueError
             If ``X`` does not have ``n_features`` columns or holds NaN/inf.
         """
-        X = np.array(X, dtype=np.float64, ndmin=2)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
+        from ._validation import _as_numeric_array
+
+        X = np.array(_as_numeric_array(X, "X"), dtype=np.float64, ndmin=2)
+        if X.ndim != 2 or X.shape[1] != self.n_features or X.shape[0] == 0:
             raise ValueError(
                 f"X must have {self.n_features} columns ({', '.join(self.feature_names)}); got shape {X.shape}."
             )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
-from .exceptions import NotPositiveDefiniteError
+from .exceptions import NotPositiveDefiniteError, NumericalWarning
 
 __all__ = ["OptimizationResult", "minimize_lbfgsb", "minimize_adam", "Progress"]
 
@@ -156,9 +156,10 @@ def minimize_lbfgsb(value_and_grad, theta0, mask, bounds, max_iter, progress=Non
         )
     if objective.failures:
         warnings.warn(
-            f"{objective.failures} trial point(s) gave a covariance matrix that is not positive definite; "
+            f"{objective.failures} trial point(s) gave a covariance matrix that is not positive definite "
+            "(or a non-finite value); "
             "the optimizer backtracked from them",
-            RuntimeWarning, stacklevel=3,
+            NumericalWarning, stacklevel=3,
         )
     return OptimizationResult(
         theta=objective.best_theta, log_marginal_likelihood=-objective.best_loss, n_iter=int(res.nit),
@@ -213,8 +214,9 @@ def minimize_adam(value_and_grad, theta0, mask, bounds, max_iter, lr=0.05, beta1
     final = objective(x)  # the point after the last step may be the best
     if objective.failures:
         warnings.warn(
-            f"{objective.failures} Adam step(s) gave a covariance matrix that is not positive definite; "
-            "the step size was halved", RuntimeWarning, stacklevel=3,
+            f"{objective.failures} Adam step(s) gave a covariance matrix that is not positive definite "
+            "(or a non-finite value); "
+            "the step size was halved", NumericalWarning, stacklevel=3,
         )
     del final
     return OptimizationResult(

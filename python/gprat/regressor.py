@@ -36,8 +36,9 @@ except ImportError:  # scikit-learn < 1.6
 
 from . import _sklearn_kernels as _skk
 from . import kernels as _engine_kernels
+from ._memory import check_fits
 from .exceptions import NotPositiveDefiniteError
-from .gp import ExactGP
+from .gp import ExactGP, InputScaleError
 
 __all__ = ["GaussianProcessRegressor"]
 
@@ -124,13 +125,22 @@ class _EngineModel:
             lengthscale = float(np.ravel(length_scale)[0])
         signal_variance = 1.0 if parts.constant is None else float(parts.constant.constant_value)
         self.white_noise = 0.0 if parts.white is None else float(parts.white.noise_level)
-        self.engines = None  # release the previous factors before building new ones
+        n, n_targets = self.Y.shape
+        # The estimator's fit keeps the previous fit's model until it succeeds; the factors at
+        # this model's previous hyperparameters are not needed any more.
+        self.engines = None
+        check_fits(
+            n_targets * ExactGP.fit_bytes(n, self.tile_size),
+            f"fitting {n_targets} target(s) on n={n} samples",
+        )
         engines = []
-        for target in range(self.Y.shape[1]):
+        for target in range(n_targets):
+            # No automatic jitter: as in scikit-learn, alpha is the user's jitter.
             gp = ExactGP(
                 self.engine_kernel(lengthscale=lengthscale, signal_variance=signal_variance),
                 noise_variance=self.alpha + self.white_noise,
                 tile_size=self.tile_size,
+                max_jitter=0.0,
             )
             try:
                 gp.fit(self.X, self.Y[:, target])
@@ -165,7 +175,7 @@ class _EngineModel:
                 lml, gradient = gp.log_marginal_likelihood(engine_theta, eval_gradient=True)
                 value += lml
                 engine_gradient += gradient
-        except np.linalg.LinAlgError:
+        except (ValueError, FloatingPointError):  # not SPD, theta out of range, overflowing inputs
             return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
         gradient = np.empty(self.n_dims)
         for source, target, white in self.theta_map:
@@ -232,11 +242,19 @@ class _DenseModel:
         self.set_kernel(kernel)
 
     def _factor(self, kernel, eval_gradient):
+        n = self.X.shape[0]
+        matrices = 3 + (self.n_dims if eval_gradient else 0)  # K, L, K^{-1} (+ dK/dtheta)
+        check_fits(matrices * n * n * 8, f"the dense path on n={n} samples")
         if eval_gradient:
             K, K_gradient = kernel(self.X, eval_gradient=True)
         else:
             K, K_gradient = kernel(self.X), None
         K[np.diag_indices_from(K)] += self.alpha
+        if not np.all(np.isfinite(K)):
+            raise InputScaleError(
+                f"the kernel {kernel} gives non-finite covariances on X (inputs too large for the length "
+                "scale?); rescale X"
+            )
         L = scipy.linalg.cholesky(K, lower=True, check_finite=False)  # L L^T = K
         return L, K_gradient
 
@@ -261,7 +279,7 @@ class _DenseModel:
         kernel = self.kernel.clone_with_theta(theta)
         try:
             L, K_gradient = self._factor(kernel, eval_gradient)
-        except np.linalg.LinAlgError:
+        except (np.linalg.LinAlgError, InputScaleError):
             return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
         alpha_vector = scipy.linalg.cho_solve((L, True), self.Y, check_finite=False)
         value = self._value(L, alpha_vector)
@@ -292,7 +310,14 @@ class _DenseModel:
 
 def _check_alpha(alpha, n_samples):
     """scikit-learn's ``alpha`` as a float (engine) or an ndarray of shape (n_samples,)."""
-    values = np.asarray(alpha, dtype=np.float64)
+    if isinstance(alpha, (bool, np.bool_)):
+        raise TypeError(f"alpha must be a number or an array of numbers; got {alpha!r}.")
+    try:
+        values = np.asarray(alpha, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"alpha must be a non-negative number or an array of shape (n_samples,); got {alpha!r}."
+        ) from None
     if values.ndim > 1:
         raise ValueError(
             f"alpha must be a scalar or an array of shape (n_samples,); got shape {values.shape}."
@@ -307,6 +332,65 @@ def _check_alpha(alpha, n_samples):
     if values.ndim == 0 or np.all(values == values.flat[0]):
         return float(values.flat[0])
     return values
+
+
+def _refuse_bool_and_strings(data, name):
+    """scikit-learn converts booleans and numeric strings silently; gprat refuses them.
+
+    Object arrays of numbers stay accepted, as scikit-learn's estimator checks require.
+    """
+    dtype = getattr(data, "dtype", None)
+    if dtype is None and isinstance(data, (list, tuple)):
+        try:
+            dtype = np.asarray(data).dtype
+        except (TypeError, ValueError):
+            return  # scikit-learn's validation reports it
+    kind = getattr(dtype, "kind", None)
+    if kind == "b":
+        raise TypeError(
+            f"{name} must hold real numbers; got a boolean array (convert it explicitly, e.g. "
+            f"{name}.astype(float))."
+        )
+    if kind in ("U", "S"):
+        raise TypeError(f"{name} must hold real numbers; got strings (dtype {dtype}).")
+
+
+def _check_kernel_values(kernel):
+    """Hyperparameter values > 0 and finite; bounds of free ones >= 0 with low <= high.
+
+    A lower bound of 0 is scikit-learn's "no lower bound" (log bound -inf).
+    """
+    parts = _skk.kernel_parts(kernel)
+    for leaf in (parts.base, parts.constant, parts.white):
+        if leaf is None:
+            continue
+        for hyperparameter in leaf.hyperparameters:
+            name = f"{type(leaf).__name__}.{hyperparameter.name}"
+            try:
+                value = np.asarray(getattr(leaf, hyperparameter.name), dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"{name} must be a positive number; got {getattr(leaf, hyperparameter.name)!r}."
+                ) from None
+            if value.size == 0 or not np.all(np.isfinite(value)) or np.any(value <= 0):
+                raise ValueError(f"{name} must be positive and finite; got {value.tolist()}.")
+            if hyperparameter.fixed:
+                continue
+            try:
+                bounds = np.asarray(hyperparameter.bounds, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{name}: bounds must be a pair of positive numbers or 'fixed'; "
+                    f"got {hyperparameter.bounds!r}."
+                ) from None
+            if bounds.shape[-1:] != (2,) or np.any(np.isnan(bounds)) or np.any(bounds < 0):
+                raise ValueError(
+                    f"{name}: bounds must be pairs (low, high) of numbers >= 0 (0: no lower bound), "
+                    "or 'fixed'; "
+                    f"got {np.asarray(hyperparameter.bounds).tolist()}."
+                )
+            if np.any(bounds[..., 0] > bounds[..., 1]):
+                raise ValueError(f"{name}: the lower bound exceeds the upper bound; got {bounds.tolist()}.")
 
 
 def _is_int(value):
@@ -387,6 +471,19 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
       ``alpha``, as in scikit-learn.
     * Pickles hold the hyperparameters and training data, not the factor; an unpickled
       model refactors on first use.
+    * No automatic jitter, as in scikit-learn: ``alpha`` is what is added to the diagonal.
+      When ``kernel_(X) + alpha I`` is not positive definite, ``fit`` raises
+      :class:`gprat.NotPositiveDefiniteError` (a ``numpy.linalg.LinAlgError``) advising a
+      larger ``alpha``, and ``log_marginal_likelihood`` returns ``-inf``; the L-BFGS-B
+      optimizer backs off from such points (it sees a large finite value, never inf or NaN).
+      :class:`gprat.ExactGP` adds jitter by itself instead (its ``max_jitter``).
+    * Input is validated as in scikit-learn, and more strictly: boolean and string arrays
+      are refused (TypeError; object arrays of numbers are converted, as scikit-learn's
+      checks require), hyperparameter values must be positive and finite and the bounds of
+      free hyperparameters non-negative (0 meaning no lower bound, as in scikit-learn). A
+      problem whose factors would not fit in memory is refused with MemoryError before
+      anything is allocated, and a fit that fails or is interrupted leaves the estimator as
+      it was.
 
     Examples
     --------
@@ -473,14 +570,32 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         NotPositiveDefiniteError
             If ``kernel_(X) + alpha I`` is not positive definite at the final
             hyperparameters (a ``numpy.linalg.LinAlgError``).
+        MemoryError
+            If the factors would not fit in memory (checked before allocating them).
+
+        Notes
+        -----
+        A fit that fails or is interrupted (KeyboardInterrupt) leaves the estimator as it
+        was: a previously fitted model stays fitted and usable.
         """
+        saved = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit(self, X, y):
         self._check_params()
         if self.kernel is None:
             self.kernel_ = _skk.ConstantKernel(1.0) * _skk.RBF(1.0)
         else:
             self.kernel_ = clone(self.kernel)
-        _skk.kernel_parts(self.kernel_)
+        _check_kernel_values(self.kernel_)
         self._rng = check_random_state(self.random_state)
+        _refuse_bool_and_strings(X, "X")
+        _refuse_bool_and_strings(y, "y")
         X, y = _validate_data(
             self, X, y, multi_output=True, y_numeric=True, ensure_2d=True, dtype=np.float64
         )
@@ -557,8 +672,23 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     def _constrained_optimization(self, obj_func, initial_theta, bounds):
         if self.optimizer == "fmin_l_bfgs_b":
+            # A theta where K is not positive definite has LML -inf; L-BFGS-B gets a large
+            # finite value with a zero gradient there instead, so that its line search backs
+            # off rather than computing with inf (the reported value stays inf).
+            best = [np.inf]
+            failed = set()
+
+            def finite_obj_func(theta):
+                value, grad = obj_func(theta, eval_gradient=True)
+                if np.isfinite(value) and np.all(np.isfinite(grad)):
+                    best[0] = min(best[0], float(value))
+                    return value, grad
+                value = abs(best[0]) * 10.0 + 1e10 if np.isfinite(best[0]) else 1e10
+                failed.add(value)
+                return value, np.zeros_like(theta)
+
             result = scipy.optimize.minimize(
-                obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds
+                finite_obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds
             )
             if not result.success:
                 warnings.warn(
@@ -567,9 +697,16 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     ConvergenceWarning,
                     stacklevel=3,
                 )
-            return result.x, result.fun
+            return result.x, (np.inf if float(result.fun) in failed else result.fun)
         if callable(self.optimizer):
-            return self.optimizer(obj_func, initial_theta, bounds=bounds)
+            theta_opt, func_min = self.optimizer(obj_func, initial_theta, bounds=bounds)
+            theta_opt = np.asarray(theta_opt, dtype=np.float64)
+            if theta_opt.shape != np.shape(initial_theta) or not np.all(np.isfinite(theta_opt)):
+                raise ValueError(
+                    "the optimizer callable must return (theta_opt, func_min) with a finite theta_opt "
+                    f"of shape {np.shape(initial_theta)}; got theta_opt={theta_opt!r}."
+                )
+            return theta_opt, func_min
         raise ValueError(f"Unknown optimizer {self.optimizer}.")
 
     def _check_fitted(self):
@@ -611,13 +748,18 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             self._check_fitted()
             return self.log_marginal_likelihood_value_
         self._check_fitted()
-        theta = np.asarray(theta, dtype=np.float64)
+        try:
+            theta = np.asarray(theta, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"theta must be an array of numbers; got {theta!r}.") from None
         n_dims = self.kernel_.n_dims
         if theta.shape != (n_dims,):
             raise ValueError(
                 f"theta must have shape ({n_dims},), one entry per free hyperparameter of "
                 f"kernel_ {self.kernel_}; got shape {theta.shape}."
             )
+        if not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta must be finite (log-hyperparameters); got {theta}.")
         if not clone_kernel:
             self.kernel_.theta = theta
         return self._get_model().log_marginal_likelihood(theta, eval_gradient)
@@ -650,6 +792,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         """
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
+        _refuse_bool_and_strings(X, "X")
         X = _validate_data(self, X, ensure_2d=True, dtype=np.float64, reset=False)
 
         if not hasattr(self, "X_train_"):

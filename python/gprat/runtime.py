@@ -8,18 +8,56 @@ and cgroup quota aware).
 import contextlib
 import json
 import os
+import threading
 
 from . import _core
 from ._validation import check_positive_int
 
 __all__ = ["start", "stop", "suspend", "resume", "num_threads", "is_running", "trace"]
 
+# Lifecycle gate. start/stop/suspend wait until no task graph is running; if other threads
+# kept submitting work they could wait forever. While a lifecycle change is pending, new
+# compute calls from Python wait for it here (calls already running finish first).
+_gate = threading.Condition()
+_pending_changes = 0
+
+
+def _reset_gate_after_fork():
+    global _gate, _pending_changes
+    _gate, _pending_changes = threading.Condition(), 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_gate_after_fork)
+
+
+def wait_for_lifecycle():
+    """Block while start/stop/suspend is pending (called before each compute call)."""
+    if _pending_changes:
+        with _gate:
+            while _pending_changes:
+                _gate.wait()
+
+
+@contextlib.contextmanager
+def _lifecycle_change():
+    global _pending_changes
+    with _gate:
+        _pending_changes += 1
+    try:
+        yield
+    finally:
+        with _gate:
+            _pending_changes -= 1
+            _gate.notify_all()
+
 
 def start(n_threads=None):
     """Start the runtime with `n_threads` workers.
 
     A no-op when it already runs with that many; otherwise waits for running work, then
-    restarts. Also ends a suspension.
+    restarts (compute calls that other threads start meanwhile wait for the restart). Also
+    ends a suspension.
 
     Parameters
     ----------
@@ -31,12 +69,18 @@ def start(n_threads=None):
     ValueError
         If `n_threads` is not positive (or ``GPRAT_NUM_THREADS`` is not a positive integer).
     """
-    _core.start(check_positive_int(n_threads, "n_threads"))
+    n_threads = check_positive_int(n_threads, "n_threads")
+    with _lifecycle_change():
+        _core.start(n_threads)
 
 
 def stop():
-    """Wait for running work, then stop the worker threads. Later work restarts the runtime."""
-    _core.stop()
+    """Wait for running work, then stop the worker threads. Later work restarts the runtime.
+
+    Compute calls that other threads start meanwhile wait until the runtime has stopped.
+    """
+    with _lifecycle_change():
+        _core.stop()
 
 
 def suspend():
@@ -44,7 +88,8 @@ def suspend():
 
     Compute calls made while suspended raise :class:`gprat.RuntimeStateError`.
     """
-    _core.suspend()
+    with _lifecycle_change():
+        _core.suspend()
 
 
 def resume():

@@ -65,6 +65,10 @@ void potrf(TileView<T> a, Index row0)
     }
     if (info > 0) { throw NotPositiveDefinite(row0 + info); }
     if (info < 0) { throw LapackError("potrf", info); }
+    // Reference LAPACK stops at a NaN pivot (DISNAN); optimized builds may not. A NaN on the
+    // diagonal of L means the minor of that order had no (finite) positive pivot.
+    for (Index j = 0; j < a.rows(); ++j)
+        if (!(a(j, j) > T(0))) { throw NotPositiveDefinite(row0 + j + 1); }
 }
 
 /// A <- A^{-1} for a lower-triangular, non-unit tile.
