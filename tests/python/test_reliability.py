@@ -1143,8 +1143,8 @@ def test_ctrl_c_stops_the_gprat_command_with_exit_status_130():
     import subprocess
     import sys
 
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(repo, "python"), os.environ.get("PYTHONPATH", "")]))
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(gprat.__file__)))  # the gprat under test
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "gprat", "demo", "--n-train", "4000", "--n-test", "50", "--no-plot"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

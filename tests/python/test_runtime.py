@@ -15,12 +15,13 @@ import pytest
 import gprat
 from gprat import _core
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_python(code, env_extra=None):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.join(REPO, "python"), env.get("PYTHONPATH", "")] if p)
+    # the gprat this test imported (installed, or a source tree with a built extension)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(gprat.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [package_parent, env.get("PYTHONPATH", "")] if p)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
