@@ -348,7 +348,7 @@ class GPyTorchAdapter(TorchAdapter):
 
 class GpratAdapter(Adapter):
     name = "gprat"
-    ops = ("cholesky", "fit", "train_step", "predict", "latency")
+    ops = ("cholesky", "cholesky_dense", "fit", "train_step", "predict", "latency")
 
     def __init__(self, threads):
         super().__init__(threads)
