@@ -3,12 +3,12 @@
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import gprat
+from subprocess_env import gprat_env
 import numpy as np
 import pytest
 from gprat import cli
@@ -374,9 +374,7 @@ def test_predict_with_missing_feature_column_exits_1(tmp_path, capsys, table):
 
 
 def _subprocess(args, cwd):
-    env = dict(os.environ)
-    package_parent = str(Path(gprat.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    env = gprat_env()
     env.pop("GPRAT_NUM_THREADS", None)
     return subprocess.run(
         [sys.executable, "-m", "gprat", *args],

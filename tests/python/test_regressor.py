@@ -3,12 +3,10 @@
 Every expected value comes from scikit-learn run on the same kernel and data.
 """
 
-import os
 import pickle
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from sklearn.gaussian_process import kernels as skk  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import gprat  # noqa: E402
+from subprocess_env import gprat_env  # noqa: E402
 from gprat import _sklearn_kernels  # noqa: E402
 from gprat.kernels import RBF, ConstantKernel, Matern, WhiteKernel  # noqa: E402
 from gprat.regressor import GaussianProcessRegressor  # noqa: E402
@@ -490,9 +489,7 @@ def test_pickled_model_predicts_identically_in_a_fresh_process(tmp_path):
         "np.save(d + '/mean.npy', mean)\n"
         "np.save(d + '/std.npy', std)\n"
     )
-    package_root = str(Path(gprat.__file__).resolve().parent.parent)
-    path = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    env = gprat_env()
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env, timeout=120)
     assert_array_equal(np.load(tmp_path / "mean.npy"), mean)
     assert_array_equal(np.load(tmp_path / "std.npy"), std)
@@ -622,9 +619,7 @@ def test_gprat_imports_without_sklearn():
         "except ImportError:\n"
         "    print('refused')\n"
     )
-    package_root = str(Path(gprat.__file__).resolve().parent.parent)
-    path = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    env = gprat_env()
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import gprat
+from subprocess_env import gprat_env
 import reference as ref
 from gprat import kernels
 from gprat.gp import JITTER_START
@@ -1143,8 +1144,7 @@ def test_ctrl_c_stops_the_gprat_command_with_exit_status_130():
     import subprocess
     import sys
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(gprat.__file__)))  # the gprat under test
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
+    env = gprat_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gprat", "demo", "--n-train", "4000", "--n-test", "50", "--no-plot"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

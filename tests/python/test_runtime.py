@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 
 import gprat
+from subprocess_env import gprat_env
 from gprat import _core
 
 
 
 def run_python(code, env_extra=None):
-    env = dict(os.environ)
-    # the gprat this test imported (installed, or a source tree with a built extension)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(gprat.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [package_parent, env.get("PYTHONPATH", "")] if p)
-    env.update(env_extra or {})
+    env = gprat_env(**(env_extra or {}))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
