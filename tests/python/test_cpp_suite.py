@@ -3,7 +3,8 @@ UndefinedBehaviorSanitizer, and ThreadSanitizer (runtime tests only).
 
 Each executable prints "N passed, M failed" as its last line and exits non-zero on failure.
 The build trees are kept between runs under $GPRAT_CPP_TEST_BUILD_DIR (default: a
-"gprat-cpp-tests" directory in the system temp dir), so a repeated run only rebuilds what changed.
+"gprat-cpp-tests-<hash of the checkout path>" directory in the system temp dir; a tree
+configured from another source directory is wiped and rebuilt), so a repeated run only rebuilds what changed.
 Set GPRAT_CPP_TEST_JOBS to change the build parallelism (default 2), GPRAT_SKIP_CPP_TESTS=1
 to skip them all (about 1.5 to 4 minutes from scratch on 2 cores, 30 s once built).
 
@@ -16,6 +17,7 @@ with the reason shown.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -78,8 +80,25 @@ def _compiler() -> str | None:
 
 
 def _build_root() -> Path:
+    """Build trees for this checkout. The default is keyed on the checkout's path: CMake refuses
+    a build tree configured from another source directory, and two clones (a developer tree and
+    a CI clone) can share one temp dir."""
     root = os.environ.get("GPRAT_CPP_TEST_BUILD_DIR")
-    return Path(root) if root else Path(tempfile.gettempdir()) / "gprat-cpp-tests"
+    if root:
+        return Path(root)
+    key = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"gprat-cpp-tests-{key}"
+
+
+def _configured_source(cache: Path) -> str | None:
+    """The source directory a CMakeCache.txt was generated from (CMAKE_HOME_DIRECTORY), if any."""
+    try:
+        for line in cache.read_text(errors="replace").splitlines():
+            if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def _sanitizer_works(cxx: str, sanitize: str, workdir: Path) -> str | None:
@@ -137,8 +156,12 @@ def _configure_and_build(toolchain, name: str, sanitize: str, build_type: str, t
     jobs = os.environ.get("GPRAT_CPP_TEST_JOBS", "2")
     generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={toolchain['ninja']}"] if toolchain["ninja"] else []
     cache = build / "CMakeCache.txt"
-    if cache.exists() and toolchain["ninja"] and not (build / "build.ninja").exists():
-        shutil.rmtree(build)  # a half-configured tree from another generator
+    stale = cache.exists() and (
+        (toolchain["ninja"] and not (build / "build.ninja").exists())  # half-configured, or another generator
+        or Path(_configured_source(cache) or "").resolve() != REPO  # configured from another checkout
+    )
+    if stale:
+        shutil.rmtree(build)
         build.mkdir(parents=True)
     configure = [
         toolchain["cmake"],
