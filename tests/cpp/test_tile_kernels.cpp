@@ -34,6 +34,9 @@ struct Shape
 };
 const Shape kRagged[] = {{1, 1}, {1, 5}, {5, 1}, {7, 3}, {3, 7}, {13, 17}, {16, 9}};
 const Index kPads[] = {0, 3};
+/// Shapes whose triangular order exceeds tile::detail::trsm_leaf_order, so trsm recurses
+/// (odd orders give ragged splits; 200 is split twice).
+const Shape kTrsmRecursive[] = {{131, 131}, {200, 37}, {37, 200}, {97, 250}};
 
 constexpr double kTol = 30.0;  ///< allowed error in units of (inner dimension) * eps(T)
 
@@ -351,6 +354,17 @@ void all_trsm(std::mt19937_64& rng)
 }
 
 template <typename T>
+void all_trsm_recursive(std::mt19937_64& rng)
+{
+    for (Side side : {Side::Left, Side::Right})
+        for (Uplo uplo : {Uplo::Lower, Uplo::Upper})
+            for (Op op : {Op::NoTrans, Op::Trans})
+                for (Diag diag : {Diag::NonUnit, Diag::Unit})
+                    for (T alpha : {T(1), T(-0.5)})
+                        for (Shape s : kTrsmRecursive) trsm_case<T>(side, uplo, op, diag, alpha, s, 3, rng);
+}
+
+template <typename T>
 void all_trmm(std::mt19937_64& rng)
 {
     for (Side side : {Side::Left, Side::Right})
@@ -407,6 +421,14 @@ TEST(trsm_all_side_uplo_op_diag_combinations)
     std::mt19937_64 rng(2);
     all_trsm<double>(rng);
     all_trsm<float>(rng);
+}
+
+TEST(trsm_recursive_split_matches_the_direct_solve_for_every_combination)
+{
+    static_assert(131 > tile::detail::trsm_leaf_order);
+    std::mt19937_64 rng(2027);
+    all_trsm_recursive<double>(rng);
+    all_trsm_recursive<float>(rng);
 }
 
 TEST(trmm_all_side_uplo_op_diag_combinations)

@@ -101,18 +101,94 @@ void lauum(TileView<T> a)
     if (info != 0) { throw LapackError("lauum", info); }
 }
 
+namespace detail {
+
+template <typename T>
+void blas_trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T> a, TileView<T> b)
+{
+    if constexpr (is_float<T>) {
+        GPRAT_CBLAS(strsm)(CblasColMajor, cblas(side), cblas(uplo), cblas(op), cblas(diag), b.rows(), b.cols(), alpha,
+                           a.data(), a.ld(), b.data(), b.ld());
+    } else {
+        GPRAT_CBLAS(dtrsm)(CblasColMajor, cblas(side), cblas(uplo), cblas(op), cblas(diag), b.rows(), b.cols(), alpha,
+                           a.data(), a.ld(), b.data(), b.ld());
+    }
+}
+
+template <typename T>
+void blas_gemm(Op op_a, Op op_b, T alpha, TileView<T> a, TileView<T> b, T beta, TileView<T> c)
+{
+    const Index k = op_a == Op::NoTrans ? a.cols() : a.rows();
+    if constexpr (is_float<T>) {
+        GPRAT_CBLAS(sgemm)(CblasColMajor, cblas(op_a), cblas(op_b), c.rows(), c.cols(), k, alpha, a.data(), a.ld(),
+                           b.data(), b.ld(), beta, c.data(), c.ld());
+    } else {
+        GPRAT_CBLAS(dgemm)(CblasColMajor, cblas(op_a), cblas(op_b), c.rows(), c.cols(), k, alpha, a.data(), a.ld(),
+                           b.data(), b.ld(), beta, c.data(), c.ld());
+    }
+}
+
+/// Below this order of A the triangular solve goes to BLAS trsm directly. Measured with
+/// OpenBLAS (Zen, 1 thread): trsm on a 512 tile runs at ~65% of gemm's flop rate; splitting
+/// down to 64..128 moves all but ~1/4 of the flops into gemm (see recursive_trsm).
+inline constexpr Index trsm_leaf_order = 96;
+
+/// Recursive triangular solve. Split A (order n) at h: the two diagonal blocks are solved
+/// recursively and the coupling goes through one gemm. With M = op(A) lower-triangular,
+///   Left:  M X = alpha B   ->  X1 = M11^{-1} alpha B1;  X2 = M22^{-1} (alpha B2 - M21 X1)
+///   Right: X M = alpha B   ->  X2 = alpha B2 M22^{-1};  X1 = (alpha B1 - X2 M21) M11^{-1}
+/// and symmetrically when M is upper-triangular. M's off-diagonal block is op(A_off) with
+/// A_off = A21 (uplo Lower) or A12 (uplo Upper). Same flops as trsm, ~3/4 of them in gemm.
+template <typename T>
+void recursive_trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T> a, TileView<T> b)
+{
+    const Index n = a.rows();
+    if (n <= trsm_leaf_order || b.rows() == 0 || b.cols() == 0) {
+        blas_trsm(side, uplo, op, diag, alpha, a, b);
+        return;
+    }
+    const Index h = (n / 2 + 15) / 16 * 16;  // keep the split aligned for the gemm micro-kernels
+    const Index r = n - h;
+    const TileView<T> a11 = a.block(0, 0, h, h);
+    const TileView<T> a22 = a.block(h, h, r, r);
+    const TileView<T> a_off = uplo == Uplo::Lower ? a.block(h, 0, r, h) : a.block(0, h, h, r);
+    const bool m_lower = (uplo == Uplo::Lower) == (op == Op::NoTrans);
+    if (side == Side::Left) {
+        const TileView<T> b1 = b.block(0, 0, h, b.cols());
+        const TileView<T> b2 = b.block(h, 0, r, b.cols());
+        if (m_lower) {
+            recursive_trsm(side, uplo, op, diag, alpha, a11, b1);
+            blas_gemm(op, Op::NoTrans, T(-1), a_off, b1, alpha, b2);  // alpha B2 - M21 X1
+            recursive_trsm(side, uplo, op, diag, T(1), a22, b2);
+        } else {
+            recursive_trsm(side, uplo, op, diag, alpha, a22, b2);
+            blas_gemm(op, Op::NoTrans, T(-1), a_off, b2, alpha, b1);  // alpha B1 - M12 X2
+            recursive_trsm(side, uplo, op, diag, T(1), a11, b1);
+        }
+    } else {
+        const TileView<T> b1 = b.block(0, 0, b.rows(), h);
+        const TileView<T> b2 = b.block(0, h, b.rows(), r);
+        if (m_lower) {
+            recursive_trsm(side, uplo, op, diag, alpha, a22, b2);
+            blas_gemm(Op::NoTrans, op, T(-1), b2, a_off, alpha, b1);  // alpha B1 - X2 M21
+            recursive_trsm(side, uplo, op, diag, T(1), a11, b1);
+        } else {
+            recursive_trsm(side, uplo, op, diag, alpha, a11, b1);
+            blas_gemm(Op::NoTrans, op, T(-1), b1, a_off, alpha, b2);  // alpha B2 - X1 M12
+            recursive_trsm(side, uplo, op, diag, T(1), a22, b2);
+        }
+    }
+}
+
+}  // namespace detail
+
 /// B <- alpha op(A)^{-1} B (side Left) or B <- alpha B op(A)^{-1} (side Right); A triangular.
+/// Large tiles go through detail::recursive_trsm (same result, most flops in gemm).
 template <typename T>
 void trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T> a, TileView<T> b)
 {
     GPRAT_ASSERT(a.rows() == a.cols() && (side == Side::Left ? a.rows() == b.rows() : a.rows() == b.cols()));
-    if constexpr (detail::is_float<T>) {
-        GPRAT_CBLAS(strsm)(CblasColMajor, detail::cblas(side), detail::cblas(uplo), detail::cblas(op),
-                           detail::cblas(diag), b.rows(), b.cols(), alpha, a.data(), a.ld(), b.data(), b.ld());
-    } else {
-        GPRAT_CBLAS(dtrsm)(CblasColMajor, detail::cblas(side), detail::cblas(uplo), detail::cblas(op),
-                           detail::cblas(diag), b.rows(), b.cols(), alpha, a.data(), a.ld(), b.data(), b.ld());
-    }
+    detail::recursive_trsm(side, uplo, op, diag, alpha, a, b);
 }
 
 /// B <- alpha op(A) B (side Left) or B <- alpha B op(A) (side Right); A triangular.
@@ -149,17 +225,11 @@ void syrk(Op op, T alpha, TileView<T> a, T beta, TileView<T> c)
 template <typename T>
 void gemm(Op op_a, Op op_b, T alpha, TileView<T> a, TileView<T> b, T beta, TileView<T> c)
 {
-    const Index m = op_a == Op::NoTrans ? a.rows() : a.cols();
-    const Index k = op_a == Op::NoTrans ? a.cols() : a.rows();
-    const Index n = op_b == Op::NoTrans ? b.cols() : b.rows();
+    [[maybe_unused]] const Index m = op_a == Op::NoTrans ? a.rows() : a.cols();
+    [[maybe_unused]] const Index k = op_a == Op::NoTrans ? a.cols() : a.rows();
+    [[maybe_unused]] const Index n = op_b == Op::NoTrans ? b.cols() : b.rows();
     GPRAT_ASSERT(c.rows() == m && c.cols() == n && k == (op_b == Op::NoTrans ? b.rows() : b.cols()));
-    if constexpr (detail::is_float<T>) {
-        GPRAT_CBLAS(sgemm)(CblasColMajor, detail::cblas(op_a), detail::cblas(op_b), m, n, k, alpha, a.data(), a.ld(),
-                           b.data(), b.ld(), beta, c.data(), c.ld());
-    } else {
-        GPRAT_CBLAS(dgemm)(CblasColMajor, detail::cblas(op_a), detail::cblas(op_b), m, n, k, alpha, a.data(), a.ld(),
-                           b.data(), b.ld(), beta, c.data(), c.ld());
-    }
+    detail::blas_gemm(op_a, op_b, alpha, a, b, beta, c);
 }
 
 }  // namespace gprat::linalg::tile

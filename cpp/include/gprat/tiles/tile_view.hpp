@@ -17,6 +17,12 @@ class TileView
     Index ld() const noexcept { return ld_; }
     T& operator()(Index i, Index j) const noexcept { return data_[i + j * ld_]; }
 
+    /// The rows x cols sub-block whose top-left element is (row0, col0); same storage, same ld.
+    TileView block(Index row0, Index col0, Index rows, Index cols) const noexcept
+    {
+        return TileView(data_ + row0 + col0 * ld_, rows, cols, ld_);
+    }
+
   private:
     T* data_ = nullptr;
     Index rows_ = 0, cols_ = 0, ld_ = 1;
