@@ -339,6 +339,12 @@ void all_potrf(std::mt19937_64& rng)
         for (Index fail : {0, 1, 3, 6}) potrf_not_spd_case<T>(7, fail, row0, rng);
     potrf_not_spd_case<T>(1, 0, 5, rng);
     potrf_not_spd_case<T>(33, 32, 0, rng);
+    // Orders above tile::detail::potrf_leaf_order: potrf recurses. The failure may lie in the
+    // first half, at the split, in the second half's first or last column.
+    static_assert(301 > 2 * tile::detail::potrf_leaf_order);
+    for (Index n : {129, 301})
+        for (Index pad : kPads) potrf_case<T>(n, pad, rng);
+    for (Index fail : {0, 100, 143, 144, 160, 299, 300}) potrf_not_spd_case<T>(301, fail, 1024, rng);
 }
 
 template <typename T>
