@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/graph_record.hpp"
 #include "gprat/runtime/task_graph.hpp"
 #include "gprat/runtime/thread_count.hpp"
 #include "registration.hpp"
@@ -37,6 +38,14 @@ void register_runtime(py::module_& m)
         for (const runtime::TraceRecord& r : Executor::instance().take_trace())
             out.append(py::make_tuple(r.name, r.worker, r.start_ns, r.end_ns));
         return out;
+    });
+    m.def("set_graph_recording", [](bool on) { runtime::GraphRecorder::instance().set_enabled(on); });
+    m.def("take_graph_dot", [] {
+        const runtime::RecordedGraphs graphs = runtime::GraphRecorder::instance().take();
+        py::list nodes, edges;
+        for (const runtime::GraphNode& n : graphs.nodes) nodes.append(py::make_tuple(n.graph, n.task, n.name, n.priority));
+        for (const runtime::GraphEdge& e : graphs.edges) edges.append(py::make_tuple(e.graph, e.from, e.to));
+        return py::make_tuple(runtime::to_dot(graphs), nodes, edges);
     });
 
     // Benchmark and test hooks for the runtime itself.

@@ -34,7 +34,7 @@ from .gprat_compat import (
     suspend_hpx,
 )
 from .optimize import OptimizationResult
-from .runtime import is_running, num_threads, resume, start, stop, suspend, trace
+from .runtime import is_running, num_threads, resume, start, stop, suspend, task_graph, trace
 
 __all__ = [
     "ExactGP",
@@ -47,6 +47,7 @@ __all__ = [
     "num_threads",
     "is_running",
     "trace",
+    "task_graph",
     "cuda_available",
     "NotPositiveDefiniteError",
     "BackendUnavailableError",

@@ -4,6 +4,7 @@
 
 #include "gprat/core/errors.hpp"
 #include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/graph_record.hpp"
 #include "gprat/runtime/interrupt.hpp"
 
 namespace gprat::runtime {
@@ -40,12 +41,21 @@ detail::Task& TaskGraph::new_task(const char* name, int priority)
     task.name = name;
     task.priority = priority;
     task.graph = this;
+    task.index = static_cast<Index>(tasks_.size()) - 1;
+    GraphRecorder& recorder = GraphRecorder::instance();
+    if (recorder.enabled()) {
+        if (recorded_as_ < 0) { recorded_as_ = recorder.new_graph(); }
+        recorder.node(recorded_as_, task.index, name, priority);
+    }
     return task;
 }
 
 void TaskGraph::depend(detail::Task& task, detail::Task* predecessor)
 {
     if (predecessor == nullptr || predecessor == &task) { return; }
+    // Recorded before the done check: the dump shows the logical dependency either way.
+    if (recorded_as_ >= 0 && GraphRecorder::instance().enabled())
+        GraphRecorder::instance().edge(recorded_as_, predecessor->index, task.index);
     std::lock_guard lock(predecessor->mutex);
     if (!predecessor->done) {
         predecessor->successors.push_back(&task);

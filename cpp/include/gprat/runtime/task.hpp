@@ -18,6 +18,7 @@ struct Task
     const char* name = "";
     int priority = 0;               ///< higher runs first among ready tasks
     std::uint64_t sequence = 0;     ///< submission order; breaks priority ties first-in first-out
+    std::int64_t index = 0;         ///< position in its graph (for the DOT dump)
     TaskGraph* graph = nullptr;
 
     std::mutex mutex;               ///< guards done and successors against a concurrent add()

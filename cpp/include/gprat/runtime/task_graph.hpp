@@ -97,6 +97,7 @@ class TaskGraph
     std::atomic<Index> outstanding_{0};
     std::atomic<bool> cancelled_{false};
     bool acquired_ = false;
+    Index recorded_as_ = -1;  ///< graph number in the GraphRecorder, -1 while not recorded
     std::mutex mutex_;
     std::condition_variable finished_cv_;
     std::exception_ptr error_;  ///< first task exception, guarded by mutex_
