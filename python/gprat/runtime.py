@@ -16,8 +16,10 @@ from ._validation import check_positive_int
 __all__ = ["start", "stop", "suspend", "resume", "num_threads", "is_running", "trace", "task_graph"]
 
 # Lifecycle gate. start/stop/suspend wait until no task graph is running; if other threads
-# kept submitting work they could wait forever. While a lifecycle change is pending, new
-# compute calls from Python wait for it here (calls already running finish first).
+# kept submitting work they could wait forever. The C++ executor gates every new task graph
+# while a change is pending (Executor::acquire); this gate also holds back whole Python
+# compute calls, which may build several graphs, until the change is done (calls already
+# running finish first).
 _gate = threading.Condition()
 _pending_changes = 0
 

@@ -217,6 +217,7 @@ void producer(int id, Stats& stats, Clock::time_point deadline, int pause_us)
 struct LifecycleCounts
 {
     long starts = 0, stops = 0, suspends = 0;
+    double slowest_call_s = 0;  ///< longest single start/stop/suspend call
 };
 
 void lifecycle_cycler(LifecycleCounts& counts, Clock::time_point deadline)
@@ -224,6 +225,7 @@ void lifecycle_cycler(LifecycleCounts& counts, Clock::time_point deadline)
     std::mt19937_64 rng(4242);
     Executor& ex = Executor::instance();
     while (Clock::now() < deadline) {
+        const auto t0 = Clock::now();
         switch (std::uniform_int_distribution<int>(0, 2)(rng)) {
             case 0: {
                 const gprat::Index n = std::uniform_int_distribution<int>(1, 4)(rng);
@@ -243,6 +245,7 @@ void lifecycle_cycler(LifecycleCounts& counts, Clock::time_point deadline)
                 ex.resume();
                 break;
         }
+        counts.slowest_call_s = std::max(counts.slowest_call_s, std::chrono::duration<double>(Clock::now() - t0).count());
         (void)ex.num_threads();
         (void)ex.running();
         std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng)));
@@ -265,15 +268,12 @@ void trace_toggler(Clock::time_point deadline)
     (void)ex.take_trace();
 }
 
-void run_stress(int producers, bool with_lifecycle)
+LifecycleCounts run_stress(int producers, bool with_lifecycle, int pause_us)
 {
     Stats stats;
     LifecycleCounts counts;
     const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(phase_seconds()));
     std::vector<std::thread> threads;
-    // stop(), suspend() and start(n) wait until no graph is in flight, and a graph that starts
-    // meanwhile extends the wait: producers that never pause starve the lifecycle thread.
-    const int pause_us = with_lifecycle ? 1000 : 0;
     for (int i = 0; i < producers; ++i) threads.emplace_back(producer, i, std::ref(stats), deadline, pause_us);
     if (with_lifecycle) threads.emplace_back(lifecycle_cycler, std::ref(counts), deadline);
     threads.emplace_back(trace_toggler, deadline);
@@ -287,6 +287,7 @@ void run_stress(int producers, bool with_lifecycle)
     CHECK_GE(stats.graphs.load(), static_cast<long>(producers));
     if (with_lifecycle) CHECK_GE(counts.starts + counts.stops + counts.suspends, 10L);
     CHECK(!Executor::instance().suspended());
+    return counts;
 }
 
 }  // namespace
@@ -294,12 +295,12 @@ void run_stress(int producers, bool with_lifecycle)
 TEST(concurrent_graphs_from_many_threads)
 {
     Executor::instance().start(2);
-    run_stress(4, false);
+    run_stress(4, false, 0);
 }
 
 TEST(concurrent_graphs_with_lifecycle_cycles)
 {
-    run_stress(3, true);
+    run_stress(3, true, 1000);
     // The executor is still usable afterwards.
     Executor::instance().start(2);
     long x = 0;
@@ -307,6 +308,18 @@ TEST(concurrent_graphs_with_lifecycle_cycles)
     g.add("after", 0, [](long* p) { *p = 1; }, Write<long*>{&x});
     g.wait();
     CHECK_EQ(x, 1);
+}
+
+TEST(lifecycle_changes_are_not_starved_by_producers_that_never_pause)
+{
+    // stop(), suspend() and start(n) wait until no graph is in flight. Without the pending-
+    // change gate in Executor::acquire(), producers submitting back to back keep a graph in
+    // flight almost always and each lifecycle call can wait for seconds or forever.
+    Executor::instance().start(2);
+    const LifecycleCounts counts = run_stress(4, true, 0);
+    std::cout << "    slowest lifecycle call " << counts.slowest_call_s << " s" << std::endl;
+    CHECK_LT(counts.slowest_call_s, 1.0);
+    CHECK_GE(counts.starts + counts.stops + counts.suspends, 50L);
 }
 
 int main(int argc, char** argv) { return gprat_test::run_all(argc, argv); }

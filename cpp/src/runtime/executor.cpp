@@ -56,6 +56,7 @@ void Executor::start(std::optional<Index> n_threads)
     std::unique_lock lock(lifecycle_mutex_);
     suspended_ = false;
     if (static_cast<Index>(workers_.size()) == wanted) { return; }
+    PendingChange pending(*this);
     if (!workers_.empty()) { stop_locked(lock); }
     start_locked(wanted);
 }
@@ -90,6 +91,7 @@ void Executor::stop_locked(std::unique_lock<std::mutex>& lifecycle)
 void Executor::stop()
 {
     std::unique_lock lock(lifecycle_mutex_);
+    PendingChange pending(*this);
     if (!workers_.empty()) { stop_locked(lock); }
     suspended_ = false;
 }
@@ -97,6 +99,7 @@ void Executor::stop()
 void Executor::suspend()
 {
     std::unique_lock lock(lifecycle_mutex_);
+    PendingChange pending(*this);
     wait_idle_locked(lock);
     suspended_ = true;
 }
@@ -127,7 +130,8 @@ Index Executor::num_threads() const
 
 void Executor::acquire()
 {
-    std::lock_guard lock(lifecycle_mutex_);
+    std::unique_lock lock(lifecycle_mutex_);
+    change_cv_.wait(lock, [this] { return pending_changes_ == 0; });
     if (suspended_) {
         throw RuntimeStateError("the gprat runtime is suspended; call gprat.resume() (or gprat.start()) first");
     }

@@ -44,6 +44,8 @@ class Executor
     std::vector<TraceRecord> take_trace();
 
     /// Internal (TaskGraph): a graph starts using workers (starts lazily, refuses when suspended).
+    /// Waits while a start/stop/suspend is waiting for the running graphs to finish, so that a
+    /// stream of new graphs from other threads cannot postpone that change forever.
     void acquire();
     /// Internal (TaskGraph): a graph acquired before has no outstanding tasks any more.
     void release();
@@ -67,6 +69,23 @@ class Executor
     void start_locked(Index n_threads);
     void stop_locked(std::unique_lock<std::mutex>& lifecycle);
     void wait_idle_locked(std::unique_lock<std::mutex>& lifecycle);
+
+    /// Marks a lifecycle change as pending for its scope; the caller holds lifecycle_mutex_
+    /// at construction and destruction (it is released only inside condition waits).
+    class PendingChange
+    {
+      public:
+        explicit PendingChange(Executor& e) noexcept : e_(e) { ++e_.pending_changes_; }
+        ~PendingChange()
+        {
+            if (--e_.pending_changes_ == 0) { e_.change_cv_.notify_all(); }
+        }
+        PendingChange(const PendingChange&) = delete;
+        PendingChange& operator=(const PendingChange&) = delete;
+
+      private:
+        Executor& e_;
+    };
     void worker_loop(Index worker);
     void execute(detail::Task* task, Index worker);
     static void after_fork_in_child();
@@ -76,6 +95,8 @@ class Executor
     std::condition_variable idle_cv_;
     std::vector<std::thread> workers_;
     Index active_graphs_ = 0;
+    Index pending_changes_ = 0;        ///< start/stop/suspend calls waiting for idle
+    std::condition_variable change_cv_;  ///< signalled when pending_changes_ drops to 0
     bool suspended_ = false;
 
     // Ready queue, guarded by queue_mutex_.
