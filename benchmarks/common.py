@@ -215,3 +215,22 @@ def _json_default(o):
 
 def eprint(*a):
     print(*a, file=sys.stderr, flush=True)
+
+
+def import_gprat():
+    """gprat as installed, else from python/ of this checkout (for the in-process scripts)."""
+    try:
+        import gprat  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(REPO_DIR / "python"))
+    import gprat
+
+    return gprat
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (empty where /proc is missing)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []

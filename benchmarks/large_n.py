@@ -36,20 +36,12 @@ from common import (  # noqa: E402
     available_cores,
     cpu_model,
     git_revision,
+    import_gprat,
+    load_average,
     make_problem,
     package_versions,
     write_jsonl,
 )
-
-
-def _import_gprat():
-    try:
-        import gprat  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(BENCH_DIR.parent / "python"))
-    import gprat
-
-    return gprat
 
 
 def _peak_rss_mib() -> float:
@@ -59,7 +51,7 @@ def _peak_rss_mib() -> float:
 def child(spec: dict) -> dict:
     import numpy as np
 
-    gprat = _import_gprat()
+    gprat = import_gprat()
     gprat.start(spec["threads"])
     p = make_problem(spec["n"], spec["m"], spec["d"], spec["seed"])
     rec = {"rss_after_data_mib": _peak_rss_mib()}
@@ -83,13 +75,6 @@ def child(spec: dict) -> dict:
     rec["gprat_threads"] = gprat.num_threads()
     rec["gprat_version"] = gprat.__version__
     return rec
-
-
-def _load_average() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
 
 
 def _markdown(rec: dict) -> str:
@@ -150,7 +135,7 @@ def main() -> int:
         "cpu": cpu_model(), "cores": available_cores(),
         "memory_total_gib": psutil.virtual_memory().total / 2**30,
         "memory_available_gib": psutil.virtual_memory().available / 2**30,
-        "versions": package_versions(), "load_before": _load_average(),
+        "versions": package_versions(), "load_before": load_average(),
         # sum over lower tiles of the tile area ~ n (n + nb) / 2 entries; report n (n+1)/2.
         "lower_triangle_gib": args.n * (args.n + 1) / 2 * 8 / 2**30,
     }
@@ -161,7 +146,7 @@ def main() -> int:
                           env=env, check=False)
     rec["wall_s"] = time.time() - t0
     rec["child_max_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    rec["load_after"] = _load_average()
+    rec["load_after"] = load_average()
     if proc.returncode == 0:
         rec |= json.loads(proc.stdout.strip().splitlines()[-1])
         rec["status"] = "ok"

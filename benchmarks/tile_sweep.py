@@ -30,28 +30,19 @@ from common import (  # noqa: E402
     available_cores,
     cpu_model,
     git_revision,
+    import_gprat,
     kernel_matrix,
+    load_average,
     make_problem,
     package_versions,
     write_jsonl,
 )
 
 
-def _import_gprat():
-    try:
-        import gprat  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(BENCH_DIR.parent / "python"))
-    import gprat
-
-    return gprat
-
-
 def _load_average() -> float:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except OSError:
-        return float("nan")
+    """The 1-minute load average, NaN where unknown."""
+    la = load_average()
+    return la[0] if la else float("nan")
 
 
 def main() -> int:
@@ -67,7 +58,7 @@ def main() -> int:
     if args.passes < 3:
         ap.error("--passes must be at least 3")
 
-    gprat = _import_gprat()
+    gprat = import_gprat()
     gprat.start(args.threads)
     dtype = np.dtype(args.dtype).type
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
