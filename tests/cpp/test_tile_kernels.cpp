@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <initializer_list>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -37,6 +39,7 @@ const Index kPads[] = {0, 3};
 /// Shapes whose triangular order exceeds tile::detail::trsm_leaf_order, so trsm recurses
 /// (odd orders give ragged splits; 200 is split twice).
 const Shape kTrsmRecursive[] = {{131, 131}, {200, 37}, {37, 200}, {97, 250}};
+const Index kTrsmRecursivePads[] = {3};  ///< padded only: the sub-blocks must honour ld != rows
 
 constexpr double kTol = 30.0;  ///< allowed error in units of (inner dimension) * eps(T)
 
@@ -347,27 +350,18 @@ void all_potrf(std::mt19937_64& rng)
     for (Index fail : {0, 100, 143, 144, 160, 299, 300}) potrf_not_spd_case<T>(301, fail, 1024, rng);
 }
 
+/// trsm_case for every side, uplo, op and diag, at the given alphas, shapes and paddings.
 template <typename T>
-void all_trsm(std::mt19937_64& rng)
+void all_trsm(std::mt19937_64& rng, std::initializer_list<T> alphas, std::span<const Shape> shapes,
+              std::span<const Index> pads)
 {
     for (Side side : {Side::Left, Side::Right})
         for (Uplo uplo : {Uplo::Lower, Uplo::Upper})
             for (Op op : {Op::NoTrans, Op::Trans})
                 for (Diag diag : {Diag::NonUnit, Diag::Unit})
-                    for (T alpha : {T(1), T(-1), T(0.5)})
-                        for (Shape s : kRagged)
-                            for (Index pad : kPads) trsm_case<T>(side, uplo, op, diag, alpha, s, pad, rng);
-}
-
-template <typename T>
-void all_trsm_recursive(std::mt19937_64& rng)
-{
-    for (Side side : {Side::Left, Side::Right})
-        for (Uplo uplo : {Uplo::Lower, Uplo::Upper})
-            for (Op op : {Op::NoTrans, Op::Trans})
-                for (Diag diag : {Diag::NonUnit, Diag::Unit})
-                    for (T alpha : {T(1), T(-0.5)})
-                        for (Shape s : kTrsmRecursive) trsm_case<T>(side, uplo, op, diag, alpha, s, 3, rng);
+                    for (T alpha : alphas)
+                        for (Shape s : shapes)
+                            for (Index pad : pads) trsm_case<T>(side, uplo, op, diag, alpha, s, pad, rng);
 }
 
 template <typename T>
@@ -425,16 +419,16 @@ TEST(potrf_matches_naive_cholesky_and_reports_failing_order)
 TEST(trsm_all_side_uplo_op_diag_combinations)
 {
     std::mt19937_64 rng(2);
-    all_trsm<double>(rng);
-    all_trsm<float>(rng);
+    all_trsm<double>(rng, {1, -1, 0.5}, kRagged, kPads);
+    all_trsm<float>(rng, {1, -1, 0.5}, kRagged, kPads);
 }
 
 TEST(trsm_recursive_split_matches_the_direct_solve_for_every_combination)
 {
     static_assert(131 > tile::detail::trsm_leaf_order);
     std::mt19937_64 rng(2027);
-    all_trsm_recursive<double>(rng);
-    all_trsm_recursive<float>(rng);
+    all_trsm<double>(rng, {1, -0.5}, kTrsmRecursive, kTrsmRecursivePads);
+    all_trsm<float>(rng, {1, -0.5}, kTrsmRecursive, kTrsmRecursivePads);
 }
 
 TEST(trmm_all_side_uplo_op_diag_combinations)

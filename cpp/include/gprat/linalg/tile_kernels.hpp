@@ -82,6 +82,9 @@ void lauum(TileView<T> a)
 
 namespace detail {
 
+// The plain BLAS calls (s or d picked at compile time) behind the public kernels below and the
+// recursive tile kernels, which call them on sub-blocks of a tile.
+
 template <typename T>
 void blas_trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T> a, TileView<T> b)
 {
@@ -107,9 +110,28 @@ void blas_gemm(Op op_a, Op op_b, T alpha, TileView<T> a, TileView<T> b, T beta, 
     }
 }
 
+template <typename T>
+void blas_syrk(Op op, T alpha, TileView<T> a, T beta, TileView<T> c)
+{
+    const Index k = op == Op::NoTrans ? a.cols() : a.rows();
+    if constexpr (is_float<T>) {
+        GPRAT_CBLAS(ssyrk)(CblasColMajor, CblasLower, cblas(op), c.rows(), k, alpha, a.data(), a.ld(), beta, c.data(),
+                           c.ld());
+    } else {
+        GPRAT_CBLAS(dsyrk)(CblasColMajor, CblasLower, cblas(op), c.rows(), k, alpha, a.data(), a.ld(), beta, c.data(),
+                           c.ld());
+    }
+}
+
+/// Where a recursive tile kernel splits an order-n block: about n/2, rounded up to a multiple
+/// of 16 so that the gemm/syrk calls on the halves start on micro-kernel boundaries.
+inline Index split_point(Index n) { return (n / 2 + 15) / 16 * 16; }
+
 /// Below this order of A the triangular solve goes to BLAS trsm directly. Measured with
-/// OpenBLAS (Zen, 1 thread): trsm on a 512 tile runs at ~65% of gemm's flop rate; splitting
-/// down to 64..128 moves all but ~1/4 of the flops into gemm (see recursive_trsm).
+/// OpenBLAS on the AMD EPYC development machine (1 thread): dtrsm on a 512 tile runs at ~65%
+/// of dgemm's flop rate. Each split level moves half of the remaining flops into gemm, so
+/// recursing from n down to leaves of order ~n_leaf leaves ~n_leaf / n of them in trsm;
+/// leaves of 96 were faster than 64 or 128 in the n = 8192 Cholesky.
 inline constexpr Index trsm_leaf_order = 96;
 
 /// Recursive triangular solve. Split A (order n) at h: the two diagonal blocks are solved
@@ -117,7 +139,7 @@ inline constexpr Index trsm_leaf_order = 96;
 ///   Left:  M X = alpha B   ->  X1 = M11^{-1} alpha B1;  X2 = M22^{-1} (alpha B2 - M21 X1)
 ///   Right: X M = alpha B   ->  X2 = alpha B2 M22^{-1};  X1 = (alpha B1 - X2 M21) M11^{-1}
 /// and symmetrically when M is upper-triangular. M's off-diagonal block is op(A_off) with
-/// A_off = A21 (uplo Lower) or A12 (uplo Upper). Same flops as trsm, ~3/4 of them in gemm.
+/// A_off = A21 (uplo Lower) or A12 (uplo Upper). Same flops as one trsm call.
 template <typename T>
 void recursive_trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T> a, TileView<T> b)
 {
@@ -126,7 +148,7 @@ void recursive_trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T>
         blas_trsm(side, uplo, op, diag, alpha, a, b);
         return;
     }
-    const Index h = (n / 2 + 15) / 16 * 16;  // keep the split aligned for the gemm micro-kernels
+    const Index h = split_point(n);
     const Index r = n - h;
     const TileView<T> a11 = a.block(0, 0, h, h);
     const TileView<T> a22 = a.block(h, h, r, r);
@@ -159,10 +181,6 @@ void recursive_trsm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T>
     }
 }
 
-}  // namespace detail
-
-namespace detail {
-
 template <typename T>
 void lapack_potrf(TileView<T> a, Index row0)
 {
@@ -180,9 +198,6 @@ void lapack_potrf(TileView<T> a, Index row0)
         if (!(a(j, j) > T(0))) { throw NotPositiveDefinite(row0 + j + 1); }
 }
 
-template <typename T>
-void blas_syrk(Op op, T alpha, TileView<T> a, T beta, TileView<T> c);
-
 /// Below this order a tile goes to LAPACK potrf directly.
 inline constexpr Index potrf_leaf_order = 128;
 
@@ -199,7 +214,7 @@ void recursive_potrf(TileView<T> a, Index row0)
         lapack_potrf(a, row0);
         return;
     }
-    const Index h = (n / 2 + 15) / 16 * 16;
+    const Index h = split_point(n);
     const Index r = n - h;
     const TileView<T> a11 = a.block(0, 0, h, h);
     const TileView<T> a21 = a.block(h, 0, r, h);
@@ -244,23 +259,6 @@ void trmm(Side side, Uplo uplo, Op op, Diag diag, T alpha, TileView<T> a, TileVi
                            detail::cblas(diag), b.rows(), b.cols(), alpha, a.data(), a.ld(), b.data(), b.ld());
     }
 }
-
-namespace detail {
-
-template <typename T>
-void blas_syrk(Op op, T alpha, TileView<T> a, T beta, TileView<T> c)
-{
-    const Index k = op == Op::NoTrans ? a.cols() : a.rows();
-    if constexpr (is_float<T>) {
-        GPRAT_CBLAS(ssyrk)(CblasColMajor, CblasLower, cblas(op), c.rows(), k, alpha, a.data(), a.ld(), beta, c.data(),
-                           c.ld());
-    } else {
-        GPRAT_CBLAS(dsyrk)(CblasColMajor, CblasLower, cblas(op), c.rows(), k, alpha, a.data(), a.ld(), beta, c.data(),
-                           c.ld());
-    }
-}
-
-}  // namespace detail
 
 /// C <- alpha op(A) op(A)^T + beta C, lower triangle of C (op = NoTrans) or
 /// C <- alpha A^T A + beta C (op = Trans).
