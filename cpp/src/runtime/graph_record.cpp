@@ -37,8 +37,12 @@ RecordedGraphs GraphRecorder::take()
         std::lock_guard lock(mutex_);
         out.nodes.swap(recorded_.nodes);
         out.edges.swap(recorded_.edges);
-        graphs_ = 0;
     }
+    // Graphs built concurrently by several threads interleave in recording order; to_dot wants
+    // each graph's nodes together.
+    const auto node_key = [](const GraphNode& n) { return std::tie(n.graph, n.task); };
+    std::sort(out.nodes.begin(), out.nodes.end(),
+              [&](const GraphNode& a, const GraphNode& b) { return node_key(a) < node_key(b); });
     // A task reading two tiles written by one predecessor derives the same edge twice.
     const auto key = [](const GraphEdge& e) { return std::tie(e.graph, e.from, e.to); };
     std::sort(out.edges.begin(), out.edges.end(), [&](const GraphEdge& a, const GraphEdge& b) { return key(a) < key(b); });

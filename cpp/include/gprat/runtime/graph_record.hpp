@@ -16,7 +16,8 @@ namespace gprat::runtime {
 
 struct GraphNode
 {
-    Index graph;       ///< which recorded TaskGraph (0, 1, ... in order of their first task)
+    Index graph;       ///< which recorded TaskGraph: numbered in order of their first recorded task,
+                       ///< never reused in a process (a graph may outlive one recording)
     Index task;        ///< 0-based position of the task in its graph (submission order)
     const char* name;  ///< static string given to TaskGraph::add
     int priority;
@@ -31,7 +32,7 @@ struct GraphEdge
 
 struct RecordedGraphs
 {
-    std::vector<GraphNode> nodes;
+    std::vector<GraphNode> nodes;  ///< sorted by (graph, task)
     std::vector<GraphEdge> edges;  ///< duplicates removed, sorted by (graph, from, to)
 };
 
@@ -53,7 +54,7 @@ class GraphRecorder
   private:
     std::atomic<bool> enabled_{false};
     std::mutex mutex_;
-    Index graphs_ = 0;
+    Index graphs_ = 0;  ///< numbers handed out so far (not reset by take())
     RecordedGraphs recorded_;
 };
 
