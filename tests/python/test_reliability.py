@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gprat
-from subprocess_env import gprat_env
+from subprocess_env import gprat_env, run_forked
 import reference as ref
 from gprat import kernels
 from gprat.gp import JITTER_START
@@ -1070,10 +1070,6 @@ def _predict_in_child(gp, Xs, queue):
 
 
 def test_fork_child_uses_a_model_fitted_in_the_parent_while_the_parent_computes():
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("the fork start method is not available on this platform")
     X, y, Xs = problem(n=300)
     gp = exact(tile_size=32).fit(X, y)
     mean = gp.predict(Xs)
@@ -1086,15 +1082,7 @@ def test_fork_child_uses_a_model_fitted_in_the_parent_while_the_parent_computes(
     background = threading.Thread(target=busy)
     background.start()
     try:
-        ctx = multiprocessing.get_context("fork")
-        queue = ctx.Queue()
-        procs = [ctx.Process(target=_predict_in_child, args=(gp, Xs, queue), daemon=True) for _ in range(2)]
-        for p in procs:
-            p.start()
-        results = [queue.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
+        results = run_forked(_predict_in_child, (gp, Xs), count=2)
     finally:
         stop.set()
         background.join(timeout=60)
@@ -1109,10 +1097,6 @@ def _lml_in_child(gp, Xs, queue):
 def test_fork_while_another_thread_is_inside_the_same_models_engine():
     # The engine's lock is held by a thread that does not exist in the child: the child must
     # rebuild that engine instead of waiting for the lock forever.
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("the fork start method is not available on this platform")
     X, y, Xs = problem(n=600)
     gp = exact(tile_size=64).fit(X, y)
     mean, lml = gp.predict(Xs), gp.log_marginal_likelihood(gp.theta, eval_gradient=True)[0]
@@ -1126,14 +1110,8 @@ def test_fork_while_another_thread_is_inside_the_same_models_engine():
     background.start()
     try:
         time.sleep(0.1)
-        ctx = multiprocessing.get_context("fork")
-        for _ in range(3):
-            queue = ctx.Queue()
-            p = ctx.Process(target=_lml_in_child, args=(gp, Xs, queue), daemon=True)  # killed if it hangs
-            p.start()
-            child_mean, child_lml = queue.get(timeout=60)
-            p.join(timeout=60)
-            assert p.exitcode == 0
+        for _ in range(3):  # one child at a time, each forked while the step is running
+            [(child_mean, child_lml)] = run_forked(_lml_in_child, (gp, Xs), count=1)
             assert close(child_mean, mean, 1e-12) and close(child_lml, lml, 1e-12)
     finally:
         stop.set()

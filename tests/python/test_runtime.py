@@ -1,7 +1,6 @@
 """The task runtime seen from Python: lifecycle, thread counts, tracing, Ctrl-C, fork, threads."""
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 import gprat
-from subprocess_env import gprat_env
+from subprocess_env import gprat_env, run_forked
 from gprat import _core
 
 
@@ -119,18 +118,8 @@ def _child_fit(queue):
 
 
 def test_fork_after_start():
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("the fork start method is not available on this platform")
     expected = float(small_fit().log_marginal_likelihood())  # runtime running in the parent
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_child_fit, args=(queue,)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = run_forked(_child_fit, count=2)
     np.testing.assert_allclose(results, expected, rtol=1e-12)
 
 
