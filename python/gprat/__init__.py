@@ -1,5 +1,8 @@
 """gprat: fast exact Gaussian-process regression on a tiled, task-parallel Cholesky core.
 
+The package is layered (see docs/architecture.md): kernels, optim, models, then the faces
+(the estimator, the GPRat API, io and the command line) on top; this module only re-exports.
+
 Quick start
 -----------
 >>> import numpy as np, gprat
@@ -9,8 +12,8 @@ Quick start
 """
 
 from . import kernels, linalg
-from ._core import compiled_with_cuda as _compiled_with_cuda
 from ._version import __version__
+from .backends import cuda_available, cuda_device_count
 from .exceptions import (
     BackendUnavailableError,
     NotFittedError,
@@ -18,8 +21,7 @@ from .exceptions import (
     NumericalWarning,
     RuntimeStateError,
 )
-from .gp import ExactGP
-from .gprat_compat import (
+from .compat.gprat import (
     GP,
     AdamParams,
     GP_data,
@@ -33,7 +35,8 @@ from .gprat_compat import (
     stop_hpx,
     suspend_hpx,
 )
-from .optimize import OptimizationResult
+from .models import ExactGP
+from .optim import OptimizationResult
 from .runtime import is_running, num_threads, resume, start, stop, suspend, task_graph, trace
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "trace",
     "task_graph",
     "cuda_available",
+    "cuda_device_count",
     "NotPositiveDefiniteError",
     "BackendUnavailableError",
     "RuntimeStateError",
@@ -71,14 +75,9 @@ __all__ = [
 ]
 
 
-def cuda_available():
-    """bool: whether this installation was built with the CUDA backend."""
-    return bool(_compiled_with_cuda)
-
-
 _LAZY = {
     # scikit-learn is optional: the estimator loads it on first use.
-    "GaussianProcessRegressor": ("regressor", "GaussianProcessRegressor"),
+    "GaussianProcessRegressor": ("estimator", "GaussianProcessRegressor"),
 }
 
 

@@ -107,7 +107,7 @@ def check_positive(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a positive real number; got {value!r}")
     v = float(value)
-    if not np.isfinite(v) or v <= 0:
+    if not v > 0 or v == np.inf:
         raise ValueError(f"{name} must be positive and finite; got {v}")
     return v
 
@@ -136,19 +136,49 @@ def check_non_negative(value, name):
     return v
 
 
-def check_positive_int(value, name, allow_none=True):
-    """Return `value` as an int > 0 (or None when allowed)."""
+def check_int(value, name, minimum=1, allow_none=False):
+    """Return `value` as an int >= `minimum` (or None when allowed); the one integer check.
+
+    Raises
+    ------
+    TypeError
+        For a bool, a float or anything that is not an integer.
+    ValueError
+        For an integer below `minimum`.
+    """
+    kind = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a positive integer; got {value!r}")
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}; got {value!r}")
     try:
         v = operator.index(value)
     except TypeError as err:
-        raise TypeError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}") from err
-    if v <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {v}")
+        raise TypeError(
+            f"{name} must be {kind}{' or None' if allow_none else ''}; got {type(value).__name__} {value!r}"
+        ) from err
+    if v < minimum:
+        raise ValueError(f"{name} must be {kind}; got {v}")
     return v
+
+
+def check_positive_int(value, name, allow_none=True):
+    """Return `value` as an int > 0 (or None when allowed): :func:`check_int` with minimum 1."""
+    return check_int(value, name, 1, allow_none)
+
+
+def check_real(value, name):
+    """Return `value` as a finite float; a bool or a non-number is a TypeError, inf/NaN a ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {v}")
+    return v
+
+
+class ThetaRangeError(ValueError):
+    """theta entries beyond +-THETA_MAX: hyperparameters too large or too small to represent."""
 
 
 def check_theta(theta, n_params):
@@ -160,7 +190,7 @@ def check_theta(theta, n_params):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"theta must contain only finite values; got {arr}")
     if np.any(np.abs(arr) > THETA_MAX):
-        raise ValueError(
+        raise ThetaRangeError(
             f"theta entries are logarithms of hyperparameters and must lie in [-{THETA_MAX:.1f}, {THETA_MAX:.1f}] "
             f"(values between {HYPER_MIN:g} and {HYPER_MAX:g}); got {arr}"
         )

@@ -3,7 +3,7 @@
 import gprat
 import numpy as np
 import pytest
-from gprat.model_io import FORMAT_VERSION, GPModel, ModelFileError, load_model
+from gprat.io import FORMAT_VERSION, GPModel, ModelFileError, load_model
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def _rewrite(tmp_path, model, **changes):
 
 def test_refuses_newer_format(tmp_path, model):
     path = _rewrite(tmp_path, model, format_version=np.array(FORMAT_VERSION + 1))
-    with pytest.raises(ModelFileError, match="format version 2; this gprat reads versions up to 1"):
+    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}; this gprat reads versions up to {FORMAT_VERSION}"):
         load_model(path)
 
 

@@ -23,9 +23,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import gprat  # noqa: E402
 from subprocess_env import gprat_env  # noqa: E402
-from gprat import _sklearn_kernels  # noqa: E402
+from gprat.kernels import sklearn as _sklearn_kernels  # noqa: E402
 from gprat.kernels import RBF, ConstantKernel, Matern, WhiteKernel  # noqa: E402
-from gprat.regressor import GaussianProcessRegressor  # noqa: E402
+from gprat.estimator import GaussianProcessRegressor  # noqa: E402
 
 RTOL = 1e-8
 

@@ -19,7 +19,7 @@ import gprat
 from subprocess_env import gprat_env, run_forked
 import reference as ref
 from gprat import kernels
-from gprat.gp import JITTER_START
+from gprat.models.exact import JITTER_START
 
 RTOL = {np.float64: 1e-9, np.float32: 2e-3}
 
@@ -692,7 +692,7 @@ GPRAT_CASES = [
     (lambda s, o: gprat.GP(s, o, 0, 4, n_reg=4), ValueError, "n_tiles must be a positive integer"),
     (lambda s, o: gprat.GP(s, o, 4, -4, n_reg=4), ValueError, "n_tile_size must be a positive integer"),
     (lambda s, o: gprat.GP(s, o, 4, 4, n_reg=0), ValueError, "n_reg must be a positive integer"),
-    (lambda s, o: gprat.GP(s, o, 4.0, 4, n_reg=4), TypeError, "n_tiles must be an integer"),
+    (lambda s, o: gprat.GP(s, o, 4.0, 4, n_reg=4), TypeError, "n_tiles must be a positive integer"),
     (lambda s, o: gprat.GP(s, o, 4, 4, n_reg=4, kernel_params=[0.0, 1.0, 0.1]), ValueError, "lengthscale must be positive"),
     (lambda s, o: gprat.GP(s, o, 4, 4, n_reg=4, kernel_params=[1.0, -1.0, 0.1]), ValueError,
      "vertical_lengthscale must be positive"),
@@ -752,7 +752,7 @@ def test_gprat_api_benefits_from_jitter():
 
 def test_cli_notes_jitter_and_refuses_bad_values(tmp_path, capsys):
     from gprat import cli
-    from gprat.model_io import GPModel
+    from gprat.io import GPModel
 
     X = np.vstack([np.zeros((30, 2)), np.ones((30, 2))])  # two points, each repeated 30 times
     y = np.append(np.zeros(30), np.ones(30))
@@ -770,7 +770,7 @@ def test_cli_notes_jitter_and_refuses_bad_values(tmp_path, capsys):
 
 
 def test_model_io_train_refuses_bad_data():
-    from gprat.model_io import GPModel
+    from gprat.io import GPModel
 
     with pytest.raises(ValueError, match="2-D array"):
         GPModel.train(np.zeros(10), np.zeros(10))

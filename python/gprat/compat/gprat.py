@@ -21,13 +21,18 @@ log marginal likelihood.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .. import backends, runtime
+from .._validation import check_int, check_real
+from ..exceptions import BackendUnavailableError, NumericalWarning
+from ..kernels import SquaredExponential
+from ..models.exact import ExactGP
+from ..optim import AdamState
 
 __all__ = [
     "GP",
@@ -50,34 +55,6 @@ NOISE_JITTER = 1e-6
 _PARAM_NAMES = ("lengthscale", "vertical_lengthscale", "noise_variance")
 
 
-# --------------------------------------------------------------------------------------------
-# Engine access. Imported at call time: gprat/__init__.py imports this module.
-# --------------------------------------------------------------------------------------------
-
-
-def _package():
-    return importlib.import_module(__package__ or "gprat")
-
-
-def _engine_function(name):
-    """Look ``name`` up in the engine's runtime module, then in the compiled core."""
-    for module_name in (".runtime", "._core"):
-        try:
-            module = importlib.import_module(module_name, __package__ or "gprat")
-        except ImportError:
-            continue
-        function = getattr(module, name, None)
-        if callable(function):
-            return function
-    return None
-
-
-def _numerical_warning():
-    from .exceptions import NumericalWarning
-
-    return NumericalWarning
-
-
 def _check_adam(params):
     """The AdamParams given to optimize/optimize_step, checked for the attributes Adam reads."""
     names = ("learning_rate", "beta1", "beta2", "epsilon", "opt_iter")
@@ -88,14 +65,6 @@ def _check_adam(params):
         AdamParams(*(getattr(params, name) for name in names))
         return params
     return AdamParams(*(getattr(params, name) for name in names))
-
-
-def _backend_unavailable_error():
-    try:
-        from .exceptions import BackendUnavailableError
-    except ImportError:  # pragma: no cover - the engine always provides it
-        return RuntimeError
-    return BackendUnavailableError
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,24 +95,6 @@ def _sigmoid(p):
 # --------------------------------------------------------------------------------------------
 
 
-def _real(value, name):
-    """A finite real number (not a bool) as float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value}.")
-    return value
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {name}={value}.")
-    return int(value)
-
-
 def compute_train_tiles(n_samples, n_tile_size):
     """Number of training tiles per dimension for a given tile size.
 
@@ -169,7 +120,7 @@ def compute_train_tiles(n_samples, n_tile_size):
     >>> compute_train_tiles(128, 32)
     4
     """
-    return int(n_samples) // _positive_int(n_tile_size, "n_tile_size")
+    return int(n_samples) // check_int(n_tile_size, "n_tile_size")
 
 
 def compute_train_tile_size(n_samples, n_tiles):
@@ -197,7 +148,7 @@ def compute_train_tile_size(n_samples, n_tiles):
     >>> compute_train_tile_size(128, 4)
     32
     """
-    return int(n_samples) // _positive_int(n_tiles, "n_tiles")
+    return int(n_samples) // check_int(n_tiles, "n_tiles")
 
 
 def compute_test_tiles(m_samples, n_tiles, n_tile_size):
@@ -235,8 +186,8 @@ def compute_test_tiles(m_samples, n_tiles, n_tile_size):
     (4, 25)
     """
     m_samples = int(m_samples)
-    n_tiles = _positive_int(n_tiles, "n_tiles")
-    n_tile_size = _positive_int(n_tile_size, "n_tile_size")
+    n_tiles = check_int(n_tiles, "n_tiles")
+    n_tile_size = check_int(n_tile_size, "n_tile_size")
     if m_samples % n_tile_size > 0:
         return n_tiles, m_samples // n_tiles
     return m_samples // n_tile_size, n_tile_size
@@ -260,22 +211,22 @@ def start_hpx(args, n_cores):
     """
     if args is not None and (isinstance(args, str) or not all(isinstance(a, str) for a in args)):
         raise TypeError(f"args must be a list of str (HPX command-line arguments); got {args!r}.")
-    _package().start(_positive_int(n_cores, "n_cores"))
+    runtime.start(check_int(n_cores, "n_cores"))
 
 
 def stop_hpx():
     """Stop the task runtime (waits for running tasks)."""
-    _package().stop()
+    runtime.stop()
 
 
 def suspend_hpx():
     """Suspend the task runtime's worker threads until :func:`resume_hpx`."""
-    _package().suspend()
+    runtime.suspend()
 
 
 def resume_hpx():
     """Resume the task runtime after :func:`suspend_hpx`."""
-    _package().resume()
+    runtime.resume()
 
 
 def compiled_with_cuda():
@@ -285,28 +236,17 @@ def compiled_with_cuda():
     -------
     bool
     """
-    cuda_available = getattr(_package(), "cuda_available", None)
-    if callable(cuda_available):
-        return bool(cuda_available())
-    core = importlib.import_module("._core", __package__ or "gprat")
-    flag = getattr(core, "compiled_with_cuda", False)
-    return bool(flag() if callable(flag) else flag)
+    return backends.cuda_built()
 
 
 def gpu_count():
-    """Number of CUDA devices visible to gprat (0 in a build without CUDA).
+    """Number of CUDA devices visible to gprat (0 in a build without CUDA, or without a GPU).
 
     Returns
     -------
     int
     """
-    if not compiled_with_cuda():
-        return 0
-    for name in ("gpu_count", "cuda_device_count", "device_count"):
-        function = _engine_function(name)
-        if function is not None:
-            return int(function())
-    return 0
+    return backends.cuda_device_count()
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,8 +289,8 @@ class GP_data:
 
     def __init__(self, file_path, n_samples, n_regressors):
         self._file_path = str(file_path)
-        self._n_samples = _positive_int(n_samples, "n_samples")
-        self._n_regressors = _positive_int(n_regressors, "n_regressors")
+        self._n_samples = check_int(n_samples, "n_samples")
+        self._n_regressors = check_int(n_regressors, "n_regressors")
         path = Path(file_path)
         if not path.is_file():
             raise FileNotFoundError(f"GP_data: file not found: {self._file_path}")
@@ -421,10 +361,10 @@ class AdamParams:
     """
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, opt_iter=0):
-        self.learning_rate = _real(learning_rate, "learning_rate")
-        self.beta1 = _real(beta1, "beta1")
-        self.beta2 = _real(beta2, "beta2")
-        self.epsilon = _real(epsilon, "epsilon")
+        self.learning_rate = check_real(learning_rate, "learning_rate")
+        self.beta1 = check_real(beta1, "beta1")
+        self.beta2 = check_real(beta2, "beta2")
+        self.epsilon = check_real(epsilon, "epsilon")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive and finite; got {learning_rate!r}.")
         for name, value in (("beta1", self.beta1), ("beta2", self.beta2)):
@@ -455,7 +395,7 @@ class AdamParams:
 
 
 def _series(values, name):
-    from ._validation import _as_numeric_array
+    from .._validation import _as_numeric_array
 
     array = np.asarray(_as_numeric_array(values, name), dtype=np.float64)
     if array.ndim != 1:
@@ -538,9 +478,9 @@ class GP:
         gpu_id=None,
         n_units=None,
     ):
-        self._n_tiles = _positive_int(n_tiles, "n_tiles")
-        self._n_tile_size = _positive_int(n_tile_size, "n_tile_size")
-        self._n_reg = _positive_int(n_reg, "n_reg")
+        self._n_tiles = check_int(n_tiles, "n_tiles")
+        self._n_tile_size = check_int(n_tile_size, "n_tile_size")
+        self._n_reg = check_int(n_reg, "n_reg")
         self._input = _series(input_data, "input_data")
         self._output = _series(output_data, "output_data")
         n = self._n_tiles * self._n_tile_size
@@ -576,7 +516,7 @@ class GP:
 
     @n_reg.setter
     def n_reg(self, value):
-        value = _positive_int(value, "n_reg")
+        value = check_int(value, "n_reg")
         n = self._n_tiles * self._n_tile_size
         self._X = _windows(self._input, n, value, "input_data")
         self._n_reg = value
@@ -606,8 +546,7 @@ class GP:
                 raise ValueError(f"kernel_params: {name} must be positive and finite; got {value}.")
         self._params = values
         self._step_refused = False
-        self._m = [0.0, 0.0, 0.0]  # Adam first moments
-        self._w = [0.0, 0.0, 0.0]  # Adam second moments
+        self._adam = AdamState(3)  # Adam's moments over the unconstrained parameters
         self._gp = None
 
     def get_input_data(self):
@@ -632,36 +571,28 @@ class GP:
 
     @staticmethod
     def _select_gpu(gpu_id, n_units):
-        if not compiled_with_cuda():
-            raise _backend_unavailable_error()(
+        """The device for GPRat's ``gpu_id`` / ``n_units`` (n_units: GPRat's CUDA streams, checked, not used)."""
+        if n_units is not None:
+            check_int(n_units, "n_units")
+        index = 0 if gpu_id is None else check_int(gpu_id, "gpu_id", 0)
+        if not backends.cuda_built():
+            raise BackendUnavailableError(
                 f"Cannot create a GP on a GPU (gpu_id={gpu_id}, n_units={n_units}): this build "
                 "of gprat has no CUDA backend. Remove gpu_id and n_units to compute on the CPU."
             )
-        if gpu_id is not None and not 0 <= int(gpu_id) < gpu_count():
-            raise ValueError(f"gpu_id must be in [0, {gpu_count()}); got gpu_id={gpu_id}.")
-        if n_units is not None:
-            _positive_int(n_units, "n_units")
-        if "device" not in inspect.signature(_package().ExactGP).parameters:
-            raise _backend_unavailable_error()(
-                "this build of gprat reports CUDA, but ExactGP takes no device argument; "
-                "remove gpu_id and n_units to compute on the CPU."
-            )
-        return "cuda"
+        return str(backends.require(f"cuda:{index}"))
 
     def _engine(self):
         """The native ExactGP fitted at the current kernel_params (built lazily, cached)."""
         if self._gp is None:
-            package = _package()
             lengthscale, signal_variance, noise_variance = self._params
-            kernel = package.kernels.SquaredExponential(lengthscale=lengthscale, signal_variance=signal_variance)
-            options = {"noise_variance": noise_variance, "tile_size": self._n_tile_size}
-            if self._device != "cpu":
-                options["device"] = self._device
-            self._gp = package.ExactGP(kernel, **options).fit(self._X, self._y)
+            kernel = SquaredExponential(lengthscale=lengthscale, signal_variance=signal_variance)
+            self._gp = ExactGP(kernel, noise_variance=noise_variance, tile_size=self._n_tile_size,
+                               device=self._device).fit(self._X, self._y)
         return self._gp
 
     def _test_features(self, test_data, m_tiles, m_tile_size):
-        m = _positive_int(m_tiles, "m_tiles") * _positive_int(m_tile_size, "m_tile_size")
+        m = check_int(m_tiles, "m_tiles") * check_int(m_tile_size, "m_tile_size")
         return _windows(_series(test_data, "test_data"), m, self._n_reg, "test_data")
 
     # -- GPRat methods ---------------------------------------------------------------------
@@ -717,22 +648,14 @@ class GP:
         gp = self._engine()
         lml, gradient_log = gp.log_marginal_likelihood(np.log(self._params), eval_gradient=True)
         loss = -float(lml) / n
-        t = step + 1
-        step_size = adam.learning_rate * math.sqrt(1.0 - adam.beta2**t) / (1.0 - adam.beta1**t)
-        updated = list(self._params)
-        moments = (list(self._m), list(self._w))
-        for j in range(3):
-            if not self._trainable[j]:
-                continue
-            noise = j == 2
-            value = self._params[j]
-            p = _to_unconstrained(value, noise)
-            # d loss / d p = d loss / d log(value) * d log(value) / d p
-            g = -float(gradient_log[j]) / n * _sigmoid(p) / value
-            self._m[j] = adam.beta1 * self._m[j] + (1.0 - adam.beta1) * g
-            self._w[j] = adam.beta2 * self._w[j] + (1.0 - adam.beta2) * g * g
-            p -= step_size * self._m[j] / (math.sqrt(self._w[j]) + adam.epsilon)
-            updated[j] = _to_constrained(p, noise)
+        state = self._adam
+        state.lr, state.beta1, state.beta2, state.epsilon = adam.learning_rate, adam.beta1, adam.beta2, adam.epsilon
+        p = np.array([_to_unconstrained(value, j == 2) for j, value in enumerate(self._params)])
+        # d loss / d p = d loss / d log(value) * d log(value) / d p
+        g = np.array([-float(gradient_log[j]) / n * _sigmoid(p[j]) / self._params[j] for j in range(3)])
+        moments = (state.m.copy(), state.v.copy())
+        p = p - state.step(g, step + 1, mask=self._trainable)
+        updated = [_to_constrained(p[j], j == 2) if self._trainable[j] else self._params[j] for j in range(3)]
         if updated != self._params:
             refused = None
             if not all(math.isfinite(v) and 1e-300 <= v <= 1e300 for v in updated):
@@ -746,12 +669,12 @@ class GP:
                     self._params, self._gp = previous
                     refused = f"the covariance matrix at kernel_params {updated} cannot be factored ({error})"
             if refused is not None:
-                self._m, self._w = moments
+                state.m, state.v = moments
                 self._step_refused = True
                 warnings.warn(
                     f"Adam step {step} not taken: {refused}; kernel_params stay {self._params}. "
                     "Try a smaller learning_rate.",
-                    _numerical_warning(), stacklevel=2,
+                    NumericalWarning, stacklevel=2,
                 )
         return loss
 

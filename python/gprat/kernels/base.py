@@ -1,4 +1,4 @@
-"""Covariance functions of the exact GP engine.
+"""The base class of the engine's kernels: hyperparameters, theta, and dense evaluation in the core.
 
 Each kernel is stationary, ``k(x, x') = signal_variance * f(r2)`` with the scaled squared
 distance ``r2 = sum_k ((x_k - x'_k) / lengthscale_k)^2``; a scalar lengthscale is isotropic, a
@@ -11,11 +11,11 @@ The scikit-learn spellings ``RBF``, ``Matern``, ``ConstantKernel`` and ``WhiteKe
 
 import numpy as np
 
-from . import _core
-from ._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, as_matrix, check_dtype, check_hyperparameter, check_theta
-from .runtime import wait_for_lifecycle
+from .. import _core
+from .._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, as_matrix, check_dtype, check_hyperparameter, check_theta
+from ..runtime import wait_for_lifecycle
 
-__all__ = ["Kernel", "SquaredExponential", "Matern12", "Matern32", "Matern52"]
+__all__ = ["Kernel"]
 
 
 class Kernel:
@@ -29,7 +29,11 @@ class Kernel:
         Positive variance of the latent function, ``k(x, x)``.
     """
 
+    #: Name of the C++ family in gprat._core, short name in model files and on the command line,
+    #: and the Matérn smoothness nu (None for other families): set by each family.
     _core_name = None
+    short_name = None
+    matern_nu = None
 
     def __init__(self, lengthscale=1.0, signal_variance=1.0):
         if isinstance(lengthscale, np.ndarray) and lengthscale.ndim == 0:
@@ -150,47 +154,3 @@ class Kernel:
         )
 
     __hash__ = None
-
-
-class SquaredExponential(Kernel):
-    """Squared exponential (RBF) kernel ``k(x, x') = s2 * exp(-r2 / 2)``.
-
-    Examples
-    --------
-    >>> import numpy as np, gprat
-    >>> k = gprat.kernels.SquaredExponential(lengthscale=2.0, signal_variance=1.5)
-    >>> float(k(np.zeros((1, 1)), np.full((1, 1), 2.0))[0, 0])  # 1.5 * exp(-0.5)
-    0.9097959895689501
-    """
-
-    _core_name = "SquaredExponential"
-
-
-class Matern12(Kernel):
-    """Matérn kernel with nu = 1/2 (exponential): ``k = s2 * exp(-r)``, ``r = sqrt(r2)``."""
-
-    _core_name = "Matern12"
-
-
-class Matern32(Kernel):
-    """Matérn kernel with nu = 3/2: ``k = s2 * (1 + sqrt(3) r) * exp(-sqrt(3) r)``."""
-
-    _core_name = "Matern32"
-
-
-class Matern52(Kernel):
-    """Matérn kernel with nu = 5/2: ``k = s2 * (1 + sqrt(5) r + 5 r^2 / 3) * exp(-sqrt(5) r)``."""
-
-    _core_name = "Matern52"
-
-
-_SKLEARN_NAMES = ("RBF", "Matern", "ConstantKernel", "WhiteKernel")
-
-
-def __getattr__(name):
-    # scikit-learn is optional: its kernel spellings load on first use.
-    if name in _SKLEARN_NAMES:
-        from . import _sklearn_kernels
-
-        return getattr(_sklearn_kernels, name)
-    raise AttributeError(f"module 'gprat.kernels' has no attribute {name!r}")

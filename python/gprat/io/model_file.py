@@ -7,9 +7,10 @@ holding these arrays:
 key                type, shape                 meaning
 =================  ==========================  =====================================================
 format             str, ()                     always ``"gprat-model"``
-format_version     int64, ()                   ``1``; readers refuse newer versions
+format_version     int64, ()                   ``2`` (``1``: the same without model_type); newer ones are refused
+model_type         str, ()                     the model class, ``"ExactGP"`` (absent in version 1: ExactGP)
 gprat_version      str, ()                     version of gprat that wrote the file
-kernel             str, ()                     ``"se"``, ``"matern12"``, ``"matern32"``, ``"matern52"``
+kernel             str, ()                     short name from :mod:`gprat.kernels.registry`: ``"se"``, ``"matern12"``, ...
 lengthscale        float64, () or (d,)         one lengthscale, or one per feature (ARD)
 signal_variance    float64, ()
 noise_variance     float64, ()
@@ -25,11 +26,15 @@ target_name        str, ()
 Hyperparameters are those of the GP on the standardized data. Only the data and the
 hyperparameters are stored: loading is cheap, and the factorization is recomputed on the
 first prediction.
+
+Every entry is checked at load (type, shape, finiteness, range, and agreement with the other
+entries), so a corrupt or hand-edited file fails there with a :class:`ModelFileError` naming
+the field, never later inside a fit. A new model type adds its class to ``MODEL_TYPES`` and
+its own entries after the common ones; ``format_version`` grows when an entry changes meaning.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 import zipfile
@@ -37,18 +42,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "KERNELS", "GPModel", "ModelFileError", "load_model"]
+from .._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, as_matrix, as_vector, check_int
+from .._version import __version__
+from ..kernels import registry
+from ..models.exact import ExactGP
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MODEL_TYPES", "GPModel", "ModelFileError", "load_model"]
 
 FORMAT_NAME = "gprat-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-#: Kernel names in model files and on the command line -> classes in gprat.kernels.
-KERNELS = {
-    "se": "SquaredExponential",
-    "matern12": "Matern12",
-    "matern32": "Matern32",
-    "matern52": "Matern52",
-}
+#: Model types a file may hold -> the class that fits it.
+MODEL_TYPES = {"ExactGP": ExactGP}
 
 _REQUIRED = (
     "format",
@@ -73,8 +78,35 @@ class ModelFileError(ValueError):
     """A file is not a readable gprat model file."""
 
 
-def _package():
-    return importlib.import_module(__package__ or "gprat")
+def _finite_array(value, name, ndim=None, shape=None, hint=None):
+    """`value` as a float64 array of finite numbers with the given ndim or shape (ValueError/TypeError naming `name`)."""
+    arr = np.array(_as_numeric_array(value, name), dtype=np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {arr.shape}.")
+    if shape is not None and arr.shape != shape:
+        expected = "a scalar" if shape == () else f"shape {shape}" + (f" ({hint})" if hint else "")
+        raise ValueError(f"{name} must be {expected}; got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values; got {arr if arr.size < 8 else 'NaN or inf entries'}.")
+    return arr
+
+
+def _positive(arr, name):
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive; got {arr if arr.size < 8 else 'entries <= 0'}.")
+    return arr
+
+
+def _in_hyper_range(arr, name):
+    if np.any(arr < HYPER_MIN) or np.any(arr > HYPER_MAX):
+        raise ValueError(f"{name} must be positive, between {HYPER_MIN:g} and {HYPER_MAX:g}; got {arr}.")
+    return arr
+
+
+def _one_of(value, name, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
+    return value
 
 
 def _scale(values):
@@ -107,7 +139,7 @@ class GPModel:
     Examples
     --------
     >>> import numpy as np
-    >>> from gprat.model_io import GPModel
+    >>> from gprat.io import GPModel
     >>> X = np.linspace(0, 5, 40)[:, None]
     >>> y = np.sin(X[:, 0]) + 0.01 * np.random.default_rng(0).standard_normal(40)
     >>> model = GPModel.train(X, y, max_iter=20)
@@ -132,35 +164,37 @@ class GPModel:
         feature_names=None,
         target_name="y",
         dtype="float64",
+        model_type="ExactGP",
     ):
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
+        registry.by_short_name(kernel)  # ValueError naming the known kernels
         self.kernel = kernel
-        self.X_train = np.array(X_train, dtype=np.float64, ndmin=2)
-        self.y_train = np.array(y_train, dtype=np.float64).reshape(-1)
+        self.model_type = _one_of(model_type, "model_type", MODEL_TYPES)
+        self.X_train = _finite_array(X_train, "X_train", ndim=2)
         n, d = self.X_train.shape
-        if self.y_train.size != n:
-            raise ValueError(
-                f"y_train must have one entry per row of X_train; got len(y_train)={self.y_train.size}, "
-                f"X_train.shape[0]={n}."
-            )
-        self.lengthscale = np.array(lengthscale, dtype=np.float64)
+        if n == 0 or d == 0:
+            raise ValueError(f"X_train must have at least one row and one column; got shape {self.X_train.shape}.")
+        self.y_train = _finite_array(y_train, "y_train", shape=(n,), hint="one entry per row of X_train")
+        self.lengthscale = _finite_array(lengthscale, "lengthscale")
         if self.lengthscale.shape not in ((), (d,)):
             raise ValueError(
                 f"lengthscale must be a scalar or have one entry per feature ({d}); got shape {self.lengthscale.shape}."
             )
-        self.signal_variance = float(signal_variance)
-        self.noise_variance = float(noise_variance)
-        self.x_mean = np.array(x_mean, dtype=np.float64).reshape(d)
-        self.x_scale = np.array(x_scale, dtype=np.float64).reshape(d)
-        self.y_mean = float(y_mean)
-        self.y_scale = float(y_scale)
+        _in_hyper_range(self.lengthscale, "lengthscale")
+        self.signal_variance = float(_in_hyper_range(_finite_array(signal_variance, "signal_variance", shape=()),
+                                                     "signal_variance"))
+        self.noise_variance = float(_in_hyper_range(_finite_array(noise_variance, "noise_variance", shape=()),
+                                                    "noise_variance"))
+        self.x_mean = _finite_array(x_mean, "x_mean", shape=(d,), hint="one entry per feature")
+        self.x_scale = _positive(_finite_array(x_scale, "x_scale", shape=(d,), hint="one entry per feature"), "x_scale")
+        self.y_mean = float(_finite_array(y_mean, "y_mean", shape=()))
+        self.y_scale = float(_positive(_finite_array(y_scale, "y_scale", shape=()), "y_scale"))
         names = [f"x{j}" for j in range(d)] if feature_names is None else [str(f) for f in feature_names]
         if len(names) != d:
             raise ValueError(f"feature_names must have {d} entries; got {len(names)}.")
         self.feature_names = names
         self.target_name = str(target_name)
-        self.dtype = np.dtype(dtype).name
+        self.dtype = _one_of(str(np.dtype(dtype).name) if not isinstance(dtype, str) else dtype, "dtype",
+                             ("float64", "float32"))
         self._gp = None
 
     # -- training --------------------------------------------------------------------------
@@ -204,12 +238,10 @@ class GPModel:
         -------
         GPModel
         """
-        from ._validation import as_matrix, as_vector, check_positive_int
-
         X = np.array(as_matrix(X, "X"), dtype=np.float64)  # a copy: the model keeps it
         y = np.array(as_vector(y, "y", length=X.shape[0]), dtype=np.float64)
         if isinstance(max_iter, (bool, np.bool_)) or max_iter != 0:
-            max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
+            max_iter = check_int(max_iter, "max_iter", 0)
         d = X.shape[1]
         lengthscale = np.full(d, np.sqrt(d)) if ard else np.sqrt(d)
         model = cls(
@@ -253,11 +285,10 @@ class GPModel:
     def gp(self):
         """gprat.ExactGP: the GP on the standardized data, fitted on first access."""
         if self._gp is None:
-            package = _package()
-            kernel_class = getattr(package.kernels, KERNELS[self.kernel])
+            kernel_class = registry.by_short_name(self.kernel)
             lengthscale = self.lengthscale if self.lengthscale.ndim else float(self.lengthscale)
             kernel = kernel_class(lengthscale=lengthscale, signal_variance=self.signal_variance)
-            gp = package.ExactGP(kernel, noise_variance=self.noise_variance, dtype=np.dtype(self.dtype))
+            gp = MODEL_TYPES[self.model_type](kernel, noise_variance=self.noise_variance, dtype=np.dtype(self.dtype))
             self._gp = gp.fit(self._standardize(self.X_train), (self.y_train - self.y_mean) / self.y_scale)
         return self._gp
 
@@ -283,8 +314,6 @@ class GPModel:
         ValueError
             If ``X`` does not have ``n_features`` columns or holds NaN/inf.
         """
-        from ._validation import _as_numeric_array
-
         X = np.array(_as_numeric_array(X, "X"), dtype=np.float64, ndmin=2)
         if X.ndim != 2 or X.shape[1] != self.n_features or X.shape[0] == 0:
             raise ValueError(
@@ -312,11 +341,11 @@ class GPModel:
         -------
         pathlib.Path
         """
-        package = _package()
         arrays = {
             "format": np.array(FORMAT_NAME),
             "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-            "gprat_version": np.array(str(getattr(package, "__version__", "unknown"))),
+            "model_type": np.array(self.model_type),
+            "gprat_version": np.array(__version__),
             "kernel": np.array(self.kernel),
             "lengthscale": self.lengthscale,
             "signal_variance": np.array(self.signal_variance),
@@ -387,30 +416,42 @@ def load_model(path):
         if missing:
             raise ModelFileError(f"{path} is not a complete gprat model file; missing: {', '.join(missing)}.")
         try:
-            version = int(archive["format_version"])
             data = {key: archive[key] for key in _REQUIRED}
+            model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
             raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
+        version = data["format_version"]
+        if version.shape != () or version.dtype.kind not in "iu" or int(version) < 1:
+            raise ModelFileError(f"{path}: format_version must be an integer >= 1; got {version!r}.")
+        version = int(version)
+        if version >= 2 and "model_type" not in archive.files:
+            raise ModelFileError(f"{path} is not a complete gprat model file; missing: model_type.")
         if version > FORMAT_VERSION:
             raise ModelFileError(
                 f"{path} has model format version {version}; this gprat reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade gprat to read it."
             )
+    for key in ("kernel", "dtype", "target_name"):
+        if data[key].shape != () or data[key].dtype.kind != "U":
+            raise ModelFileError(f"{path}: {key} must be a string; got {data[key]!r}.")
+    if data["feature_names"].ndim != 1 or data["feature_names"].dtype.kind != "U":
+        raise ModelFileError(f"{path}: feature_names must be a 1-D array of strings; got {data['feature_names']!r}.")
     try:
         return GPModel(
             str(data["kernel"]),
             data["lengthscale"],
-            float(data["signal_variance"]),
-            float(data["noise_variance"]),
+            data["signal_variance"],
+            data["noise_variance"],
             data["X_train"],
             data["y_train"],
             x_mean=data["x_mean"],
             x_scale=data["x_scale"],
-            y_mean=float(data["y_mean"]),
-            y_scale=float(data["y_scale"]),
+            y_mean=data["y_mean"],
+            y_scale=data["y_scale"],
             feature_names=[str(name) for name in data["feature_names"]],
             target_name=str(data["target_name"]),
             dtype=str(data["dtype"]),
+            model_type=model_type,
         )
     except (ValueError, TypeError) as error:
-        raise ModelFileError(f"{path}: inconsistent model file: {error}") from None
+        raise ModelFileError(f"{path}: invalid model file: {error}") from None

@@ -9,9 +9,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _core
-from ._memory import check_fits
-from ._validation import (
+from .. import _core, backends
+from .._memory import check_fits
+from .._validation import (
     as_matrix,
     as_vector,
     check_dtype,
@@ -20,15 +20,17 @@ from ._validation import (
     check_positive,
     check_positive_int,
     check_theta,
+    THETA_MAX,
 )
-from .exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
-from .kernels import Kernel
-from .optimize import Progress, minimize_adam, minimize_lbfgsb
-from .runtime import wait_for_lifecycle
+from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
+from ..kernels import Kernel
+from ..optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
+from ..runtime import wait_for_lifecycle
 
 __all__ = ["ExactGP", "JITTER_START", "JITTER_GROWTH", "DEFAULT_MAX_JITTER"]
 
-_CORE = {np.float64: _core.ExactGP64, np.float32: _core.ExactGP32}
+#: Name of the compiled engine class per precision, in every backend module.
+_ENGINE_NAME = {np.float64: "ExactGP64", np.float32: "ExactGP32"}
 
 #: Default optimization box in hyperparameter space (not log space), per kind of parameter.
 DEFAULT_BOUNDS = {"kernel": (1e-5, 1e5), "noise_variance": (1e-9, 1e5)}
@@ -150,6 +152,9 @@ class ExactGP:
     max_jitter : float, default=1e-4
         Largest jitter (relative to the mean diagonal of K) that ``fit`` may add to the
         diagonal when K is not numerically positive definite; 0 disables jitter. See Notes.
+    device : str, default="cpu"
+        Where to compute: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` where the CUDA backend is
+        built and a GPU is present (see :mod:`gprat.backends`).
 
     Attributes
     ----------
@@ -167,6 +172,8 @@ class ExactGP:
     NotPositiveDefiniteError
         In ``fit`` if K + noise_variance * I is not positive definite even with the largest
         jitter allowed.
+    BackendUnavailableError
+        At construction, for a device this installation cannot compute on.
 
     Notes
     -----
@@ -212,7 +219,7 @@ class ExactGP:
     """
 
     def __init__(self, kernel, *, noise_variance=1e-2, tile_size=None, dtype=np.float64,
-                 max_jitter=DEFAULT_MAX_JITTER):
+                 max_jitter=DEFAULT_MAX_JITTER, device="cpu"):
         if not isinstance(kernel, Kernel):
             raise TypeError(
                 "kernel must be a gprat.kernels kernel (SquaredExponential, Matern12, Matern32, Matern52); "
@@ -223,6 +230,7 @@ class ExactGP:
         self.tile_size = check_positive_int(tile_size, "tile_size")
         self.dtype = check_dtype(dtype)
         self.max_jitter = check_non_negative(max_jitter, "max_jitter")
+        self.device = backends.require(device)
         self._fitted = None
         self._stale = False  # theta changed since the last factorization
         self._lock = threading.RLock()  # taken by writers only (fit, refactorizations)
@@ -266,7 +274,7 @@ class ExactGP:
             with self._lock:
                 if self._engine_abandoned:
                     state = self._fitted
-                    core = _CORE[self.dtype](state.kernel._to_core(), state.X, state.y, state.noise,
+                    core = self._engine_type()(state.kernel._to_core(), state.X, state.y, state.noise,
                                              state.core.tile_size)
                     if state.jitter:
                         core.theta = list(self._engine_theta(np.append(state.kernel.theta, np.log(state.noise)),
@@ -276,6 +284,10 @@ class ExactGP:
                     self._fitted = state._replace(core=core)
                     self._engine_abandoned = False
         return self._fitted
+
+    def _engine_type(self):
+        """The compiled engine class for this model's device and dtype."""
+        return backends.engine_class(self.device, _ENGINE_NAME[self.dtype])
 
     # ------------------------------------------------------------------ state
     @property
@@ -435,8 +447,9 @@ class ExactGP:
             )
         abs_max = _abs_max(X)
         _check_scale(abs_max, kernel, "fit")
-        core = _CORE[self.dtype](kernel._to_core(), X, y, noise, self.tile_size)
-        check_fits(_CORE[self.dtype].fit_bytes(X.shape[0], core.tile_size), f"fitting n={X.shape[0]} samples")
+        engine = self._engine_type()
+        core = engine(kernel._to_core(), X, y, noise, self.tile_size)
+        check_fits(engine.fit_bytes(X.shape[0], core.tile_size), f"fitting n={X.shape[0]} samples")
         jitter = self._factorize(core, kernel, noise, set_theta=False)
         with self._lock:
             if self._engine_abandoned:
@@ -468,7 +481,7 @@ class ExactGP:
         nb = check_positive_int(tile_size, "tile_size")
         if nb is None:
             nb = _core.choose_tile_size(n, _core.num_threads())
-        return int(_CORE[check_dtype(dtype)].fit_bytes(n, min(nb, n)))
+        return int(getattr(_core, _ENGINE_NAME[check_dtype(dtype)]).fit_bytes(n, min(nb, n)))
 
     @property
     def tile_size_(self):
@@ -675,8 +688,6 @@ class ExactGP:
                 raise ValueError(f"bounds must be ({self.n_params}, 2) numbers (low, high) in theta space; {err}") from None
         if bounds.shape != (self.n_params, 2) or not np.all(np.isfinite(bounds)) or np.any(bounds[:, 0] > bounds[:, 1]):
             raise ValueError(f"bounds must be finite (low, high) pairs of shape ({self.n_params}, 2); got {bounds}")
-        from ._validation import THETA_MAX
-
         if np.any(np.abs(bounds) > THETA_MAX):
             raise ValueError(f"bounds are log-hyperparameters and must lie in [-{THETA_MAX:.1f}, {THETA_MAX:.1f}]; got {bounds}")
         method_key = str(method).lower()
@@ -688,17 +699,16 @@ class ExactGP:
             raise TypeError(f"callback must be callable or None; got {callback!r}")
         self._refresh()
         theta0 = np.clip(self.theta, bounds[:, 0], bounds[:, 1])
+        objective = Objective(self._value_and_grad, theta0, mask, maximize=True)
         if not mask.any():
-            return minimize_adam(self._value_and_grad, theta0, mask, bounds, 0)
-        bar = Progress(progress, max_iter)
-        try:
+            lml = self.log_marginal_likelihood(theta0)
+            return OptimizationResult(theta=theta0, log_marginal_likelihood=lml, n_iter=0, converged=True,
+                                      message="nothing to optimize: no entry of theta is trainable")
+        with Progress(progress, max_iter) as bar:
             if method_key == "adam":
-                result = minimize_adam(self._value_and_grad, theta0, mask, bounds, max_iter, lr=lr,
-                                       progress=bar, callback=callback)
+                result = minimize_adam(objective, bounds, max_iter, lr=lr, progress=bar, callback=callback)
             else:
-                result = minimize_lbfgsb(self._value_and_grad, theta0, mask, bounds, max_iter, bar, callback)
-        finally:
-            bar.close()
+                result = minimize_lbfgsb(objective, bounds, max_iter, progress=bar, callback=callback)
         self._apply_theta(result.theta)
         return result
 
@@ -724,16 +734,17 @@ class ExactGP:
             self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=noise)
             self._stale = False
 
-    def _value_and_grad(self, theta):
+    def _value_and_grad(self, theta, eval_gradient=True):
         """The optimizer's objective: a failed trial point gives NaN (counted as a failure)."""
         state = self._state()
         theta = np.asarray(theta, dtype=np.float64)
         try:
             _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:-1]), "optimize")
-            return self._training_step(state, theta, True)
+            return self._training_step(state, theta, eval_gradient)
         except (InputScaleError, FloatingPointError):
-            return np.nan, np.full(len(theta), np.nan)  # a failed trial point for the optimizers
+            nan = np.nan  # a failed trial point for the optimizers
+            return (nan, np.full(len(theta), nan)) if eval_gradient else nan
 
     def __repr__(self):
         return (f"ExactGP({self.kernel!r}, noise_variance={self.noise_variance:.4g}, "
-                f"tile_size={self.tile_size}, dtype={np.dtype(self.dtype).name})")
+                f"tile_size={self.tile_size}, dtype={np.dtype(self.dtype).name}, device={str(self.device)!r})")

@@ -2,7 +2,7 @@
 
 The estimator has scikit-learn's signature and semantics and runs on gprat's tiled exact-GP
 engine (:class:`gprat.ExactGP`). A kernel of an accepted form (see
-:mod:`gprat._sklearn_kernels`) maps onto the engine as
+:mod:`gprat.kernels.sklearn`) maps onto the engine as
 
     C * RBF                  -> SquaredExponential(lengthscale, signal_variance=C)
     C * Matern(nu=0.5/1.5/2.5) -> Matern12 / Matern32 / Matern52
@@ -34,11 +34,12 @@ except ImportError:  # scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 
-from . import _sklearn_kernels as _skk
-from . import kernels as _engine_kernels
 from ._memory import check_fits
 from .exceptions import NotPositiveDefiniteError
-from .gp import ExactGP, InputScaleError
+from .kernels import sklearn as _skk
+from ._validation import ThetaRangeError
+from .models.exact import ExactGP, InputScaleError
+from .optim.lbfgsb import lbfgsb_with_failed_points
 
 __all__ = ["GaussianProcessRegressor"]
 
@@ -73,14 +74,7 @@ class _EngineModel:
         self.parts = _skk.kernel_parts(kernel)
         base = self.parts.base
         n_features = X.shape[1]
-        if type(base) in _skk._BASE_RBF:
-            self.engine_kernel = _engine_kernels.SquaredExponential
-        else:
-            self.engine_kernel = {
-                0.5: _engine_kernels.Matern12,
-                1.5: _engine_kernels.Matern32,
-                2.5: _engine_kernels.Matern52,
-            }[_skk._check_nu(base.nu)]
+        self.engine_kernel = _skk.engine_family(base)
         self.ard = bool(base.anisotropic)
         if np.ndim(base.length_scale) == 1 and len(base.length_scale) != n_features:
             raise ValueError(
@@ -175,7 +169,9 @@ class _EngineModel:
                 lml, gradient = gp.log_marginal_likelihood(engine_theta, eval_gradient=True)
                 value += lml
                 engine_gradient += gradient
-        except (ValueError, FloatingPointError):  # not SPD, theta out of range, overflowing inputs
+        except (NotPositiveDefiniteError, ThetaRangeError, InputScaleError, FloatingPointError):
+            # K not positive definite, theta beyond the representable range, or overflowing inputs:
+            # the likelihood is -inf there, as in scikit-learn. Any other error propagates.
             return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
         gradient = np.empty(self.n_dims)
         for source, target, white in self.theta_map:
@@ -209,10 +205,7 @@ class _EngineModel:
             spread[np.diag_indices_from(spread)] += self.white_noise
         elif return_std:
             mean0, std = first.predict(X, return_std=True)
-            latent = np.square(np.asarray(std, dtype=np.float64))
-            if self.white_noise > 0:
-                latent[np.isnan(latent)] = 0.0  # a negative latent variance from rounding
-            spread = latent + self.white_noise
+            spread = np.square(np.asarray(std, dtype=np.float64)) + self.white_noise  # the engine clamps var >= 0
         else:
             mean0 = first.predict(X)
         means = [np.asarray(mean0, dtype=np.float64)]
@@ -672,24 +665,15 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     def _constrained_optimization(self, obj_func, initial_theta, bounds):
         if self.optimizer == "fmin_l_bfgs_b":
-            # A theta where K is not positive definite has LML -inf; L-BFGS-B gets a large
-            # finite value with a zero gradient there instead, so that its line search backs
-            # off rather than computing with inf (the reported value stays inf).
-            best = [np.inf]
-            failed = set()
-
+            # A theta where K is not positive definite has LML -inf: the shared L-BFGS-B driver
+            # reports a large finite value there so that its line search backs off (the value
+            # returned for such a point stays inf).
             def finite_obj_func(theta):
                 value, grad = obj_func(theta, eval_gradient=True)
-                if np.isfinite(value) and np.all(np.isfinite(grad)):
-                    best[0] = min(best[0], float(value))
-                    return value, grad
-                value = abs(best[0]) * 10.0 + 1e10 if np.isfinite(best[0]) else 1e10
-                failed.add(value)
-                return value, np.zeros_like(theta)
+                return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else None
 
-            result = scipy.optimize.minimize(
-                finite_obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds
-            )
+            result = lbfgsb_with_failed_points(finite_obj_func, initial_theta, bounds, max_iter=15000)
+            failed = finite_obj_func(result.x) is None if not np.isfinite(result.fun) or result.fun >= 1e10 else False
             if not result.success:
                 warnings.warn(
                     f"lbfgs failed to converge (status={result.status}): {result.message}. "
@@ -697,7 +681,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     ConvergenceWarning,
                     stacklevel=3,
                 )
-            return result.x, (np.inf if float(result.fun) in failed else result.fun)
+            return result.x, (np.inf if failed else result.fun)
         if callable(self.optimizer):
             theta_opt, func_min = self.optimizer(obj_func, initial_theta, bounds=bounds)
             theta_opt = np.asarray(theta_opt, dtype=np.float64)

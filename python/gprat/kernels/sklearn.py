@@ -21,14 +21,16 @@ from collections import namedtuple
 
 from sklearn.gaussian_process import kernels as _skk
 
-__all__ = ["RBF", "Matern", "ConstantKernel", "WhiteKernel", "kernel_parts", "KernelParts"]
+from . import registry
+from .stationary import SquaredExponential
+
+__all__ = ["RBF", "Matern", "ConstantKernel", "WhiteKernel", "kernel_parts", "KernelParts", "engine_family"]
 
 ACCEPTED_FORMS = (
     "K, C * K, K + WhiteKernel or C * K + WhiteKernel, where K is RBF or "
     "Matern(nu=0.5, 1.5 or 2.5) and C is a ConstantKernel (from gprat.kernels or "
     "sklearn.gaussian_process.kernels)"
 )
-MATERN_NUS = (0.5, 1.5, 2.5)
 
 
 def _check_nu(nu):
@@ -37,7 +39,7 @@ def _check_nu(nu):
         value = float(nu)
     except (TypeError, ValueError):
         value = None
-    if value not in MATERN_NUS:
+    if value not in registry.matern_nus():
         raise ValueError(
             "Matern: nu must be 0.5, 1.5 or 2.5, the orders gprat computes in closed form "
             f"(Matern12, Matern32, Matern52); got nu={nu!r}."
@@ -277,3 +279,20 @@ def kernel_parts(kernel):
     raise ValueError(
         f"gprat cannot run the kernel {kernel!r}: accepted forms are {ACCEPTED_FORMS}."
     )
+
+
+def engine_family(base):
+    """The engine's kernel class for the base kernel of an accepted form (RBF or Matern).
+
+    Parameters
+    ----------
+    base : RBF or Matern (gprat's or scikit-learn's)
+
+    Returns
+    -------
+    type
+        :class:`gprat.kernels.SquaredExponential` or the Matérn class of ``base.nu``.
+    """
+    if type(base) in _BASE_RBF:
+        return SquaredExponential
+    return registry.by_matern_nu(_check_nu(base.nu))

@@ -1,0 +1,98 @@
+"""SciPy's L-BFGS-B on an :class:`~gprat.optim.objective.Objective` (exact objectives only)."""
+
+import numpy as np
+import scipy.optimize
+
+from ..exceptions import NotPositiveDefiniteError
+from .objective import Objective, OptimizationResult, failed_point_value
+
+__all__ = ["minimize_lbfgsb", "lbfgsb_with_failed_points"]
+
+
+def lbfgsb_with_failed_points(fun, x0, bounds, max_iter, callback=None):
+    """Run SciPy's L-BFGS-B where ``fun(x)`` may return None for a failed trial point.
+
+    A failed point is reported as :func:`failed_point_value` of the best loss seen (with a zero
+    gradient), so the line search backs off from it. Used by :func:`minimize_lbfgsb` and by
+    the scikit-learn estimator's optimizer.
+
+    Parameters
+    ----------
+    fun : callable
+        ``x -> (loss, gradient)`` or None.
+    x0 : ndarray of shape (k,)
+    bounds : array-like of shape (k, 2) or None
+    max_iter : int
+    callback : callable or None
+        SciPy's ``callback(intermediate_result)``.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+    """
+    best = [np.inf]
+
+    def wrapped(x):
+        out = fun(x)
+        if out is None:
+            return failed_point_value(best[0]), np.zeros_like(x)
+        best[0] = min(best[0], out[0])
+        return out
+
+    return scipy.optimize.minimize(
+        wrapped, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+        options={"maxiter": int(max_iter)},
+    )
+
+
+def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callback=None):
+    """Minimize an exact objective with SciPy's L-BFGS-B.
+
+    Parameters
+    ----------
+    objective : Objective
+        Must not be stochastic: L-BFGS-B's line search assumes exact values.
+    bounds : ndarray of shape (n_params, 2) or None
+        Box constraints over the full vector; None is unbounded.
+    max_iter : int, default=100
+    progress : gprat.optim.progress.Progress or None
+    callback : callable or None
+        ``callback(iteration, loss)`` after every iteration.
+
+    Returns
+    -------
+    OptimizationResult
+        At the best point seen.
+
+    Raises
+    ------
+    ValueError
+        For a stochastic objective.
+    NotPositiveDefiniteError
+        If no trial point succeeded.
+    """
+    if objective.stochastic:
+        raise ValueError("L-BFGS-B needs an exact objective; use method='adam' for a stochastic one")
+    history = []
+
+    def on_iteration(intermediate_result):
+        history.append(objective.last_loss)
+        if progress is not None:
+            progress.update(len(history), objective.last_loss)
+        if callback is not None:
+            callback(len(history), objective.last_loss)
+
+    mask = objective.mask
+    res = lbfgsb_with_failed_points(objective, objective.x0[mask], None if bounds is None else bounds[mask],
+                                    max_iter, on_iteration)
+    if not objective.evaluated():
+        raise NotPositiveDefiniteError(
+            "the optimizer found no hyperparameters with a positive definite covariance matrix; "
+            "increase noise_variance or rescale the inputs"
+        )
+    objective.warn_failures("the optimizer backtracked from them")
+    x, loss = objective.returned_point()
+    return OptimizationResult(
+        theta=x, log_marginal_likelihood=objective.sign * loss, n_iter=int(res.nit), history=history,
+        converged=bool(res.success), message=str(res.message), n_failed=objective.failures,
+    )
