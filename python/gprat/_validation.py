@@ -55,6 +55,14 @@ def _check_finite(out, name, source):
         raise ValueError(f"{name} must contain only finite values; found {found} at index {index}")
 
 
+def _contiguous_finite(arr, name, dtype):
+    """`arr` as a C-contiguous array of `dtype` (no copy when it already is one), all finite."""
+    with np.errstate(over="ignore"):  # an overflowing float32 cast is reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, name, arr)
+    return out
+
+
 def as_matrix(X, name="X", dtype=np.float64, n_features=None):
     """Return X as a C-contiguous 2-D array of `dtype` (no copy when it already is one).
 
@@ -79,10 +87,7 @@ def as_matrix(X, name="X", dtype=np.float64, n_features=None):
         raise ValueError(
             f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features} features"
         )
-    with np.errstate(over="ignore"):  # an overflowing float32 cast is reported below
-        out = np.ascontiguousarray(arr, dtype=dtype)
-    _check_finite(out, name, arr)
-    return out
+    return _contiguous_finite(arr, name, dtype)
 
 
 def as_vector(y, name="y", dtype=np.float64, length=None):
@@ -96,10 +101,7 @@ def as_vector(y, name="y", dtype=np.float64, length=None):
         raise ValueError(
             f"{name} must have one entry per row of X; got len({name})={arr.shape[0]}, X.shape[0]={length}"
         )
-    with np.errstate(over="ignore"):  # an overflowing float32 cast is reported below
-        out = np.ascontiguousarray(arr, dtype=dtype)
-    _check_finite(out, name, arr)
-    return out
+    return _contiguous_finite(arr, name, dtype)
 
 
 def check_positive(value, name):

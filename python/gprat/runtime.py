@@ -110,6 +110,23 @@ def is_running():
 
 
 @contextlib.contextmanager
+def _recording(enable, take):
+    """Switch a recorder of the core on for the block; the list it yields receives take()'s result at the end.
+
+    What an earlier, unfinished recording left is dropped first. The recorder is switched off
+    however the block ends.
+    """
+    take()
+    taken = []
+    enable(True)
+    try:
+        yield taken
+    finally:
+        enable(False)
+        taken.append(take())
+
+
+@contextlib.contextmanager
 def trace(path):
     """Record every task run inside the block and write it as Chrome-trace JSON to `path`.
 
@@ -126,25 +143,17 @@ def trace(path):
     list
         Filled on exit with the records ``(name, worker, start_ns, end_ns)``.
     """
-    _core.take_trace()  # drop records from an earlier, unfinished trace
     records = []
-    _core.set_tracing(True)
+    taken = []
     try:
-        yield records
+        with _recording(_core.set_tracing, _core.take_trace) as taken:
+            yield records
     finally:
-        _core.set_tracing(False)
-        records.extend(_core.take_trace())
+        records.extend(taken[0] if taken else [])
         t0 = records[0][2] if records else 0
         events = [
-            {
-                "name": name,
-                "cat": "task",
-                "ph": "X",
-                "pid": os.getpid(),
-                "tid": int(worker),
-                "ts": (start - t0) / 1000.0,
-                "dur": (end - start) / 1000.0,
-            }
+            {"name": name, "cat": "task", "ph": "X", "pid": os.getpid(), "tid": int(worker),
+             "ts": (start - t0) / 1000.0, "dur": (end - start) / 1000.0}
             for name, worker, start, end in records
         ]
         with open(path, "w", encoding="utf-8") as f:
@@ -182,14 +191,13 @@ def task_graph(path):
     ['copy_in', 'copy_out', 'gemm', 'potrf', 'syrk', 'trsm']
     """
     path = os.fspath(path)
-    _core.take_graph_dot()  # drop what an earlier, unfinished recording left
     recorded = {"nodes": [], "edges": []}
-    _core.set_graph_recording(True)
+    taken = []
     try:
-        yield recorded
+        with _recording(_core.set_graph_recording, _core.take_graph_dot) as taken:
+            yield recorded
     finally:
-        _core.set_graph_recording(False)
-        dot, nodes, edges = _core.take_graph_dot()
+        dot, nodes, edges = taken[0] if taken else ("digraph tasks {\n}\n", [], [])
         recorded["nodes"].extend(nodes)
         recorded["edges"].extend(edges)
         with open(path, "w", encoding="utf-8") as f:

@@ -124,24 +124,8 @@ def compute_train_tiles(n_samples, n_tile_size):
 
 
 def compute_train_tile_size(n_samples, n_tiles):
-    """Tile size for training data split into ``n_tiles`` tiles per dimension.
-
-    Parameters
-    ----------
-    n_samples : int
-        Number of training samples.
-    n_tiles : int
-        Tiles per dimension.
-
-    Returns
-    -------
-    int
-        ``n_samples // n_tiles`` (GPRat drops the remainder).
-
-    Raises
-    ------
-    ValueError
-        If ``n_tiles`` is not positive.
+    """Tile size ``n_samples // n_tiles`` for ``n_tiles`` training tiles per dimension (GPRat
+    drops the remainder); ``n_tiles`` must be a positive integer (ValueError otherwise).
 
     Examples
     --------
@@ -723,41 +707,28 @@ class GP:
         return np.asarray(mean, dtype=np.float64).tolist()
 
     def predict_with_uncertainty(self, test_data, m_tiles, m_tile_size):
-        """Posterior mean and latent variance (noise not added).
+        """Posterior mean and latent variance (noise not added), as ``[mean, variance]``.
 
-        Parameters
-        ----------
-        test_data : list of float
-        m_tiles : int
-        m_tile_size : int
-
-        Returns
-        -------
-        list
-            ``[mean, variance]``, two lists of length ``m``.
+        Takes the arguments of :meth:`predict`; returns two lists of length ``m``.
         """
-        features = self._test_features(test_data, m_tiles, m_tile_size)
-        mean, std = self._engine().predict(features, return_std=True)
-        variance = np.square(np.asarray(std, dtype=np.float64))
-        return [np.asarray(mean, dtype=np.float64).tolist(), variance.tolist()]
+        return self._mean_and_variance(test_data, m_tiles, m_tile_size, full_cov=False)
 
     def predict_with_full_cov(self, test_data, m_tiles, m_tile_size):
-        """Posterior mean and variance taken from the full posterior covariance.
+        """Posterior mean and the variance ``diag(K** - V^T V)`` taken from the full posterior
+        covariance, as ``[mean, variance]``.
 
-        Parameters
-        ----------
-        test_data : list of float
-        m_tiles : int
-        m_tile_size : int
-
-        Returns
-        -------
-        list
-            ``[mean, variance]``, with ``variance = diag(K** - V^T V)``.
+        Takes the arguments of :meth:`predict`; returns two lists of length ``m``.
         """
+        return self._mean_and_variance(test_data, m_tiles, m_tile_size, full_cov=True)
+
+    def _mean_and_variance(self, test_data, m_tiles, m_tile_size, full_cov):
         features = self._test_features(test_data, m_tiles, m_tile_size)
-        mean, cov = self._engine().predict(features, return_cov=True)
-        variance = np.diagonal(np.asarray(cov, dtype=np.float64)).copy()
+        if full_cov:
+            mean, cov = self._engine().predict(features, return_cov=True)
+            variance = np.diagonal(np.asarray(cov, dtype=np.float64)).copy()
+        else:
+            mean, std = self._engine().predict(features, return_std=True)
+            variance = np.square(np.asarray(std, dtype=np.float64))
         return [np.asarray(mean, dtype=np.float64).tolist(), variance.tolist()]
 
     def cholesky(self):

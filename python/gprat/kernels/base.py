@@ -110,26 +110,21 @@ class Kernel:
         -------
         ndarray of shape (n_samples_X, n_samples_Y)
         """
-        points = self._points(X, Y, dtype)
-        wait_for_lifecycle()
-        return self._to_core().matrix(*points)
+        return self._evaluate("matrix", X, Y, dtype)
 
     def gradient(self, X, Y=None, dtype=np.float64):
         """Derivatives ``dK(X, Y) / dtheta`` with respect to every log-hyperparameter.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples_X, n_features)
-        Y : array-like of shape (n_samples_Y, n_features), default=None
-        dtype : {numpy.float64, numpy.float32}, default=numpy.float64
-
-        Returns
-        -------
-        ndarray of shape (n_params, n_samples_X, n_samples_Y)
+        Takes the arguments of :meth:`__call__`; returns an ndarray of shape
+        (n_params, n_samples_X, n_samples_Y).
         """
+        return self._evaluate("gradient", X, Y, dtype)
+
+    def _evaluate(self, method, X, Y, dtype):
+        """Dense evaluation by the core's tile assembler (`method` of gprat._core.Kernel)."""
         points = self._points(X, Y, dtype)
         wait_for_lifecycle()
-        return self._to_core().gradient(*points)
+        return getattr(self._to_core(), method)(*points)
 
     def diag(self, X):
         """Prior variances ``k(x, x)`` of the rows of X (stationary: ``signal_variance``)."""
