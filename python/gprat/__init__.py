@@ -75,16 +75,10 @@ __all__ = [
 ]
 
 
-_LAZY = {
-    # scikit-learn is optional: the estimator loads it on first use.
-    "GaussianProcessRegressor": ("estimator", "GaussianProcessRegressor"),
-}
-
-
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    # scikit-learn is optional: the estimator loads it on first use.
+    if name == "GaussianProcessRegressor":
+        from .estimator import GaussianProcessRegressor
 
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
+        return GaussianProcessRegressor
     raise AttributeError(f"module 'gprat' has no attribute {name!r}")
