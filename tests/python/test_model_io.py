@@ -104,3 +104,53 @@ def test_refuses_inconsistent_contents(tmp_path, model):
     path = _rewrite(tmp_path, model, kernel=np.array("rbf"))
     with pytest.raises(ModelFileError, match="kernel must be one of"):
         load_model(path)
+
+
+def test_files_carry_format_version_and_model_type(tmp_path, model):
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as archive:
+        assert int(archive["format_version"]) == FORMAT_VERSION == 2
+        assert str(archive["model_type"]) == "ExactGP"
+    assert load_model(path).model_type == "ExactGP"
+
+
+def test_version_1_files_still_load(tmp_path, model):
+    # Format 1 had no model_type: it is read as an ExactGP with the same predictions.
+    path = _rewrite(tmp_path, model, format_version=np.array(1, dtype=np.int64), model_type=None)
+    loaded = load_model(path)
+    assert loaded.model_type == "ExactGP"
+    X_new = np.array([[0.5, 45.0]])
+    np.testing.assert_allclose(loaded.predict(X_new), model.predict(X_new), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"x_scale": np.array([1.0, 0.0])}, "x_scale must be positive"),
+        ({"x_scale": np.array([1.0, np.nan])}, "x_scale must contain only finite values"),
+        ({"x_mean": np.zeros(3)}, "x_mean must be shape"),
+        ({"y_scale": np.array(-1.0)}, "y_scale must be positive"),
+        ({"y_mean": np.array([1.0, 2.0])}, "y_mean must be a scalar"),
+        ({"lengthscale": np.array([1.0, -2.0])}, "lengthscale must be positive"),
+        ({"lengthscale": np.array([1.0, np.inf])}, "lengthscale must contain only finite values"),
+        ({"signal_variance": np.array(0.0)}, "signal_variance must be positive"),
+        ({"noise_variance": np.array(1e-320)}, "noise_variance must be positive"),
+        ({"noise_variance": np.array("big")}, "noise_variance must hold real numbers"),
+        ({"X_train": np.full((60, 2), np.nan)}, "X_train must contain only finite values"),
+        ({"X_train": np.zeros(60)}, "X_train must be 2-D"),
+        ({"y_train": np.zeros(59)}, "y_train must be shape"),
+        ({"dtype": np.array("float16")}, "dtype must be one of float64, float32"),
+        ({"model_type": np.array("KissGP")}, "model_type must be one of ExactGP"),
+        ({"format_version": np.array("two")}, "format_version must be an integer"),
+        ({"format_version": np.array(0)}, "format_version must be an integer >= 1"),
+        ({"feature_names": np.array(["a"])}, "feature_names must have 2 entries"),
+        ({"target_name": np.array(["t", "u"])}, "target_name must be a string"),
+        ({"model_type": None}, "missing: model_type"),
+    ],
+)
+def test_corrupt_fields_fail_at_load_naming_the_field(tmp_path, model, changes, field):
+    # The defect: values were not range-checked at load, so a hand-edited file failed later
+    # (inside a fit, or with NaN predictions). Each one must fail in load_model, naming the field.
+    path = _rewrite(tmp_path, model, **changes)
+    with pytest.raises(ModelFileError, match=field):
+        load_model(path)
