@@ -191,7 +191,7 @@ def test_no_call_returns_nan_even_for_extreme_hyperparameters():
     _no_nan_or_a_justified_refusal()
     refused = _EXTREME_PATHS["refused"]
     total = sum(_EXTREME_PATHS.values())
-    # Both paths must run (about 1 example in 5 is refused, all with max_jitter=0: the noise of
+    # Both paths must run (about 1 example in 6 is refused, all with max_jitter=0: the noise of
     # 1e-14 drawn half of the time makes singular matrices common), and the early return of the
     # refusal path must not crowd out the finiteness checks of the fitted one; the default
     # jitter policy keeps about the 120 fitted examples it had before max_jitter was drawn.
