@@ -118,3 +118,65 @@ def predict(name, X, y, Xs, theta, ard, include_noise=False):
     if include_noise:
         cov = cov + noise * np.eye(len(Xs))
     return mean, np.diag(cov).copy(), cov
+
+
+# --- GPRat's conventions (DESIGN.md, "GPRat compatibility"), written from the spec ---------------
+
+#: GPRat adds this to the softplus of the noise parameter.
+GPRAT_NOISE_OFFSET = 1e-6
+
+
+def gprat_samples(input_series, output_series, n_samples, n_reg):
+    """GPRat's sliding-window samples: row i of X is input_series[i : i + n_reg], y_i is
+    output_series[i]."""
+    s = np.asarray(input_series, dtype=np.float64)
+    X = np.array([s[i : i + n_reg] for i in range(n_samples)])
+    return X, np.asarray(output_series, dtype=np.float64)[:n_samples].copy()
+
+
+def gprat_loss(X, y, params):
+    """GPRat's loss at params = [lengthscale l, vertical_lengthscale v, noise s]: NLML / n
+    for k(x, x') = v exp(-|x - x'|^2 / (2 l^2)) + s [x == x'] (constant term included)."""
+    return -lml("SquaredExponential", X, y, np.log(params), False) / len(X)
+
+
+def gprat_loss_gradient(X, y, params):
+    """d gprat_loss / d params (in the parameter values, not their logs):
+    d/dv = (d/dlog v) / v, from the dense closed-form gradient lml_gradient."""
+    params = np.asarray(params, dtype=np.float64)
+    return -lml_gradient("SquaredExponential", X, y, np.log(params), False) / len(X) / params
+
+
+def _softplus(p):
+    return np.logaddexp(0.0, p)  # log(1 + exp(p)) without overflow
+
+
+def _softplus_inverse(value):
+    return value + np.log(-np.expm1(-value))  # log(exp(value) - 1) without overflow
+
+
+def gprat_adam(X, y, params, trainable, learning_rate, beta1, beta2, epsilon, n_steps):
+    """GPRat's Adam, step by step from DESIGN.md, in NumPy: returns (losses, params).
+
+    Unconstrained p with value = softplus(p) (+ 1e-6 for the noise), g = d loss / d p
+    = d loss / d value * sigmoid(p); m <- b1 m + (1 - b1) g, w <- b2 w + (1 - b2) g^2;
+    with t = step + 1: p <- p - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(w) + eps).
+    Each loss is evaluated before its step; untrainable values are never touched.
+    """
+    values = np.array(params, dtype=np.float64)
+    trainable = np.asarray(trainable, dtype=bool)
+    offset = np.array([0.0, 0.0, GPRAT_NOISE_OFFSET])
+    p = _softplus_inverse(values - offset)
+    m = np.zeros(3)
+    w = np.zeros(3)
+    losses = []
+    for step in range(n_steps):
+        losses.append(gprat_loss(X, y, values))
+        g = gprat_loss_gradient(X, y, values) / (1.0 + np.exp(-p))  # sigmoid(p) = d softplus / dp
+        m = beta1 * m + (1.0 - beta1) * g
+        w = beta2 * w + (1.0 - beta2) * g * g
+        t = step + 1
+        p_new = p - learning_rate * np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t) * m / (np.sqrt(w) + epsilon)
+        p = np.where(trainable, p_new, p)
+        values = np.where(trainable, _softplus(p) + offset, values)
+    return losses, values

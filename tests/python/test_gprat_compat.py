@@ -13,6 +13,7 @@ from pathlib import Path
 import gprat
 import numpy as np
 import pytest
+import reference as ref
 
 DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 MSD_DIR = DATA_ROOT / "gprat_msd_1024"
@@ -98,6 +99,21 @@ def test_losses_match_gprat(gprat_run, expected):
 
 
 @needs_gprat_data
+def test_numpy_adam_reference_reproduces_gprat(expected):
+    # The NumPy Adam of tests/reference.py, written from DESIGN.md, is the oracle of the Adam
+    # tests below: here it is checked against GPRat's own losses, without gprat.GP involved.
+    pad = [0.0] * (N_REG - 1)  # GP_data pads inputs and outputs alike
+
+    def series(name):
+        with open(MSD_DIR / name) as handle:
+            return pad + [float(line) for line in handle][:N_TRAIN]
+
+    X, y = ref.gprat_samples(series("training_input.txt"), series("training_output.txt"), N_TRAIN, N_REG)
+    losses, _ = ref.gprat_adam(X, y, [1.0, 1.0, 0.1], [True] * 3, 0.1, 0.9, 0.999, 1e-8, OPT_ITER)
+    np.testing.assert_allclose(losses, expected["losses"], rtol=RTOL, atol=0)
+
+
+@needs_gprat_data
 @pytest.mark.parametrize("key", ["sum", "full"])
 def test_mean_and_variance_match_gprat(gprat_run, expected, key):
     mean, variance = gprat_run[key]
@@ -169,11 +185,26 @@ def test_adam_params_defaults():
     assert "learning_rate=0.1" in repr(params)
 
 
-def _small_gp(**kwargs):
+def _small_series():
     rng = np.random.default_rng(0)
     series_in = [0.0] * 3 + rng.standard_normal(16).tolist()
     series_out = [0.0] * 3 + np.sin(np.arange(16)).tolist()
-    return gprat.GP(series_in, series_out, 4, 4, n_reg=4, **kwargs)
+    return series_in, series_out
+
+
+def _small_gp(**kwargs):
+    return gprat.GP(*_small_series(), 4, 4, n_reg=4, **kwargs)
+
+
+def _small_samples():
+    """(X, y) of _small_gp() built by tests/reference.py from GPRat's windowing rule."""
+    return ref.gprat_samples(*_small_series(), 16, 4)
+
+
+#: gprat.GP against the dense NumPy reference (LAPACK Cholesky, closed-form gradient): both are
+#: backward stable on these 16 x 16 matrices (condition number < 100), so losses and parameters
+#: agree to ~1e-13; 1e-10 leaves room for the 3 Adam steps to amplify rounding.
+REF_RTOL = 1e-10
 
 
 def test_gp_defaults_and_attributes():
@@ -190,16 +221,30 @@ def test_untrainable_parameters_stay_fixed():
     assert len(losses) == 2
     l, v, s = gp.kernel_params
     assert l != 1.0 and v == 1.0 and s == 0.1
+    ref_losses, ref_params = ref.gprat_adam(*_small_samples(), [1.0, 1.0, 0.1], [True, False, False],
+                                            0.1, 0.9, 0.999, 1e-8, 2)
+    np.testing.assert_allclose(losses, ref_losses, rtol=REF_RTOL, atol=0)
+    np.testing.assert_allclose(gp.kernel_params, ref_params, rtol=REF_RTOL, atol=0)
 
 
-def test_optimize_step_sequence_equals_optimize():
+def test_optimize_and_optimize_step_follow_numpy_adam():
+    # Both are compared with the NumPy Adam of tests/reference.py (checked against GPRat's own
+    # losses in test_numpy_adam_reference_reproduces_gprat), not only with each other.
     a, b = _small_gp(), _small_gp()
     params = gprat.AdamParams(learning_rate=0.05, opt_iter=3)
     losses = a.optimize(params)
     steps = [b.optimize_step(params, i) for i in range(3)]
+    X, y = _small_samples()
+    ref_losses, ref_params = ref.gprat_adam(X, y, [1.0, 1.0, 0.1], [True] * 3, 0.05, 0.9, 0.999, 1e-8, 3)
+    np.testing.assert_allclose(losses, ref_losses, rtol=REF_RTOL, atol=0, err_msg="optimize losses")
+    np.testing.assert_allclose(steps, ref_losses, rtol=REF_RTOL, atol=0, err_msg="optimize_step losses")
+    np.testing.assert_allclose(a.kernel_params, ref_params, rtol=REF_RTOL, atol=0, err_msg="optimize params")
+    np.testing.assert_allclose(b.kernel_params, ref_params, rtol=REF_RTOL, atol=0, err_msg="optimize_step params")
+    # The two paths run the same steps: they agree to rounding.
     assert losses == pytest.approx(steps, rel=1e-14)
     assert a.kernel_params == pytest.approx(b.kernel_params, rel=1e-14)
-    # Each loss is the one at the parameters before its step.
+    # Each loss is the one at the parameters before its step; the loss now is at the final ones.
+    assert b.compute_loss() == pytest.approx(ref.gprat_loss(X, y, ref_params), rel=REF_RTOL)
     assert b.compute_loss() != steps[-1]
 
 
@@ -215,9 +260,12 @@ def test_first_adam_step_moves_each_parameter_by_the_learning_rate():
         assert abs(p_new - p_old) == pytest.approx(0.1, rel=1e-3)
 
 
-def test_compute_loss_is_per_sample_nlml():
-    gp = _small_gp()
+@pytest.mark.parametrize("kernel_params", [[1.0, 1.0, 0.1], [0.7, 1.9, 0.03]])
+def test_compute_loss_is_per_sample_nlml(kernel_params):
+    # Distinct l, v, s in the second case: a swapped parameter would not go unseen.
+    gp = _small_gp(kernel_params=kernel_params)
     loss = gp.compute_loss()
+    assert loss == pytest.approx(ref.gprat_loss(*_small_samples(), kernel_params), rel=REF_RTOL)
     assert loss == pytest.approx(gp.optimize(gprat.AdamParams(opt_iter=1))[0], rel=1e-14)
 
 
@@ -240,8 +288,23 @@ def test_gpu_arguments_without_cuda():
 
 
 def test_runtime_control_functions():
-    gprat.start_hpx(["gprat"], 1)
-    gprat.suspend_hpx()
-    gprat.resume_hpx()
-    assert _small_gp().compute_loss() == pytest.approx(_small_gp().compute_loss())
-    gprat.stop_hpx()
+    # A fresh GP each time: its fit runs on the runtime in the state just set.
+    expected = ref.gprat_loss(*_small_samples(), [1.0, 1.0, 0.1])
+    suspended = False
+    try:
+        gprat.start_hpx(["gprat"], 1)
+        assert gprat.num_threads() == 1 and gprat.is_running()
+        assert _small_gp().compute_loss() == pytest.approx(expected, rel=REF_RTOL), "after start_hpx"
+        gprat.suspend_hpx()
+        suspended = True
+        with pytest.raises(gprat.RuntimeStateError, match="suspended"):
+            _small_gp().compute_loss()
+        gprat.resume_hpx()
+        suspended = False
+        assert _small_gp().compute_loss() == pytest.approx(expected, rel=REF_RTOL), "after resume_hpx"
+        gprat.stop_hpx()
+        assert not gprat.is_running()
+        assert _small_gp().compute_loss() == pytest.approx(expected, rel=REF_RTOL), "after stop_hpx (lazy start)"
+    finally:
+        if suspended:  # never leave the runtime suspended for the tests that follow
+            gprat.resume_hpx()

@@ -1024,7 +1024,8 @@ def test_start_stop_suspend_are_not_starved_by_threads_that_keep_computing():
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
-    workers = [threading.Thread(target=busy) for _ in range(3)]
+    # Daemons: a worker that deadlocks must fail this test, not keep the test process alive.
+    workers = [threading.Thread(target=busy, daemon=True) for _ in range(3)]
     for t in workers:
         t.start()
     try:
@@ -1039,8 +1040,11 @@ def test_start_stop_suspend_are_not_starved_by_threads_that_keep_computing():
                 gprat.resume()
     finally:
         stop.set()
+        deadline = time.monotonic() + 60.0  # one budget for all joins
         for t in workers:
-            t.join(timeout=60)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+    hung = [t.name for t in workers if t.is_alive()]
+    assert not hung, f"prediction threads still running 60 s after stop was set (deadlock?): {hung}"
     assert not errors, errors
     gprat.start()
 

@@ -150,11 +150,16 @@ def test_concurrent_predictions_and_fits_from_python_threads():
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=predictor, args=(k,)) for k in range(4)] + [threading.Thread(target=fitter)]
+    # Daemons: a thread that deadlocks must fail this test, not keep the test process alive.
+    threads = [threading.Thread(target=predictor, args=(k,), daemon=True) for k in range(4)]
+    threads.append(threading.Thread(target=fitter, daemon=True))
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 120.0  # one budget for all joins, not 120 s each
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    hung = [t.name for t in threads if t.is_alive()]
+    assert not hung, f"threads still running 120 s after the start (deadlock?): {hung}"
     assert not errors, errors
 
 
