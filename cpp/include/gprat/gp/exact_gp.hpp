@@ -22,10 +22,13 @@
 #include <vector>
 
 #include "gprat/core/check.hpp"
+#include "gprat/gp/assemble_tasks.hpp"
 #include "gprat/gp/tile_size.hpp"
+#include "gprat/kernels/any_kernel.hpp"
 #include "gprat/kernels/assemble.hpp"
 #include "gprat/linalg/cholesky.hpp"
 #include "gprat/linalg/inverse.hpp"
+#include "gprat/linalg/tile_access.hpp"
 #include "gprat/linalg/tiled_products.hpp"
 #include "gprat/linalg/triangular_solve.hpp"
 #include "gprat/runtime/executor.hpp"
@@ -33,22 +36,6 @@
 #include "gprat/tiles/tiled_matrix.hpp"
 
 namespace gprat::gp {
-
-/// Number of hyperparameters of the kernel (lengthscales + signal variance).
-inline Index kernel_params(const kernels::AnyKernel& k)
-{
-    return std::visit([](const auto& kern) { return kern.n_params(); }, k);
-}
-
-inline kernels::AnyKernel kernel_with_theta(const kernels::AnyKernel& k, std::span<const double> theta)
-{
-    return std::visit([&](const auto& kern) -> kernels::AnyKernel { return kern.with_theta(theta); }, k);
-}
-
-inline std::vector<double> kernel_theta(const kernels::AnyKernel& k)
-{
-    return std::visit([](const auto& kern) { return kern.theta(); }, k);
-}
 
 template <typename T>
 class ExactGP
@@ -67,14 +54,14 @@ class ExactGP
         GPRAT_EXPECTS(std::isfinite(noise_variance) && noise_variance > 0,
                       "noise_variance must be positive and finite; got " << noise_variance);
         GPRAT_EXPECTS(!tile_size || *tile_size > 0, "tile_size must be a positive integer; got " << *tile_size);
-        std::visit([d](const auto& k) { k.check_features(d); }, kernel_);
+        kernels::check_features(kernel_, d);
         nb_ = tile_size ? std::min(*tile_size, n) : choose_tile_size(n, runtime::Executor::instance().num_threads());
     }
 
     Index n() const noexcept { return n_; }
     Index d() const noexcept { return d_; }
     Index tile_size() const noexcept { return nb_; }
-    Index n_params() const { return kernel_params(kernel_) + 1; }
+    Index n_params() const { return kernels::kernel_params(kernel_) + 1; }
 
     kernels::AnyKernel kernel() const
     {
@@ -97,7 +84,7 @@ class ExactGP
     void set_theta(std::span<const double> theta)
     {
         check_theta(theta);
-        kernels::AnyKernel k = kernel_with_theta(kernel_, theta.first(theta.size() - 1));
+        kernels::AnyKernel k = kernels::kernel_with_theta(kernel_, theta.first(theta.size() - 1));
         std::unique_lock lock(mutex_);
         kernel_ = std::move(k);
         noise_variance_ = std::exp(theta.back());
@@ -165,7 +152,7 @@ class ExactGP
   private:
     std::vector<double> theta_locked() const
     {
-        std::vector<double> t = kernel_theta(kernel_);
+        std::vector<double> t = kernels::kernel_theta(kernel_);
         t.push_back(std::log(noise_variance_));
         return t;
     }
@@ -186,7 +173,7 @@ class ExactGP
     /// K^{-1} in place and the fused gradient pass, all in one task graph and one wait.
     double factorize_locked(const std::vector<double> theta, double* gradient)
     {
-        const kernels::AnyKernel k = kernel_with_theta(kernel_, std::span(theta).first(theta.size() - 1));
+        const kernels::AnyKernel k = kernels::kernel_with_theta(kernel_, std::span(theta).first(theta.size() - 1));
         const double noise = std::exp(theta.back());
         factor_holds_cholesky_ = false;
         if (K_.rows() != n_) {
@@ -195,16 +182,16 @@ class ExactGP
         }
         const Index nt = K_.nt();
         std::vector<double> log_diag(static_cast<std::size_t>(nt), 0.0);
-        const Index p = kernel_params(k);
+        const Index p = kernels::kernel_params(k);
         std::vector<double> partial(gradient ? static_cast<std::size_t>(nt * (nt + 1) / 2 * (p + 1)) : 0, 0.0);
 
         runtime::TaskGraph g;
-        kernels::assemble_covariance(K_, X_, X_, d_, k, noise, g);
+        assemble_covariance(K_, X_, X_, d_, k, noise, g);
         linalg::cholesky(K_, g);
         for (Index i = 0; i < nt; ++i)  // alpha <- y
             g.add("copy_y", 0,
                   [y = y_ + K_.row0(i)](tiles::TileView<T> a) { std::copy(y, y + a.rows(), a.data()); },
-                  alpha_.write(i, 0));
+                  linalg::write(alpha_, i, 0));
         linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
         linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
         for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
@@ -214,7 +201,7 @@ class ExactGP
                       for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
                       *out = s;
                   },
-                  K_.read(i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
+                  linalg::read(K_, i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
         if (gradient) {
             linalg::spd_inverse_from_factor(K_, g);  // K <- K^{-1}
             std::visit(
@@ -229,7 +216,7 @@ class ExactGP
                                       kernels::accumulate_gradient_tile(kinv, ai.data(), aj.data(), X_, K_.row0(i),
                                                                         K_.row0(j), d_, *kp, noise, out);
                                   },
-                                  K_.read(i, j), alpha_.read(i, 0), alpha_.read(j, 0),
+                                  linalg::read(K_, i, j), linalg::read(alpha_, i, 0), linalg::read(alpha_, j, 0),
                                   runtime::Write<double*>{&partial[slot]});
                         }
                 },
@@ -274,29 +261,17 @@ class ExactGP
             Matrix Kt(n_, mc, nb_, nbc), mean_t(mc, 1, nbc, alpha_.nbc()), var_t;
             std::optional<Matrix> C;
             runtime::TaskGraph g;
-            kernels::assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
+            assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
             linalg::transpose_times(Kt, alpha_, mean_t, g);                  // mean = K* alpha
             if (variance || covariance) { linalg::solve_lower(K_, Op::NoTrans, Kt, g); }  // V = L \ K*^T
             if (variance) {
                 var_t = Matrix(mc, 1, nbc);
-                for (Index j = 0; j < var_t.mt(); ++j)  // var <- k(x*, x*) + noise
-                    g.add("prior_var", 0,
-                          [this, Xc, noise, c0 = var_t.row0(j)](tiles::TileView<T> v) {
-                              std::visit(
-                                  [&](const auto& k) {
-                                      for (Index r = 0; r < v.rows(); ++r) {
-                                          const T* x = Xc + (c0 + r) * d_;
-                                          v(r, 0) = static_cast<T>(k(x, x, d_) + noise);
-                                      }
-                                  },
-                                  kernel_);
-                          },
-                          var_t.write(j, 0));
+                assemble_prior_variance(var_t, Xc, d_, kernel_, noise, g);  // var <- k(x*, x*) + noise
                 linalg::subtract_column_squares(Kt, var_t, g);  // var -= colsum(V o V)
             }
             if (covariance) {
                 C.emplace(mc, mc, nbc, tiles::Structure::SymmetricLower);
-                kernels::assemble_covariance(*C, Xc, Xc, d_, kernel_, noise, g);  // K** (+ noise I)
+                assemble_covariance(*C, Xc, Xc, d_, kernel_, noise, g);  // K** (+ noise I)
                 linalg::subtract_gram(Kt, *C, g);                                  // cov = K** - V^T V
             }
             g.wait();
