@@ -22,11 +22,7 @@ using kernels::AnyKernel;
 
 KernelHandle make_kernel(const std::string& name, std::vector<double> lengthscale, double signal_variance)
 {
-    if (name == "SquaredExponential") return {kernels::SquaredExponential(std::move(lengthscale), signal_variance)};
-    if (name == "Matern12") return {kernels::Matern12(std::move(lengthscale), signal_variance)};
-    if (name == "Matern32") return {kernels::Matern32(std::move(lengthscale), signal_variance)};
-    if (name == "Matern52") return {kernels::Matern52(std::move(lengthscale), signal_variance)};
-    throw InvalidArgument("unknown kernel '" + name + "'; expected SquaredExponential, Matern12, Matern32 or Matern52");
+    return {kernels::make_kernel(name, std::move(lengthscale), signal_variance)};
 }
 
 template <typename T>
@@ -96,6 +92,15 @@ void define_evaluation(py::class_<KernelHandle>& cls)
 
 void register_kernels(py::module_& m)
 {
+    m.def(
+        "kernel_names",
+        [] {
+            py::tuple names(kernels::kernel_names.size());
+            for (std::size_t i = 0; i < kernels::kernel_names.size(); ++i)
+                names[i] = py::str(kernels::kernel_names[i].data(), kernels::kernel_names[i].size());
+            return names;
+        },
+        "Names of the covariance functions the core runs, in registry order (Kernel(name, ...) takes each).");
     py::class_<KernelHandle> cls(m, "Kernel");
     cls.def(py::init(&make_kernel), py::arg("name"), py::arg("lengthscale"), py::arg("signal_variance"));
     cls.def_property_readonly("name", [](const KernelHandle& h) { return std::string(kernels::kernel_name(h.value)); });

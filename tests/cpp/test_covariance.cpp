@@ -344,4 +344,39 @@ TEST(stationary_fast_and_generic_paths_match_the_dense_gradient)
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// The kernel registry is generated from the variant.
+
+TEST(kernel_registry_is_the_variant)
+{
+    using namespace gprat::kernels;
+    const std::vector<std::string> expected{"SquaredExponential", "Matern12", "Matern32", "Matern52"};
+    REQUIRE_EQ(kernel_names.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        CHECK_EQ(std::string(kernel_names[i]), expected[i]);
+        const AnyKernel k = make_kernel(expected[i], {0.5, 2.0}, 1.5);
+        CHECK_EQ(k.index(), i);  // the alternative at the name's position
+        CHECK_EQ(std::string(kernel_name(k)), expected[i]);
+        CHECK_EQ(kernel_params(k), 3);
+        // the kernel made by name is the kernel of that type: same values on a pair
+        const double x[2] = {0.3, -1.0}, y[2] = {1.1, 0.4};
+        const double direct = std::visit([&](const auto& kern) { return kern(x, y, 2); }, k);
+        double by_type = 0.0;
+        if (i == 0) by_type = SquaredExponential({0.5, 2.0}, 1.5)(x, y, 2);
+        if (i == 1) by_type = Matern12({0.5, 2.0}, 1.5)(x, y, 2);
+        if (i == 2) by_type = Matern32({0.5, 2.0}, 1.5)(x, y, 2);
+        if (i == 3) by_type = Matern52({0.5, 2.0}, 1.5)(x, y, 2);
+        CHECK_EQ(direct, by_type);
+    }
+    CHECK_EQ(kernel_name_list(), std::string("SquaredExponential, Matern12, Matern32 or Matern52"));
+    try {
+        (void)make_kernel("RBF", {1.0}, 1.0);
+        CHECK(false);
+    } catch (const gprat::InvalidArgument& e) {
+        CHECK_EQ(std::string(e.what()),
+                 std::string("unknown kernel 'RBF'; expected SquaredExponential, Matern12, Matern32 or Matern52"));
+    }
+    CHECK_THROWS_AS(make_kernel("Matern32", {-1.0}, 1.0), gprat::InvalidArgument);  // values still checked
+}
+
 int main(int argc, char** argv) { return gprat_test::run_all(argc, argv); }
