@@ -1,7 +1,7 @@
 #pragma once
 /// Python-facing box around kernels::AnyKernel: pybind11's stl.h would otherwise convert the
 /// std::variant itself instead of binding it as the class gprat._core.Kernel.
-#include "gprat/kernels/covariance_function.hpp"
+#include "gprat/kernels/any_kernel.hpp"
 
 namespace gprat::bindings {
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gprat/gp/exact_gp.hpp"
+#include "gprat/runtime/executor.hpp"
 #include "kernel_handle.hpp"
 #include "registration.hpp"
 
@@ -97,7 +98,22 @@ void define(py::module_& m, const char* name)
                  without_gil([&] { g.engine.cholesky_factor(dst); });
                  return out;
              })
-        .def_static("fit_bytes", &gp::ExactGP<T>::fit_bytes, py::arg("n"), py::arg("tile_size"));
+        .def_static("fit_bytes", &gp::ExactGP<T>::fit_bytes, py::arg("n"), py::arg("tile_size"),
+                    "Bytes the model holds once fitted (K and alpha tiles).")
+        .def_static("training_step_bytes", &gp::ExactGP<T>::training_step_bytes, py::arg("n"), py::arg("tile_size"),
+                    py::arg("n_params"),
+                    "Bytes a training step with the gradient allocates beyond fit_bytes (n_params: the "
+                    "engine's, kernel hyperparameters + noise).")
+        .def_static(
+            "predict_bytes",
+            [](Index n, Index m, Index nb, bool return_var, bool return_cov, std::optional<Index> n_threads) {
+                const Index workers = n_threads ? *n_threads : runtime::Executor::instance().num_threads();
+                return gp::ExactGP<T>::predict_bytes(n, m, nb, return_var, return_cov, workers);
+            },
+            py::arg("n"), py::arg("m"), py::arg("tile_size"), py::arg("return_var"), py::arg("return_cov"),
+            py::arg("n_threads") = py::none(),
+            "Bytes predict needs beyond fit_bytes (its tiled workspace for the largest pass, and the "
+            "mean/variance/covariance arrays returned); n_threads defaults to the runtime's.");
 }
 
 }  // namespace

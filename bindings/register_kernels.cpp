@@ -1,11 +1,16 @@
 /// gprat._core.Kernel: one covariance function of AnyKernel, its hyperparameters, and dense
-/// evaluation of K(X, Y) and of dK/dtheta through the generic tile assembler.
+/// evaluation of K(X, Y) and of dK/dtheta through the generic tile assembler. Includes kernels/
+/// and, for the tile-parallel dense evaluation, the assembly tasks (not the GP engine).
 #include <pybind11/stl.h>
 
 #include <optional>
 #include <string>
 
-#include "gprat/gp/exact_gp.hpp"
+#include "gprat/gp/assemble_tasks.hpp"
+#include "gprat/kernels/any_kernel.hpp"
+#include "gprat/kernels/assemble.hpp"
+#include "gprat/runtime/task_graph.hpp"
+#include "gprat/tiles/tiled_matrix.hpp"
 #include "kernel_handle.hpp"
 #include "registration.hpp"
 
@@ -17,11 +22,7 @@ using kernels::AnyKernel;
 
 KernelHandle make_kernel(const std::string& name, std::vector<double> lengthscale, double signal_variance)
 {
-    if (name == "SquaredExponential") return {kernels::SquaredExponential(std::move(lengthscale), signal_variance)};
-    if (name == "Matern12") return {kernels::Matern12(std::move(lengthscale), signal_variance)};
-    if (name == "Matern32") return {kernels::Matern32(std::move(lengthscale), signal_variance)};
-    if (name == "Matern52") return {kernels::Matern52(std::move(lengthscale), signal_variance)};
-    throw InvalidArgument("unknown kernel '" + name + "'; expected SquaredExponential, Matern12, Matern32 or Matern52");
+    return {kernels::make_kernel(name, std::move(lengthscale), signal_variance)};
 }
 
 template <typename T>
@@ -34,7 +35,7 @@ py::array_t<T> kernel_matrix(const KernelHandle& handle, const CArray<T>& X, std
     const bool symmetric = !Y.has_value();
     GPRAT_EXPECTS(symmetric || (Y->ndim() == 2 && Y->shape(1) == d),
                   "Y must be 2-D with " << d << " columns like X");
-    std::visit([d](const auto& kern) { kern.check_features(d); }, k);
+    kernels::check_features(k, d);
     const Index m = symmetric ? n : Y->shape(0);
     py::array_t<T> out({n, m});
     if (n == 0 || m == 0) return out;
@@ -46,7 +47,7 @@ py::array_t<T> kernel_matrix(const KernelHandle& handle, const CArray<T>& X, std
     without_gil([&] {
         tiles::TiledMatrix<T> K(n, m, nb, symmetric ? tiles::Structure::SymmetricLower : tiles::Structure::General);
         runtime::TaskGraph g;
-        kernels::assemble_covariance(K, xs, ys, d, k, diagonal, g);
+        gp::assemble_covariance(K, xs, ys, d, k, diagonal, g);
         g.wait();
         tiles::copy_to_row_major(K, dst, m, false);
     });
@@ -64,9 +65,9 @@ py::array_t<T> kernel_gradient(const KernelHandle& handle, const CArray<T>& X, s
     GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D");
     const Index n = X.shape(0), d = X.shape(1);
     GPRAT_EXPECTS(!Y || (Y->ndim() == 2 && Y->shape(1) == d), "Y must be 2-D with " << d << " columns like X");
-    std::visit([d](const auto& kern) { kern.check_features(d); }, k);
+    kernels::check_features(k, d);
     const Index m = Y ? Y->shape(0) : n;
-    const Index p = gp::kernel_params(k);
+    const Index p = kernels::kernel_params(k);
     // Stored as (p, m, n) row-major = p column-major n x m tiles; returned transposed to (p, n, m).
     py::array_t<T> out({p, m, n});
     const T* xs = X.data();
@@ -91,21 +92,40 @@ void define_evaluation(py::class_<KernelHandle>& cls)
 
 void register_kernels(py::module_& m)
 {
+    m.def(
+        "kernel_names",
+        [] {
+            py::tuple names(kernels::kernel_names.size());
+            for (std::size_t i = 0; i < kernels::kernel_names.size(); ++i)
+                names[i] = py::str(kernels::kernel_names[i].data(), kernels::kernel_names[i].size());
+            return names;
+        },
+        "Names of the covariance functions the core runs, in registry order (Kernel(name, ...) takes each).");
     py::class_<KernelHandle> cls(m, "Kernel");
     cls.def(py::init(&make_kernel), py::arg("name"), py::arg("lengthscale"), py::arg("signal_variance"));
-    cls.def_property_readonly("name", [](const KernelHandle& h) {
-        return std::visit([](const auto& kern) { return std::string(kern.name()); }, h.value);
-    });
+    cls.def_property_readonly("name", [](const KernelHandle& h) { return std::string(kernels::kernel_name(h.value)); });
+    // Stationary kernels have a lengthscale and a signal variance; a kernel without them (the
+    // composable kernels of the next issue) answers with a clear error instead of not compiling.
     cls.def_property_readonly("lengthscale", [](const KernelHandle& h) {
-        return std::visit([](const auto& kern) { return kern.lengthscale(); }, h.value);
+        return std::visit(
+            [](const auto& kern) -> std::vector<double> {
+                if constexpr (requires { kern.lengthscale(); }) { return kern.lengthscale(); }
+                else { throw InvalidArgument(std::string("kernel ") + kern.name() + " has no lengthscale"); }
+            },
+            h.value);
     });
     cls.def_property_readonly("signal_variance", [](const KernelHandle& h) {
-        return std::visit([](const auto& kern) { return kern.signal_variance(); }, h.value);
+        return std::visit(
+            [](const auto& kern) -> double {
+                if constexpr (requires { kern.signal_variance(); }) { return kern.signal_variance(); }
+                else { throw InvalidArgument(std::string("kernel ") + kern.name() + " has no signal_variance"); }
+            },
+            h.value);
     });
-    cls.def_property_readonly("n_params", [](const KernelHandle& h) { return gp::kernel_params(h.value); });
-    cls.def_property_readonly("theta", [](const KernelHandle& h) { return gp::kernel_theta(h.value); });
+    cls.def_property_readonly("n_params", [](const KernelHandle& h) { return kernels::kernel_params(h.value); });
+    cls.def_property_readonly("theta", [](const KernelHandle& h) { return kernels::kernel_theta(h.value); });
     cls.def("with_theta", [](const KernelHandle& h, const std::vector<double>& theta) {
-        return KernelHandle{gp::kernel_with_theta(h.value, theta)};
+        return KernelHandle{kernels::kernel_with_theta(h.value, theta)};
     });
     define_evaluation<double>(cls);
     define_evaluation<float>(cls);

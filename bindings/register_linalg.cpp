@@ -8,6 +8,7 @@
 #include "gprat/gp/tile_size.hpp"
 #include "gprat/linalg/cholesky.hpp"
 #include "gprat/linalg/inverse.hpp"
+#include "gprat/linalg/tile_access.hpp"
 #include "gprat/linalg/tiled_products.hpp"
 #include "gprat/linalg/triangular_solve.hpp"
 #include "gprat/runtime/executor.hpp"
@@ -43,7 +44,7 @@ void copy_in(const T* src, const TiledMatrix<T>& A, runtime::TaskGraph& g)
         for (Index i = j; i < A.mt(); ++i)
             g.add("copy_in", linalg::priority(A.nt(), j, linalg::Stage::Factor) + 1,
                   [&A, src, i, j](tiles::TileView<T>) { tiles::copy_tile_from_row_major(src, A.cols(), A, i, j); },
-                  A.write(i, j));
+                  linalg::write(A, i, j));
 }
 
 template <typename T>
@@ -58,7 +59,7 @@ void copy_out(const TiledMatrix<T>& A, T* dst, runtime::TaskGraph& g)
         for (Index i = j; i < A.mt(); ++i)
             g.add("copy_out", 0,
                   [&A, dst, i, j](tiles::TileView<T>) { tiles::copy_tile_to_row_major(A, i, j, dst, A.cols(), true); },
-                  A.read(i, j));
+                  linalg::read(A, i, j));
 }
 
 template <typename T>

@@ -1,14 +1,25 @@
-/// Covariance building blocks: the inlinable exp against libm, and the vectorized tile
-/// assembler against the kernels' own per-pair definitions.
+/// Covariance building blocks: the inlinable exp against libm, the vectorized tile assembler
+/// against the kernels' own per-pair definitions, and the generic (non-stationary) path of the
+/// same assembler against naive dense loops written from the formulas.
 #include <cmath>
 #include <random>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
 #include "gprat/core/exp.hpp"
+#include "gprat/gp/assemble_tasks.hpp"
+#include "gprat/kernels/any_kernel.hpp"
 #include "gprat/kernels/assemble.hpp"
+#include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/task_graph.hpp"
+#include "gprat/tiles/tiled_matrix.hpp"
 
 using gprat::Index;
+using gprat::tiles::Structure;
+using gprat::tiles::TiledMatrix;
+using gprat::tiles::TileView;
 
 namespace {
 
@@ -62,6 +73,310 @@ TEST(vectorized_tiles_equal_per_pair_kernels)
     check_tile_against_pairs(Matern12({0.7, 1.1, 1.9}, 1.3), 3);
     check_tile_against_pairs(Matern32({1.5}, 0.4), 3);
     check_tile_against_pairs(Matern52({0.7, 1.1, 1.9}, 1.3), 3);
+}
+
+// ------------------------------------------------------------------------------------------------
+// A covariance function that is NOT stationary: k(x, y) = a (x . y) + b, theta = log [a, b]
+// (a linear kernel with a bias; PSD as a sum of PSD kernels). It models CovarianceFunction only,
+// so the assembler must take its generic path for every tile function.
+
+namespace {
+
+class DotProduct
+{
+  public:
+    DotProduct(double a, double b) : a_(a), b_(b) {}
+    static constexpr const char* name() { return "TestDotProduct"; }
+    Index n_params() const { return 2; }
+    std::vector<double> theta() const { return {std::log(a_), std::log(b_)}; }
+    DotProduct with_theta(std::span<const double> t) const { return DotProduct(std::exp(t[0]), std::exp(t[1])); }
+    void check_features(Index) const {}
+
+    template <typename T>
+    double operator()(const T* x, const T* y, Index d) const
+    {
+        return a_ * dot(x, y, d) + b_;
+    }
+    template <typename T>
+    double diagonal(const T* x, Index d) const
+    {
+        return a_ * dot(x, x, d) + b_;
+    }
+    /// dk/dlog a = a (x . y), dk/dlog b = b.
+    template <typename T>
+    double gradient(const T* x, const T* y, Index d, std::span<double> grad) const
+    {
+        const double xy = dot(x, y, d);
+        grad[0] = a_ * xy;
+        grad[1] = b_;
+        return a_ * xy + b_;
+    }
+
+  private:
+    template <typename T>
+    static double dot(const T* x, const T* y, Index d)
+    {
+        double s = 0.0;
+        for (Index k = 0; k < d; ++k) s += static_cast<double>(x[k]) * static_cast<double>(y[k]);
+        return s;
+    }
+    double a_, b_;
+};
+
+/// Hides every member beyond CovarianceFunction, so a stationary kernel goes through the
+/// generic path too (its results must equal the vectorized path's up to rounding).
+template <typename K>
+class GenericOnly
+{
+  public:
+    explicit GenericOnly(K k) : k_(std::move(k)) {}
+    static constexpr const char* name() { return K::name(); }
+    Index n_params() const { return k_.n_params(); }
+    std::vector<double> theta() const { return k_.theta(); }
+    GenericOnly with_theta(std::span<const double> t) const { return GenericOnly(k_.with_theta(t)); }
+    void check_features(Index d) const { k_.check_features(d); }
+    template <typename T> double operator()(const T* x, const T* y, Index d) const { return k_(x, y, d); }
+    template <typename T> double diagonal(const T* x, Index d) const { return k_.diagonal(x, d); }
+    template <typename T> double gradient(const T* x, const T* y, Index d, std::span<double> g) const
+    {
+        return k_.gradient(x, y, d, g);
+    }
+
+  private:
+    K k_;
+};
+
+static_assert(gprat::kernels::CovarianceFunction<DotProduct>);
+static_assert(!gprat::kernels::StationaryCovariance<DotProduct>);
+static_assert(gprat::kernels::CovarianceFunction<GenericOnly<gprat::kernels::SquaredExponential>>);
+static_assert(!gprat::kernels::StationaryCovariance<GenericOnly<gprat::kernels::SquaredExponential>>);
+static_assert(gprat::kernels::StationaryCovariance<gprat::kernels::SquaredExponential> &&
+              gprat::kernels::StationaryCovariance<gprat::kernels::Matern12>);
+
+std::vector<double> random_points(Index n, Index d, unsigned seed)
+{
+    std::mt19937_64 gen(seed);
+    std::normal_distribution<double> normal;
+    std::vector<double> X(static_cast<std::size_t>(n * d));
+    for (double& v : X) v = normal(gen);
+    return X;
+}
+
+long double dot_ref(const double* x, const double* y, Index d)
+{
+    long double s = 0;
+    for (Index k = 0; k < d; ++k) s += static_cast<long double>(x[k]) * y[k];
+    return s;
+}
+
+/// Dense row-major copy of a symmetric tiled matrix (lower tiles mirrored).
+std::vector<double> dense_symmetric(const TiledMatrix<double>& A)
+{
+    const Index n = A.rows();
+    std::vector<double> a(static_cast<std::size_t>(n * n));
+    gprat::tiles::copy_to_row_major(A, a.data(), n, false);
+    for (Index i = 0; i < n; ++i)
+        for (Index j = i + 1; j < n; ++j) a[static_cast<std::size_t>(i * n + j)] = a[static_cast<std::size_t>(j * n + i)];
+    return a;
+}
+
+/// The fused reduction through the task-free tile function, summed over the lower tiles of a
+/// symmetric W tiled by nb: out[p] = sum over lower tiles of accumulate_gradient_tile.
+template <typename K>
+std::vector<double> fused_gradient(const K& k, const std::vector<double>& X, Index n, Index d, Index nb,
+                                   const std::vector<double>& W, const std::vector<double>& alpha, double noise)
+{
+    TiledMatrix<double> Wt(n, n, nb, Structure::SymmetricLower);
+    gprat::tiles::copy_from_row_major(W.data(), n, Wt);
+    std::vector<double> out(static_cast<std::size_t>(k.n_params() + 1), 0.0);
+    for (Index j = 0; j < Wt.nt(); ++j)
+        for (Index i = j; i < Wt.mt(); ++i)
+            gprat::kernels::accumulate_gradient_tile(Wt.tile(i, j), alpha.data() + Wt.row0(i), alpha.data() + Wt.row0(j),
+                                                     X.data(), Wt.row0(i), Wt.row0(j), d, k, noise, out.data());
+    return out;
+}
+
+/// Random symmetric W and vector alpha (the roles of K^{-1} and K^{-1} y).
+void random_weights(Index n, unsigned seed, std::vector<double>& W, std::vector<double>& alpha)
+{
+    std::mt19937_64 gen(seed);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    W.assign(static_cast<std::size_t>(n * n), 0.0);
+    alpha.resize(static_cast<std::size_t>(n));
+    for (Index i = 0; i < n; ++i) {
+        alpha[static_cast<std::size_t>(i)] = u(gen);
+        for (Index j = 0; j <= i; ++j)
+            W[static_cast<std::size_t>(i * n + j)] = W[static_cast<std::size_t>(j * n + i)] = u(gen);
+    }
+}
+
+double rel(long double got, long double want) { return static_cast<double>(std::fabs(got - want) / std::max(1.0L, std::fabs(want))); }
+
+}  // namespace
+
+TEST(non_stationary_kernel_assembles_through_the_task_assembler)
+{
+    gprat::runtime::Executor::instance().start(2);
+    const Index d = 3;
+    const double a = 0.7, b = 1.3, noise = 0.25;
+    const DotProduct k(a, b);
+    for (const Index n : {1, 7, 23}) {
+        for (const Index nb : {1, 5, 23}) {  // ragged (5 into 7, 23) and whole tiles
+            const std::vector<double> X = random_points(n, d, 11);
+            const std::vector<double> Y = random_points(n + 4, d, 12);
+            // Symmetric K + noise I through the task graph.
+            TiledMatrix<double> K(n, n, nb, Structure::SymmetricLower);
+            TiledMatrix<double> C(n, n + 4, nb, nb + 2);  // cross-covariance k(X, Y), other column tiling
+            gprat::runtime::TaskGraph g;
+            gprat::gp::assemble_covariance(K, X.data(), X.data(), d, k, noise, g);
+            gprat::gp::assemble_covariance(C, X.data(), Y.data(), d, k, 0.0, g);
+            g.wait();
+            const std::vector<double> kd = dense_symmetric(K);
+            std::vector<double> cd(static_cast<std::size_t>(n * (n + 4)));
+            gprat::tiles::copy_to_row_major(C, cd.data(), n + 4, false);
+            double worst = 0.0;
+            for (Index i = 0; i < n; ++i) {
+                for (Index j = 0; j < n; ++j) {
+                    const long double want = a * dot_ref(&X[i * d], &X[j * d], d) + b + (i == j ? noise : 0.0);
+                    worst = std::max(worst, rel(kd[static_cast<std::size_t>(i * n + j)], want));
+                }
+                for (Index j = 0; j < n + 4; ++j) {
+                    const long double want = a * dot_ref(&X[i * d], &Y[j * d], d) + b;
+                    worst = std::max(worst, rel(cd[static_cast<std::size_t>(i * (n + 4) + j)], want));
+                }
+            }
+            CHECK_MSG(worst <= 1e-14, "n=" << n << " nb=" << nb << " worst=" << worst);
+            // Upper triangle of each diagonal tile is zero (the factorization reads the lower one).
+            for (Index t = 0; t < K.nt(); ++t) {
+                const TileView<double> v = K.tile(t, t);
+                for (Index j = 1; j < v.cols(); ++j)
+                    for (Index i = 0; i < j; ++i) CHECK_EQ(v(i, j), 0.0);
+            }
+
+            // Fused gradient reduction against sum_{a,b} (alpha_a alpha_b - W_ab) dK_ab/dtheta.
+            std::vector<double> W, alpha;
+            random_weights(n, 5, W, alpha);
+            const std::vector<double> got = fused_gradient(k, X, n, d, nb, W, alpha, noise);
+            long double want[3] = {0, 0, 0};
+            for (Index i = 0; i < n; ++i)
+                for (Index j = 0; j < n; ++j) {
+                    const long double w = static_cast<long double>(alpha[i]) * alpha[j] - W[static_cast<std::size_t>(i * n + j)];
+                    want[0] += w * a * dot_ref(&X[i * d], &X[j * d], d);  // dk/dlog a
+                    want[1] += w * b;                                     // dk/dlog b
+                    if (i == j) want[2] += w * noise;                     // dK/dlog noise = noise I
+                }
+            for (int q = 0; q < 3; ++q) CHECK_MSG(rel(got[q], want[q]) <= 1e-13, "n=" << n << " nb=" << nb << " q=" << q);
+        }
+    }
+}
+
+TEST(non_stationary_kernel_gradient_and_diagonal_tiles)
+{
+    const Index n = 9, m = 6, d = 4;
+    const double a = 1.7, b = 0.3;
+    const DotProduct k(a, b);
+    const std::vector<double> X = random_points(n, d, 21), Y = random_points(m, d, 22);
+    std::vector<double> g0(static_cast<std::size_t>(n * m)), g1(g0.size());
+    const std::vector<TileView<double>> tiles{TileView<double>(g0.data(), n, m, n), TileView<double>(g1.data(), n, m, n)};
+    gprat::kernels::fill_gradient_tiles<double>(tiles, X.data(), 0, Y.data(), 0, d, k);
+    double worst = 0.0;
+    for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < m; ++j) {
+            worst = std::max(worst, rel(tiles[0](i, j), a * dot_ref(&X[i * d], &Y[j * d], d)));
+            worst = std::max(worst, rel(tiles[1](i, j), b));
+        }
+    CHECK(worst <= 1e-14);
+    // Prior variance k(x, x) + add through the task assembler.
+    TiledMatrix<double> v(n, 1, 4);
+    gprat::runtime::TaskGraph g;
+    gprat::gp::assemble_prior_variance(v, X.data(), d, gprat::kernels::AnyKernel(gprat::kernels::Matern32({2.0}, 0.6)), 0.1, g);
+    g.wait();
+    for (Index i = 0; i < n; ++i) CHECK(rel(v.tile(i / 4, 0)(i % 4, 0), 0.6 + 0.1) <= 1e-15);
+    std::vector<double> diag(static_cast<std::size_t>(n));
+    gprat::kernels::fill_diagonal_tile(TileView<double>(diag.data(), n, 1, n), X.data(), 0, d, k, 0.5);
+    for (Index i = 0; i < n; ++i) CHECK(rel(diag[i], a * dot_ref(&X[i * d], &X[i * d], d) + b + 0.5) <= 1e-14);
+}
+
+/// SE with ARD: dk/dlog l_q = k u_q (f' = -f/2, so c = -2 s2 f' = k), dk/dlog s2 = k.
+TEST(stationary_fast_and_generic_paths_match_the_dense_gradient)
+{
+    using gprat::kernels::SquaredExponential;
+    const Index n = 19, d = 3, nb = 7;
+    const double noise = 0.2;
+    const std::vector<double> X = random_points(n, d, 31);
+    std::vector<double> W, alpha;
+    random_weights(n, 6, W, alpha);
+    for (const std::vector<double>& ls : {std::vector<double>{0.8, 1.4, 2.1}, std::vector<double>{1.1}}) {
+        const SquaredExponential k(ls, 1.6);
+        const bool ard = ls.size() > 1;
+        std::vector<long double> want(static_cast<std::size_t>(k.n_params() + 1), 0.0L);
+        for (Index i = 0; i < n; ++i)
+            for (Index j = 0; j < n; ++j) {
+                long double r2 = 0, u[3] = {0, 0, 0};
+                for (Index q = 0; q < d; ++q) {
+                    const long double l = ls[ard ? q : 0];
+                    u[q] = (X[i * d + q] - X[j * d + q]) * (X[i * d + q] - X[j * d + q]) / (l * l);
+                    r2 += u[q];
+                }
+                const long double kij = 1.6L * std::exp(-0.5L * r2);
+                const long double w = static_cast<long double>(alpha[i]) * alpha[j] - W[static_cast<std::size_t>(i * n + j)];
+                if (ard)
+                    for (Index q = 0; q < d; ++q) want[q] += w * kij * u[q];
+                else
+                    want[0] += w * kij * r2;
+                want[static_cast<std::size_t>(k.n_params() - 1)] += w * kij;
+                if (i == j) want[static_cast<std::size_t>(k.n_params())] += w * noise;
+            }
+        const std::vector<double> fast = fused_gradient(k, X, n, d, nb, W, alpha, noise);
+        const std::vector<double> generic = fused_gradient(GenericOnly(k), X, n, d, nb, W, alpha, noise);
+        for (std::size_t q = 0; q < want.size(); ++q) {
+            CHECK_MSG(rel(fast[q], want[q]) <= 1e-12, "fast q=" << q << ": " << fast[q] << " vs " << static_cast<double>(want[q]));
+            CHECK_MSG(rel(generic[q], want[q]) <= 1e-12, "generic q=" << q << ": " << generic[q] << " vs " << static_cast<double>(want[q]));
+        }
+        // Value tiles: generic and vectorized paths give the same K (symmetric, with a diagonal).
+        std::vector<double> t1(static_cast<std::size_t>(n * n)), t2(t1.size());
+        gprat::kernels::fill_covariance_tile(TileView<double>(t1.data(), n, n, n), X.data(), 0, X.data(), 0, d, k, true, noise);
+        gprat::kernels::fill_covariance_tile(TileView<double>(t2.data(), n, n, n), X.data(), 0, X.data(), 0, d,
+                                             GenericOnly(k), true, noise);
+        double worst = 0.0;
+        for (std::size_t e = 0; e < t1.size(); ++e) worst = std::max(worst, std::fabs(t1[e] - t2[e]));
+        CHECK(worst <= 1e-14);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The kernel registry is generated from the variant.
+
+TEST(kernel_registry_is_the_variant)
+{
+    using namespace gprat::kernels;
+    const std::vector<std::string> expected{"SquaredExponential", "Matern12", "Matern32", "Matern52"};
+    REQUIRE_EQ(kernel_names.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        CHECK_EQ(std::string(kernel_names[i]), expected[i]);
+        const AnyKernel k = make_kernel(expected[i], {0.5, 2.0}, 1.5);
+        CHECK_EQ(k.index(), i);  // the alternative at the name's position
+        CHECK_EQ(std::string(kernel_name(k)), expected[i]);
+        CHECK_EQ(kernel_params(k), 3);
+        // the kernel made by name is the kernel of that type: same values on a pair
+        const double x[2] = {0.3, -1.0}, y[2] = {1.1, 0.4};
+        const double direct = std::visit([&](const auto& kern) { return kern(x, y, 2); }, k);
+        double by_type = 0.0;
+        if (i == 0) by_type = SquaredExponential({0.5, 2.0}, 1.5)(x, y, 2);
+        if (i == 1) by_type = Matern12({0.5, 2.0}, 1.5)(x, y, 2);
+        if (i == 2) by_type = Matern32({0.5, 2.0}, 1.5)(x, y, 2);
+        if (i == 3) by_type = Matern52({0.5, 2.0}, 1.5)(x, y, 2);
+        CHECK_EQ(direct, by_type);
+    }
+    CHECK_EQ(kernel_name_list(), std::string("SquaredExponential, Matern12, Matern32 or Matern52"));
+    try {
+        (void)make_kernel("RBF", {1.0}, 1.0);
+        CHECK(false);
+    } catch (const gprat::InvalidArgument& e) {
+        CHECK_EQ(std::string(e.what()),
+                 std::string("unknown kernel 'RBF'; expected SquaredExponential, Matern12, Matern32 or Matern52"));
+    }
+    CHECK_THROWS_AS(make_kernel("Matern32", {-1.0}, 1.0), gprat::InvalidArgument);  // values still checked
 }
 
 int main(int argc, char** argv) { return gprat_test::run_all(argc, argv); }

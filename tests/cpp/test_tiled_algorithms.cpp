@@ -13,6 +13,8 @@
 #include "check.hpp"
 #include "dense.hpp"
 #include "gprat/core/errors.hpp"
+#include "gprat/gp/exact_gp.hpp"
+#include "gprat/kernels/squared_exponential.hpp"
 #include "gprat/linalg/cholesky.hpp"
 #include "gprat/linalg/inverse.hpp"
 #include "gprat/linalg/tile_kernels.hpp"
@@ -458,6 +460,122 @@ TEST(solve_lower_rejects_rhs_tiled_differently)
                                                                                         << e.what());
     }
     CHECK(invalid);
+}
+
+// ------------------------------------------------------------------------------------------------
+// ExactGP's memory estimates against what the engine really allocates: TileMemory counts the
+// bytes of every tile as it is allocated and freed, so its peak during a call is the tile memory
+// that call needed. Element counts below are summed tile by tile, not taken from the estimate.
+
+namespace {
+
+using gprat::tiles::TileMemory;
+
+/// Elements in the stored tiles of a rows x cols matrix tiled nb x nbc, counted tile by tile.
+Index stored_elements(Index rows, Index cols, Index nb, Index nbc, bool lower)
+{
+    Index total = 0;
+    for (Index c0 = 0; c0 < cols; c0 += nbc)
+        for (Index r0 = 0; r0 < rows; r0 += nb)
+            if (!lower || r0 >= c0) total += std::min(nb, rows - r0) * std::min(nbc, cols - c0);
+    return total;
+}
+
+template <typename T>
+void memory_case(Index n, Index m, Index nb)
+{
+    using G = gprat::gp::ExactGP<T>;
+    const std::string what = label("memory", Case{n, nb}, type_name<T>()) + " m=" + std::to_string(m);
+    const Index d = 2;
+    std::mt19937_64 rng(static_cast<std::uint64_t>(n * 1000 + m));
+    std::normal_distribution<double> normal;
+    std::vector<T> X(static_cast<std::size_t>(n * d)), y(static_cast<std::size_t>(n)), Xs(static_cast<std::size_t>(m * d));
+    for (T& v : X) v = static_cast<T>(normal(rng));
+    for (T& v : y) v = static_cast<T>(normal(rng));
+    for (T& v : Xs) v = static_cast<T>(normal(rng));
+    const Index workers = Executor::instance().num_threads();
+    const Index nbm = std::min(nb, n);  // the model's tile size
+
+    const std::size_t before = TileMemory::live();
+    G gp(gprat::kernels::SquaredExponential({0.8}, 1.0), 0.1, X.data(), y.data(), n, d, nb);
+    REQUIRE_EQ(gp.tile_size(), nbm);
+    TileMemory::reset_peak();
+    gp.fit();
+    const std::size_t fitted = TileMemory::live() - before;
+    CHECK_MSG(fitted == G::fit_bytes(n, nb), what << ": fit holds " << fitted << ", estimate " << G::fit_bytes(n, nb));
+    CHECK_MSG(TileMemory::peak() - before == fitted, what << ": fit peak");
+    CHECK_EQ(fitted, static_cast<std::size_t>(stored_elements(n, n, nbm, nbm, true) + n) * sizeof(T));
+
+    std::vector<T> mean(static_cast<std::size_t>(m)), var(static_cast<std::size_t>(m)), cov(static_cast<std::size_t>(m * m));
+    for (const bool want_var : {false, true})
+        for (const bool want_cov : {false, true}) {
+            const std::size_t base = TileMemory::live();
+            TileMemory::reset_peak();
+            gp.predict(Xs.data(), m, mean.data(), want_var ? var.data() : nullptr, want_cov ? cov.data() : nullptr, false);
+            const std::size_t used = TileMemory::peak() - base;
+            const std::size_t estimate = G::predict_workspace_bytes(n, m, nb, want_var, want_cov, workers);
+            CHECK_MSG(used == estimate, what << " var=" << want_var << " cov=" << want_cov << ": predict allocated " << used
+                                             << " tile bytes, estimate " << estimate);
+            CHECK_EQ(TileMemory::live(), base);  // the workspace is freed
+            // No chunking at these sizes: K*^T is n x m, so the workspace holds at least n m + m
+            // elements (+ m for the variance, + the lower triangle of K** for the covariance).
+            const Index at_least = n * m + m + (want_var ? m : 0) + (want_cov ? m * (m + 1) / 2 : 0);
+            CHECK_MSG(estimate >= static_cast<std::size_t>(at_least) * sizeof(T), what);
+            const std::size_t outputs = static_cast<std::size_t>(m + (want_var ? m : 0) + (want_cov ? m * m : 0)) * sizeof(T);
+            CHECK_EQ(G::predict_bytes(n, m, nb, want_var, want_cov, workers), estimate + outputs);
+        }
+
+    // A training step forms K^{-1} in place: no tiles beyond the fitted model; its own workspace
+    // is one row of n_params partial sums per lower tile of K.
+    const std::vector<double> theta = gp.theta();
+    std::vector<double> grad(theta.size());
+    const std::size_t base = TileMemory::live();
+    TileMemory::reset_peak();
+    gp.training_step(theta, grad.data());
+    CHECK_MSG(TileMemory::peak() == base, what << ": training step allocated tiles");
+    Index lower_tiles = 0;
+    for (Index j = 0; j * nbm < n; ++j)
+        for (Index i = j; i * nbm < n; ++i) ++lower_tiles;
+    CHECK_EQ(G::training_step_bytes(n, nb, gp.n_params()),
+             static_cast<std::size_t>(lower_tiles * gp.n_params()) * sizeof(double));
+}
+
+}  // namespace
+
+TEST(exact_gp_memory_estimates_match_allocations)
+{
+    for (const Index threads : {1, 2}) {
+        Executor::instance().start(threads);
+        // ragged (7 by 3, 100 by 32, 257 by 64, 130 by 40), one tile, tile size above n
+        const Index cases[][3] = {{1, 1, 1}, {7, 5, 3}, {100, 37, 32}, {257, 300, 64}, {130, 1000, 40}, {50, 200, 100}};
+        for (const auto& c : cases) {
+            memory_case<double>(c[0], c[1], c[2]);
+            memory_case<float>(c[0], c[1], c[2]);
+        }
+    }
+    Executor::instance().start(2);
+}
+
+TEST(exact_gp_predict_plan_chunks_within_the_budget)
+{
+    using G = gprat::gp::ExactGP<double>;
+    const Index n = 4096, m = 100000, nb = 256;
+    const G::PredictPlan plan = G::predict_plan(n, m, nb, false, 2);
+    CHECK_EQ(plan.nbc, nb);  // ceil(m / 8) = 12500 columns per worker tile, capped at nb
+    CHECK(plan.chunk < m && plan.chunk % plan.nbc == 0);
+    const std::size_t per_column = sizeof(double) * n;
+    CHECK(static_cast<std::size_t>(plan.chunk) * per_column <= G::predict_chunk_budget);
+    CHECK(static_cast<std::size_t>(plan.chunk + plan.nbc) * per_column > G::predict_chunk_budget);  // the largest such
+    CHECK_EQ(G::predict_workspace_bytes(n, m, nb, true, false, 2),
+             static_cast<std::size_t>(stored_elements(n, plan.chunk, nb, plan.nbc, false) + 2 * plan.chunk) * sizeof(double));
+    CHECK_EQ(G::predict_plan(n, m, nb, true, 2).chunk, m);  // K** needs every test point at once
+    // Few test points: at least min(64, m) columns per tile, at most nb.
+    CHECK_EQ(G::predict_plan(n, 10, nb, false, 4).nbc, 10);
+    CHECK_EQ(G::predict_plan(n, 1000, nb, false, 4).nbc, 64);
+    CHECK_EQ(G::predict_plan(n, 1000, 32, false, 4).nbc, 32);
+    CHECK_THROWS_AS(G::predict_bytes(0, 5, 4, true, false, 2), gprat::InvalidArgument);
+    CHECK_THROWS_AS(G::predict_bytes(5, 5, 0, true, false, 2), gprat::InvalidArgument);
+    CHECK_THROWS_AS(G::training_step_bytes(5, 2, 0), gprat::InvalidArgument);
 }
 
 int main(int argc, char** argv)

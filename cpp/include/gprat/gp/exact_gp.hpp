@@ -8,7 +8,8 @@
 /// theta = log [lengthscale(s)..., signal_variance, noise_variance].
 ///
 /// Memory: the lower tiles of one n x n matrix (K, then L, then K^{-1} in place during a
-/// training step) plus O(n nb) vectors; prediction adds n x m_chunk for K*^T.
+/// training step) plus O(n nb) vectors; prediction adds n x m_chunk for K*^T. The static
+/// fit_bytes, training_step_bytes and predict_bytes give the numbers.
 ///
 /// Thread safety: any number of threads may predict concurrently; fit, training steps and
 /// hyperparameter changes take the model exclusively.
@@ -22,10 +23,13 @@
 #include <vector>
 
 #include "gprat/core/check.hpp"
+#include "gprat/gp/assemble_tasks.hpp"
 #include "gprat/gp/tile_size.hpp"
+#include "gprat/kernels/any_kernel.hpp"
 #include "gprat/kernels/assemble.hpp"
 #include "gprat/linalg/cholesky.hpp"
 #include "gprat/linalg/inverse.hpp"
+#include "gprat/linalg/tile_access.hpp"
 #include "gprat/linalg/tiled_products.hpp"
 #include "gprat/linalg/triangular_solve.hpp"
 #include "gprat/runtime/executor.hpp"
@@ -33,22 +37,6 @@
 #include "gprat/tiles/tiled_matrix.hpp"
 
 namespace gprat::gp {
-
-/// Number of hyperparameters of the kernel (lengthscales + signal variance).
-inline Index kernel_params(const kernels::AnyKernel& k)
-{
-    return std::visit([](const auto& kern) { return kern.n_params(); }, k);
-}
-
-inline kernels::AnyKernel kernel_with_theta(const kernels::AnyKernel& k, std::span<const double> theta)
-{
-    return std::visit([&](const auto& kern) -> kernels::AnyKernel { return kern.with_theta(theta); }, k);
-}
-
-inline std::vector<double> kernel_theta(const kernels::AnyKernel& k)
-{
-    return std::visit([](const auto& kern) { return kern.theta(); }, k);
-}
 
 template <typename T>
 class ExactGP
@@ -67,14 +55,14 @@ class ExactGP
         GPRAT_EXPECTS(std::isfinite(noise_variance) && noise_variance > 0,
                       "noise_variance must be positive and finite; got " << noise_variance);
         GPRAT_EXPECTS(!tile_size || *tile_size > 0, "tile_size must be a positive integer; got " << *tile_size);
-        std::visit([d](const auto& k) { k.check_features(d); }, kernel_);
+        kernels::check_features(kernel_, d);
         nb_ = tile_size ? std::min(*tile_size, n) : choose_tile_size(n, runtime::Executor::instance().num_threads());
     }
 
     Index n() const noexcept { return n_; }
     Index d() const noexcept { return d_; }
     Index tile_size() const noexcept { return nb_; }
-    Index n_params() const { return kernel_params(kernel_) + 1; }
+    Index n_params() const { return kernels::kernel_params(kernel_) + 1; }
 
     kernels::AnyKernel kernel() const
     {
@@ -97,7 +85,7 @@ class ExactGP
     void set_theta(std::span<const double> theta)
     {
         check_theta(theta);
-        kernels::AnyKernel k = kernel_with_theta(kernel_, theta.first(theta.size() - 1));
+        kernels::AnyKernel k = kernels::kernel_with_theta(kernel_, theta.first(theta.size() - 1));
         std::unique_lock lock(mutex_);
         kernel_ = std::move(k);
         noise_variance_ = std::exp(theta.back());
@@ -155,17 +143,102 @@ class ExactGP
         tiles::copy_to_row_major(K_, out, n_);
     }
 
+    // Memory estimates. The engine owns them: each is computed from the same helpers the
+    // algorithms below use to size what they allocate, so they cannot drift apart. nb is the
+    // model's tile size (tile_size(); larger values are clamped to n as the constructor does).
+
     /// Bytes the model holds once fitted (K and alpha tiles): what fit will allocate.
     static std::size_t fit_bytes(Index n, Index nb)
     {
+        check_sizes(n, 1, nb);
+        nb = std::min(nb, n);
         return Matrix::bytes_needed(n, n, nb, tiles::Structure::SymmetricLower) +
                Matrix::bytes_needed(n, 1, nb, tiles::Structure::General);
     }
 
+    /// Bytes a training step with the gradient allocates beyond fit_bytes: the per-tile partial
+    /// sums of the fused gradient, one row of n_params doubles per lower tile of K
+    /// (K^{-1} is formed in place). The O(nt) log-diagonal and the task graph are not counted.
+    /// @param n_params the engine's n_params() (kernel hyperparameters + noise).
+    static std::size_t training_step_bytes(Index n, Index nb, Index n_params)
+    {
+        check_sizes(n, 1, nb);
+        GPRAT_EXPECTS(n_params >= 1, "n_params must be positive; got " << n_params);
+        return gradient_partial_count(tile_count(n, std::min(nb, n)), n_params) * sizeof(double);
+    }
+
+    /// Layout of a prediction at m test points: test points are tiled by nbc columns and go
+    /// through the algorithm in passes of `chunk` points.
+    struct PredictPlan
+    {
+        Index nbc;    ///< columns per tile of K*^T (rows per tile of the outputs)
+        Index chunk;  ///< test points per pass (m with a covariance: K** needs them all)
+    };
+
+    /// K*^T bytes one pass may hold when no covariance is asked for.
+    static constexpr std::size_t predict_chunk_budget = std::size_t(256) << 20;
+
+    /// The rule predict follows. nbc = ceil(m / (4 workers)): enough column tiles that every
+    /// worker has its own stream of triangular solves (the solve is sequential down the rows of
+    /// one column tile), at least min(64, m) and at most nb (nb wins if smaller). Without a
+    /// covariance the chunk is the largest multiple of nbc whose K*^T (n x chunk) fits
+    /// predict_chunk_budget (at least nbc), at most m.
+    static PredictPlan predict_plan(Index n, Index m, Index nb, bool return_cov, Index workers)
+    {
+        check_sizes(n, m, nb);
+        GPRAT_EXPECTS(workers >= 1, "workers must be positive; got " << workers);
+        nb = std::min(nb, n);
+        const Index per_worker = (m + 4 * workers - 1) / (4 * workers);
+        const Index least = std::min<Index>(64, m);
+        const Index nbc = std::min(std::max(per_worker, least), nb);  // nb wins when nb < least
+        const Index budget_columns =
+            std::max<Index>(nbc, static_cast<Index>(predict_chunk_budget / (sizeof(T) * static_cast<std::size_t>(n))));
+        const Index chunk = return_cov ? m : std::min(m, (budget_columns / nbc) * nbc);
+        return {nbc, chunk};
+    }
+
+    /// Tile bytes predict allocates beyond fit_bytes (what TileMemory sees at its peak): for the
+    /// first (largest) pass, K*^T (n x chunk), the mean tiles, the variance tiles when
+    /// return_var, and the lower tiles of K** when return_cov.
+    static std::size_t predict_workspace_bytes(Index n, Index m, Index nb, bool return_var, bool return_cov,
+                                               Index workers)
+    {
+        const PredictPlan plan = predict_plan(n, m, nb, return_cov, workers);
+        const Index mc = std::min(plan.chunk, m);
+        std::size_t bytes = Matrix::bytes_needed(n, mc, std::min(nb, n), plan.nbc, tiles::Structure::General) +
+                            Matrix::bytes_needed(mc, 1, plan.nbc, std::min(nb, n), tiles::Structure::General);
+        if (return_var) bytes += Matrix::bytes_needed(mc, 1, plan.nbc, tiles::Structure::General);
+        if (return_cov) bytes += Matrix::bytes_needed(mc, mc, plan.nbc, tiles::Structure::SymmetricLower);
+        return bytes;
+    }
+
+    /// Bytes a prediction needs beyond fit_bytes: predict_workspace_bytes plus the outputs the
+    /// caller receives (mean (m), variance (m) when return_var, covariance (m, m) when return_cov).
+    static std::size_t predict_bytes(Index n, Index m, Index nb, bool return_var, bool return_cov, Index workers)
+    {
+        const std::size_t outputs = static_cast<std::size_t>(m) * (1 + (return_var ? 1 : 0)) +
+                                    (return_cov ? static_cast<std::size_t>(m) * static_cast<std::size_t>(m) : 0);
+        return predict_workspace_bytes(n, m, nb, return_var, return_cov, workers) + outputs * sizeof(T);
+    }
+
   private:
+    static void check_sizes(Index n, Index m, Index nb)
+    {
+        GPRAT_EXPECTS(n >= 1 && m >= 1, "n and m must be positive; got n=" << n << ", m=" << m);
+        GPRAT_EXPECTS(nb >= 1, "tile_size must be a positive integer; got " << nb);
+    }
+
+    static Index tile_count(Index n, Index nb) { return (n + nb - 1) / nb; }
+
+    /// Entries of the fused gradient's partial sums: n_params per lower tile of an nt x nt K.
+    static std::size_t gradient_partial_count(Index nt, Index n_params)
+    {
+        return static_cast<std::size_t>(nt * (nt + 1) / 2) * static_cast<std::size_t>(n_params);
+    }
+
     std::vector<double> theta_locked() const
     {
-        std::vector<double> t = kernel_theta(kernel_);
+        std::vector<double> t = kernels::kernel_theta(kernel_);
         t.push_back(std::log(noise_variance_));
         return t;
     }
@@ -186,7 +259,7 @@ class ExactGP
     /// K^{-1} in place and the fused gradient pass, all in one task graph and one wait.
     double factorize_locked(const std::vector<double> theta, double* gradient)
     {
-        const kernels::AnyKernel k = kernel_with_theta(kernel_, std::span(theta).first(theta.size() - 1));
+        const kernels::AnyKernel k = kernels::kernel_with_theta(kernel_, std::span(theta).first(theta.size() - 1));
         const double noise = std::exp(theta.back());
         factor_holds_cholesky_ = false;
         if (K_.rows() != n_) {
@@ -195,16 +268,16 @@ class ExactGP
         }
         const Index nt = K_.nt();
         std::vector<double> log_diag(static_cast<std::size_t>(nt), 0.0);
-        const Index p = kernel_params(k);
-        std::vector<double> partial(gradient ? static_cast<std::size_t>(nt * (nt + 1) / 2 * (p + 1)) : 0, 0.0);
+        const Index p = kernels::kernel_params(k);
+        std::vector<double> partial(gradient ? gradient_partial_count(nt, p + 1) : 0, 0.0);
 
         runtime::TaskGraph g;
-        kernels::assemble_covariance(K_, X_, X_, d_, k, noise, g);
+        assemble_covariance(K_, X_, X_, d_, k, noise, g);
         linalg::cholesky(K_, g);
         for (Index i = 0; i < nt; ++i)  // alpha <- y
             g.add("copy_y", 0,
                   [y = y_ + K_.row0(i)](tiles::TileView<T> a) { std::copy(y, y + a.rows(), a.data()); },
-                  alpha_.write(i, 0));
+                  linalg::write(alpha_, i, 0));
         linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
         linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
         for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
@@ -214,7 +287,7 @@ class ExactGP
                       for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
                       *out = s;
                   },
-                  K_.read(i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
+                  linalg::read(K_, i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
         if (gradient) {
             linalg::spd_inverse_from_factor(K_, g);  // K <- K^{-1}
             std::visit(
@@ -229,7 +302,7 @@ class ExactGP
                                       kernels::accumulate_gradient_tile(kinv, ai.data(), aj.data(), X_, K_.row0(i),
                                                                         K_.row0(j), d_, *kp, noise, out);
                                   },
-                                  K_.read(i, j), alpha_.read(i, 0), alpha_.read(j, 0),
+                                  linalg::read(K_, i, j), linalg::read(alpha_, i, 0), linalg::read(alpha_, j, 0),
                                   runtime::Write<double*>{&partial[slot]});
                         }
                 },
@@ -260,13 +333,9 @@ class ExactGP
 
     void predict_locked(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise) const
     {
-        // Without a covariance, test points go in column chunks so K*^T needs at most ~256 MiB.
-        // Test points are tiled by nbc columns: enough column tiles that every worker has its own
-        // stream of triangular solves (the solve is sequential down the rows of one column tile).
-        const Index workers = runtime::Executor::instance().num_threads();
-        const Index nbc = std::clamp<Index>((m + 4 * workers - 1) / (4 * workers), std::min<Index>(64, m), nb_);
-        const Index budget_columns = std::max<Index>(nbc, static_cast<Index>((std::size_t(256) << 20) / (sizeof(T) * n_)));
-        const Index chunk = covariance ? m : std::min(m, (budget_columns / nbc) * nbc);
+        // Test points tiled by nbc columns, in passes of `chunk` points (predict_plan).
+        const PredictPlan plan = predict_plan(n_, m, nb_, covariance != nullptr, runtime::Executor::instance().num_threads());
+        const Index nbc = plan.nbc, chunk = plan.chunk;
         const double noise = include_noise ? noise_variance_ : 0.0;
         for (Index s = 0; s < m; s += chunk) {
             const Index mc = std::min(chunk, m - s);
@@ -274,29 +343,17 @@ class ExactGP
             Matrix Kt(n_, mc, nb_, nbc), mean_t(mc, 1, nbc, alpha_.nbc()), var_t;
             std::optional<Matrix> C;
             runtime::TaskGraph g;
-            kernels::assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
+            assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
             linalg::transpose_times(Kt, alpha_, mean_t, g);                  // mean = K* alpha
             if (variance || covariance) { linalg::solve_lower(K_, Op::NoTrans, Kt, g); }  // V = L \ K*^T
             if (variance) {
                 var_t = Matrix(mc, 1, nbc);
-                for (Index j = 0; j < var_t.mt(); ++j)  // var <- k(x*, x*) + noise
-                    g.add("prior_var", 0,
-                          [this, Xc, noise, c0 = var_t.row0(j)](tiles::TileView<T> v) {
-                              std::visit(
-                                  [&](const auto& k) {
-                                      for (Index r = 0; r < v.rows(); ++r) {
-                                          const T* x = Xc + (c0 + r) * d_;
-                                          v(r, 0) = static_cast<T>(k(x, x, d_) + noise);
-                                      }
-                                  },
-                                  kernel_);
-                          },
-                          var_t.write(j, 0));
+                assemble_prior_variance(var_t, Xc, d_, kernel_, noise, g);  // var <- k(x*, x*) + noise
                 linalg::subtract_column_squares(Kt, var_t, g);  // var -= colsum(V o V)
             }
             if (covariance) {
                 C.emplace(mc, mc, nbc, tiles::Structure::SymmetricLower);
-                kernels::assemble_covariance(*C, Xc, Xc, d_, kernel_, noise, g);  // K** (+ noise I)
+                assemble_covariance(*C, Xc, Xc, d_, kernel_, noise, g);  // K** (+ noise I)
                 linalg::subtract_gram(Kt, *C, g);                                  // cov = K** - V^T V
             }
             g.wait();

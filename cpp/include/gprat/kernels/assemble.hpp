@@ -1,17 +1,27 @@
 #pragma once
-/// The ONE generic tile assembler: every covariance tile, derivative tile and fused gradient
-/// reduction goes through for_each_entry, for every kernel in AnyKernel and both precisions.
+/// The ONE generic tile assembler: pure functions on single tiles that turn a covariance
+/// function (defined on one pair of points, covariance_function.hpp) into covariance tiles,
+/// cross-covariance tiles k(X, Z), diagonals k(x, x), derivative tiles and the fused gradient
+/// reduction, for every kernel and both precisions. No task submission here: the algorithm
+/// layer (gp/assemble_tasks.hpp) decides when each tile is computed.
+///
+/// Each function has one generic path, written on the pair functions k(x, y), k.gradient and
+/// k.diagonal, that any CovarianceFunction compiles through; StationaryCovariance kernels take a
+/// vectorized path instead, which computes the scaled squared distances r2 of a whole tile
+/// column at once and applies the kernel's profile f(r2) (`if constexpr` picks the path).
 /// Points are rows of row-major arrays: point i of X is X[i*d .. i*d + d).
+///
+/// Derivatives with respect to the inputs (SVGP: dk(x, z)/dz for the inducing points) will be
+/// one more function here, fill_input_gradient_tiles, on a per-pair `input_gradient`.
 #include <algorithm>
+#include <cstddef>
 #include <span>
-#include <variant>
 #include <vector>
 
 #include "gprat/core/check.hpp"
+#include "gprat/core/types.hpp"
 #include "gprat/kernels/covariance_function.hpp"
-#include "gprat/linalg/priority.hpp"
-#include "gprat/runtime/task_graph.hpp"
-#include "gprat/tiles/tiled_matrix.hpp"
+#include "gprat/tiles/tile_view.hpp"
 
 namespace gprat::kernels {
 
@@ -32,8 +42,8 @@ inline void for_each_entry(Index rows, Index cols, const T* X, Index r0, const T
 namespace detail {
 
 /// The points of a tile's rows and columns divided by the lengthscales, dimension-major, and
-/// the squared scaled distances of one column to a range of rows: the vectorized core of every
-/// tile loop below (r2 is all a stationary kernel needs of a pair).
+/// the squared scaled distances of one column to a range of rows: the vectorized core of the
+/// stationary tile loops below (r2 is all a stationary kernel needs of a pair).
 template <typename K, typename T>
 class ScaledTile
 {
@@ -72,17 +82,13 @@ class ScaledTile
     Index n_rows_, n_cols_, d_;
 };
 
-}  // namespace detail
-
-/// t <- k(X[r0..], Y[c0..]) (+ diagonal on the global diagonal when `symmetric`). In a symmetric
-/// diagonal tile only the lower triangle is computed; the strict upper triangle is set to 0.
-template <typename T, CovarianceFunction K>
-void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
-                          bool symmetric, double diagonal)
+/// Vectorized fill_covariance_tile: t(i, j) = s2 f(r2_ij).
+template <typename T, StationaryCovariance K>
+void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+                          bool diagonal_tile, double diagonal)
 {
-    const bool diagonal_tile = symmetric && r0 == c0;
     const double s2 = k.signal_variance();
-    detail::ScaledTile<K, T> block(k, X, r0, t.rows(), Y, c0, t.cols(), d);
+    ScaledTile<K, T> block(k, X, r0, t.rows(), Y, c0, t.cols(), d);
     for (Index j = 0; j < t.cols(); ++j) {
         const Index first = diagonal_tile ? std::min(j, t.rows()) : 0;
         const double* r2 = block.squared_distances(j, first);
@@ -94,36 +100,31 @@ void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y
     }
 }
 
-/// tiles[p] <- dk/dtheta_p (X[r0..], Y[c0..]) for every hyperparameter p of k (full tiles).
+/// Generic fill_covariance_tile: t(i, j) = k(x_i, y_j), one pair at a time.
 template <typename T, CovarianceFunction K>
-void fill_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, Index r0, const T* Y, Index c0,
-                         Index d, const K& k)
+void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+                       bool diagonal_tile, double diagonal)
 {
-    GPRAT_ASSERT(static_cast<Index>(tiles.size()) == k.n_params());
-    std::vector<double> grad(static_cast<std::size_t>(k.n_params()));
-    for_each_entry(tiles[0].rows(), tiles[0].cols(), X, r0, Y, c0, d, false,
-                   [&](Index i, Index j, const T* x, const T* y) {
-                       k.gradient(x, y, d, grad.data());
-                       for (std::size_t p = 0; p < grad.size(); ++p) tiles[p](i, j) = static_cast<T>(grad[p]);
-                   });
+    if (diagonal_tile)
+        for (Index j = 1; j < t.cols(); ++j)
+            for (Index i = 0; i < std::min(j, t.rows()); ++i) t(i, j) = T(0);
+    for_each_entry(t.rows(), t.cols(), X, r0, Y, c0, d, diagonal_tile, [&](Index i, Index j, const T* x, const T* y) {
+        t(i, j) = static_cast<T>(k(x, y, d) + (diagonal_tile && i == j ? diagonal : 0.0));
+    });
 }
 
-/// Fused gradient reduction over one lower tile of K^{-1} (global rows r0.., columns c0..):
-///   out[p] += sum_{a,b} w_ab (alpha_a alpha_b - Kinv_ab) dK_ab/dtheta_p
-/// with w = 1 on the global diagonal and 2 below it (the tile stands for itself and its mirror),
-/// and out[n_params] += sum_a (alpha_a^2 - Kinv_aa) noise  (dK/dlog noise = noise I).
-/// dK entries are regenerated from r2 (stationary.hpp: dk/dlog s2 = k, dk/dlog l_k = c u_k with
-/// c = -2 s2 f'(r2)) and never stored.
-template <typename T, CovarianceFunction K>
-void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X, Index r0,
-                              Index c0, Index d, const K& k, double noise, double* out)
+/// Vectorized accumulate_gradient_tile. dK entries are regenerated from r2 (stationary.hpp:
+/// dk/dlog s2 = k, dk/dlog l_k = c u_k with c = -2 s2 f'(r2)) and never stored.
+template <typename T, StationaryCovariance K>
+void accumulate_stationary_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
+                                    Index r0, Index c0, Index d, const K& k, double noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;
     const Index p = k.n_params();
     const bool ard = k.ard();
     const double s2 = k.signal_variance();
     const Index rows = kinv.rows();
-    detail::ScaledTile<K, T> block(k, X, r0, rows, X, c0, kinv.cols(), d);
+    ScaledTile<K, T> block(k, X, r0, rows, X, c0, kinv.cols(), d);
     std::vector<double> weighted_slope(static_cast<std::size_t>(rows)), sum(static_cast<std::size_t>(p + 1), 0.0);
     double* cw = weighted_slope.data();
     for (Index j = 0; j < kinv.cols(); ++j) {
@@ -166,30 +167,86 @@ void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, cons
     for (Index q = 0; q <= p; ++q) out[q] += sum[q];
 }
 
-/// Submit tasks K(i,j) <- k(X_i, Y_j) for every stored tile of K; a symmetric K uses Y = X and
-/// adds `diagonal` on the global diagonal. `k`, X and Y must outlive g.wait().
-/// @param K rows = points of X, cols = points of Y (Y ignored when K is symmetric).
-template <typename T>
-void assemble_covariance(const tiles::TiledMatrix<T>& K, const T* X, const T* Y, Index d, const AnyKernel& k,
-                         double diagonal, runtime::TaskGraph& g)
+/// Generic accumulate_gradient_tile, from the per-pair gradient k.gradient.
+template <typename T, CovarianceFunction K>
+void accumulate_generic_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
+                                 Index r0, Index c0, Index d, const K& k, double noise, double* out)
 {
-    using tiles::TileView;
-    const bool symmetric = K.symmetric();
-    const T* cols = symmetric ? X : Y;
-    std::visit(
-        [&](const auto& kernel) {
-            for (Index j = 0; j < K.nt(); ++j)
-                for (Index i = symmetric ? j : 0; i < K.mt(); ++i) {
-                    // K(i,j) <- k(X_i, Y_j) (+ diagonal I)
-                    // assembling column j comes just before the factorization of panel j needs it
-                    g.add("assemble", linalg::priority(K.nt(), j, linalg::Stage::Factor) + 1,
-                          [kp = &kernel, X, cols, d, symmetric, diagonal, r0 = K.row0(i), c0 = K.col0(j)](TileView<T> t) {
-                              fill_covariance_tile(t, X, r0, cols, c0, d, *kp, symmetric, diagonal);
-                          },
-                          K.write(i, j));
-                }
-        },
-        k);
+    const bool diagonal_tile = r0 == c0;
+    const Index p = k.n_params();
+    std::vector<double> grad(static_cast<std::size_t>(p)), sum(static_cast<std::size_t>(p + 1), 0.0);
+    for_each_entry(kinv.rows(), kinv.cols(), X, r0, X, c0, d, diagonal_tile,
+                   [&](Index i, Index j, const T* x, const T* y) {
+                       const double w = static_cast<double>(alpha_rows[i]) * static_cast<double>(alpha_cols[j]) -
+                                        static_cast<double>(kinv(i, j));
+                       const bool on_diagonal = diagonal_tile && i == j;
+                       const double ww = on_diagonal ? w : 2.0 * w;
+                       k.gradient(x, y, d, std::span<double>(grad));
+                       for (Index q = 0; q < p; ++q) sum[static_cast<std::size_t>(q)] += ww * grad[static_cast<std::size_t>(q)];
+                       if (on_diagonal) sum[static_cast<std::size_t>(p)] += w * noise;
+                   });
+    for (Index q = 0; q <= p; ++q) out[q] += sum[static_cast<std::size_t>(q)];
+}
+
+}  // namespace detail
+
+/// t <- k(X[r0..], Y[c0..]) (+ diagonal on the global diagonal when `symmetric`). In a symmetric
+/// diagonal tile only the lower triangle is computed; the strict upper triangle is set to 0.
+template <typename T, CovarianceFunction K>
+void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+                          bool symmetric, double diagonal)
+{
+    const bool diagonal_tile = symmetric && r0 == c0;
+    if constexpr (StationaryCovariance<K>) {
+        detail::fill_stationary_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
+    } else {
+        detail::fill_generic_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
+    }
+}
+
+/// Cross-covariance tile t <- k(X[r0..], Z[c0..]) between two point sets (K*^T in prediction,
+/// K_XZ of inducing points): all entries, nothing added.
+template <typename T, CovarianceFunction K>
+void fill_cross_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Z, Index c0, Index d, const K& k)
+{
+    fill_covariance_tile(t, X, r0, Z, c0, d, k, false, 0.0);
+}
+
+/// v(r, 0) <- k(x, x) + add for the points x = X[r0 + r] of one column tile (the prior variance).
+template <typename T, CovarianceFunction K>
+void fill_diagonal_tile(tiles::TileView<T> v, const T* X, Index r0, Index d, const K& k, double add)
+{
+    for (Index r = 0; r < v.rows(); ++r) v(r, 0) = static_cast<T>(k.diagonal(X + (r0 + r) * d, d) + add);
+}
+
+/// tiles[p] <- dk/dtheta_p (X[r0..], Y[c0..]) for every hyperparameter p of k (full tiles).
+template <typename T, CovarianceFunction K>
+void fill_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, Index r0, const T* Y, Index c0,
+                         Index d, const K& k)
+{
+    GPRAT_ASSERT(static_cast<Index>(tiles.size()) == k.n_params());
+    std::vector<double> grad(static_cast<std::size_t>(k.n_params()));
+    for_each_entry(tiles[0].rows(), tiles[0].cols(), X, r0, Y, c0, d, false,
+                   [&](Index i, Index j, const T* x, const T* y) {
+                       k.gradient(x, y, d, std::span<double>(grad));
+                       for (std::size_t p = 0; p < grad.size(); ++p) tiles[p](i, j) = static_cast<T>(grad[p]);
+                   });
+}
+
+/// Fused gradient reduction over one lower tile of K^{-1} (global rows r0.., columns c0..):
+///   out[p] += sum_{a,b} w_ab (alpha_a alpha_b - Kinv_ab) dK_ab/dtheta_p
+/// with w = 1 on the global diagonal and 2 below it (the tile stands for itself and its mirror),
+/// and out[n_params] += sum_a (alpha_a^2 - Kinv_aa) noise  (dK/dlog noise = noise I).
+/// out has n_params() + 1 entries. dK is regenerated entry by entry and never stored.
+template <typename T, CovarianceFunction K>
+void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X, Index r0,
+                              Index c0, Index d, const K& k, double noise, double* out)
+{
+    if constexpr (StationaryCovariance<K>) {
+        detail::accumulate_stationary_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
+    } else {
+        detail::accumulate_generic_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
+    }
 }
 
 }  // namespace gprat::kernels

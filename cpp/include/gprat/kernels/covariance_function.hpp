@@ -1,25 +1,62 @@
 #pragma once
-/// The set of covariance functions the engine runs, as one closed variant: generic code is
-/// written once and std::visit picks the kernel outside the inner loops.
+/// What the tile code requires of a covariance function, as two concepts.
+///
+/// CovarianceFunction: a kernel defined on ONE pair of points (tinygp's rule). The generic tile
+/// loops in assemble.hpp need nothing more, so any kernel that models it (stationary or not:
+/// a dot product, a sum of kernels, ...) assembles value tiles, derivative tiles and the fused
+/// gradient reduction.
+///   k(x, y, d)                  covariance of two d-dimensional points (float or double)
+///   k.gradient(x, y, d, grad)   k(x, y), and dk/dtheta_p into grad[0 .. n_params())
+///   k.diagonal(x, d)            k(x, x) (the prior variance; often cheaper than k(x, x, d))
+///   k.n_params(), k.theta(), k.with_theta(theta)   theta: the kernel's free log-parameters
+///   k.check_features(d)         throws InvalidArgument if the kernel cannot take d features
+///   K::name()                   the registry name (any_kernel.hpp; model files, Python)
+///
+/// StationaryCovariance refines it for k(x, y) = s2 f(r2), r2 = sum_k ((x_k - y_k) / l_k)^2: the
+/// vectorized tile paths compute r2 for a whole tile column at once from pre-scaled points and
+/// then only need the profile f (and its slope f' = df/dr2 for the gradient).
+///   K::profile(r2), K::profile_and_slope(r2, f, slope), k.signal_variance(), k.ard(),
+///   k.scale_points(X, first, count, d, out)
+///
+/// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`.
+/// Derivatives with respect to the inputs (SVGP, dk(x, z)/dz) will be one more optional
+/// per-pair member, `input_gradient(x, z, d, grad)`, with its own refinement concept.
 #include <concepts>
-#include <variant>
+#include <span>
+#include <vector>
 
-#include "gprat/kernels/matern.hpp"
-#include "gprat/kernels/squared_exponential.hpp"
+#include "gprat/core/types.hpp"
 
 namespace gprat::kernels {
 
-/// What a covariance function must provide (on one pair of points).
 template <typename K>
-concept CovarianceFunction = requires(const K& k, const double* x, double* g, Index d) {
-    { k(x, x, d) } -> std::convertible_to<double>;
-    { k.gradient(x, x, d, g) } -> std::convertible_to<double>;
-    { k.n_params() } -> std::convertible_to<Index>;
-};
+concept CovarianceFunction =
+    std::copy_constructible<K> &&
+    requires(const K& k, const double* x, const float* xf, std::span<double> grad, Index d,
+             std::span<const double> theta) {
+        { K::name() } -> std::convertible_to<const char*>;
+        { k(x, x, d) } -> std::convertible_to<double>;
+        { k(xf, xf, d) } -> std::convertible_to<double>;
+        { k.gradient(x, x, d, grad) } -> std::convertible_to<double>;
+        { k.gradient(xf, xf, d, grad) } -> std::convertible_to<double>;
+        { k.diagonal(x, d) } -> std::convertible_to<double>;
+        { k.diagonal(xf, d) } -> std::convertible_to<double>;
+        { k.n_params() } -> std::convertible_to<Index>;
+        { k.theta() } -> std::convertible_to<std::vector<double>>;
+        { k.with_theta(theta) } -> std::same_as<K>;
+        k.check_features(d);
+    };
 
-using AnyKernel = std::variant<SquaredExponential, Matern12, Matern32, Matern52>;
-
-static_assert(CovarianceFunction<SquaredExponential> && CovarianceFunction<Matern12> &&
-              CovarianceFunction<Matern32> && CovarianceFunction<Matern52>);
+template <typename K>
+concept StationaryCovariance =
+    CovarianceFunction<K> &&
+    requires(const K& k, double r2, double& f, const double* x, const float* xf, double* out, Index i) {
+        { K::profile(r2) } -> std::convertible_to<double>;
+        K::profile_and_slope(r2, f, f);
+        { k.signal_variance() } -> std::convertible_to<double>;
+        { k.ard() } -> std::convertible_to<bool>;
+        k.scale_points(x, i, i, i, out);
+        k.scale_points(xf, i, i, i, out);
+    };
 
 }  // namespace gprat::kernels

@@ -70,9 +70,16 @@ class Stationary
         return signal_variance_ * Shape::value(scaled_squared_distance(x, y, d));
     }
 
+    /// k(x, x) = s2 f(0), the prior variance at x.
+    template <typename T>
+    double diagonal(const T*, Index) const
+    {
+        return signal_variance_ * Shape::value(0.0);
+    }
+
     /// k(x, y), and dk/dtheta for one pair into grad[0 .. n_params()).
     template <typename T>
-    double gradient(const T* x, const T* y, Index d, double* grad) const
+    double gradient(const T* x, const T* y, Index d, std::span<double> grad) const
     {
         double r2 = 0.0;
         const bool ard_ = ard();

@@ -4,6 +4,7 @@
 /// (tiled lauum, PLASMA pdlauum). Only lower tiles are touched; no extra n x n storage.
 #include "gprat/core/check.hpp"
 #include "gprat/linalg/priority.hpp"
+#include "gprat/linalg/tile_access.hpp"
 #include "gprat/linalg/tile_kernels.hpp"
 #include "gprat/runtime/task_graph.hpp"
 #include "gprat/tiles/tiled_matrix.hpp"
@@ -24,7 +25,7 @@ void invert_lower(const tiles::TiledMatrix<T>& A, runtime::TaskGraph& g)
                   [](TileView<T> l, TileView<T> b) {
                       tile::trsm(Side::Right, Uplo::Lower, Op::NoTrans, Diag::NonUnit, T(-1), l, b);
                   },
-                  A.read(k, k), A.write(m, k));
+                  read(A, k, k), write(A, m, k));
         // A(m,n) <- A(m,n) + A(m,k) A(k,n),  m > k > n
         for (Index m = k + 1; m < nt; ++m)
             for (Index n = 0; n < k; ++n)
@@ -32,17 +33,17 @@ void invert_lower(const tiles::TiledMatrix<T>& A, runtime::TaskGraph& g)
                       [](TileView<T> a, TileView<T> b, TileView<T> c) {
                           tile::gemm(Op::NoTrans, Op::NoTrans, T(1), a, b, T(1), c);
                       },
-                      A.read(m, k), A.read(k, n), A.write(m, n));
+                      read(A, m, k), read(A, k, n), write(A, m, n));
         // A(k,n) <- A(k,k)^{-1} A(k,n),  n < k
         for (Index n = 0; n < k; ++n)
             g.add("trsm", priority(nt, k, Stage::PanelSolve),
                   [](TileView<T> l, TileView<T> b) {
                       tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, T(1), l, b);
                   },
-                  A.read(k, k), A.write(k, n));
+                  read(A, k, k), write(A, k, n));
         // A(k,k) <- A(k,k)^{-1}
         g.add("trtri", priority(nt, k, Stage::Factor), [](TileView<T> a, Index row0) { tile::trtri(a, row0); },
-              A.write(k, k), A.row0(k));
+              write(A, k, k), A.row0(k));
     }
 }
 
@@ -58,15 +59,15 @@ void lower_transpose_times_lower(const tiles::TiledMatrix<T>& A, runtime::TaskGr
         for (Index n = 0; n < k; ++n) {
             // A(n,n) <- A(n,n) + A(k,n)^T A(k,n)
             g.add("syrk", priority(nt, k, Stage::Update),
-                  [](TileView<T> a, TileView<T> c) { tile::syrk(Op::Trans, T(1), a, T(1), c); }, A.read(k, n),
-                  A.write(n, n));
+                  [](TileView<T> a, TileView<T> c) { tile::syrk(Op::Trans, T(1), a, T(1), c); }, read(A, k, n),
+                  write(A, n, n));
             // A(m,n) <- A(m,n) + A(k,m)^T A(k,n),  n < m < k
             for (Index m = n + 1; m < k; ++m)
                 g.add("gemm", priority(nt, k, Stage::Update),
                       [](TileView<T> a, TileView<T> b, TileView<T> c) {
                           tile::gemm(Op::Trans, Op::NoTrans, T(1), a, b, T(1), c);
                       },
-                      A.read(k, m), A.read(k, n), A.write(m, n));
+                      read(A, k, m), read(A, k, n), write(A, m, n));
         }
         // A(k,n) <- A(k,k)^T A(k,n),  n < k
         for (Index n = 0; n < k; ++n)
@@ -74,9 +75,9 @@ void lower_transpose_times_lower(const tiles::TiledMatrix<T>& A, runtime::TaskGr
                   [](TileView<T> l, TileView<T> b) {
                       tile::trmm(Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, T(1), l, b);
                   },
-                  A.read(k, k), A.write(k, n));
+                  read(A, k, k), write(A, k, n));
         // A(k,k) <- A(k,k)^T A(k,k)
-        g.add("lauum", priority(nt, k, Stage::Factor), [](TileView<T> a) { tile::lauum(a); }, A.write(k, k));
+        g.add("lauum", priority(nt, k, Stage::Factor), [](TileView<T> a) { tile::lauum(a); }, write(A, k, k));
     }
 }
 

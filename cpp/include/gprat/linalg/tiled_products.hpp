@@ -4,6 +4,7 @@
 
 #include "gprat/core/check.hpp"
 #include "gprat/linalg/priority.hpp"
+#include "gprat/linalg/tile_access.hpp"
 #include "gprat/linalg/tile_kernels.hpp"
 #include "gprat/runtime/task_graph.hpp"
 #include "gprat/tiles/tiled_matrix.hpp"
@@ -30,7 +31,7 @@ void transpose_times(const tiles::TiledMatrix<T>& A, const tiles::TiledMatrix<T>
                       [beta](TileView<T> a, TileView<T> x, TileView<T> y) {
                           tile::gemm(Op::Trans, Op::NoTrans, T(1), a, x, beta, y);
                       },
-                      A.read(i, j), X.read(i, c), Y.write(j, c));
+                      read(A, i, j), read(X, i, c), write(Y, j, c));
             }
 }
 
@@ -51,7 +52,7 @@ void subtract_column_squares(const tiles::TiledMatrix<T>& V, const tiles::TiledM
                           out(c, 0) -= s;
                       }
                   },
-                  V.read(i, j), y.write(j, 0));
+                  read(V, i, j), write(y, j, 0));
 }
 
 /// C <- C - V^T V on the lower tiles of the symmetric tiled C (m x m); V general (n x m).
@@ -67,14 +68,14 @@ void subtract_gram(const tiles::TiledMatrix<T>& V, const tiles::TiledMatrix<T>& 
                 if (a == b) {
                     // C(a,a) <- C(a,a) - V(i,a)^T V(i,a)
                     g.add("syrk", 0, [](TileView<T> v, TileView<T> c) { tile::syrk(Op::Trans, T(-1), v, T(1), c); },
-                          V.read(i, a), C.write(a, a));
+                          read(V, i, a), write(C, a, a));
                 } else {
                     // C(a,b) <- C(a,b) - V(i,a)^T V(i,b)
                     g.add("gemm", 0,
                           [](TileView<T> va, TileView<T> vb, TileView<T> c) {
                               tile::gemm(Op::Trans, Op::NoTrans, T(-1), va, vb, T(1), c);
                           },
-                          V.read(i, a), V.read(i, b), C.write(a, b));
+                          read(V, i, a), read(V, i, b), write(C, a, b));
                 }
             }
 }

@@ -4,6 +4,7 @@
 /// by X. B is a general tiled matrix (n x k) with the same tile size as L; a vector is k = 1.
 #include "gprat/core/check.hpp"
 #include "gprat/linalg/priority.hpp"
+#include "gprat/linalg/tile_access.hpp"
 #include "gprat/linalg/tile_kernels.hpp"
 #include "gprat/runtime/task_graph.hpp"
 #include "gprat/tiles/tiled_matrix.hpp"
@@ -25,7 +26,7 @@ void solve_lower(const tiles::TiledMatrix<T>& L, Op op, const tiles::TiledMatrix
             // B(k,c) <- op(L(k,k))^{-1} B(k,c)
             g.add("trsm", priority(nt, step, Stage::PanelSolve),
                   [op](TileView<T> l, TileView<T> b) { tile::trsm(Side::Left, Uplo::Lower, op, Diag::NonUnit, T(1), l, b); },
-                  L.read(k, k), B.write(k, c));
+                  read(L, k, k), write(B, k, c));
             if (op == Op::NoTrans) {
                 // B(m,c) <- B(m,c) - L(m,k) B(k,c),  m > k
                 for (Index m = k + 1; m < nt; ++m)
@@ -33,7 +34,7 @@ void solve_lower(const tiles::TiledMatrix<T>& L, Op op, const tiles::TiledMatrix
                           [](TileView<T> l, TileView<T> x, TileView<T> b) {
                               tile::gemm(Op::NoTrans, Op::NoTrans, T(-1), l, x, T(1), b);
                           },
-                          L.read(m, k), B.read(k, c), B.write(m, c));
+                          read(L, m, k), read(B, k, c), write(B, m, c));
             } else {
                 // B(m,c) <- B(m,c) - L(k,m)^T B(k,c),  m < k
                 for (Index m = k - 1; m >= 0; --m)
@@ -41,7 +42,7 @@ void solve_lower(const tiles::TiledMatrix<T>& L, Op op, const tiles::TiledMatrix
                           [](TileView<T> l, TileView<T> x, TileView<T> b) {
                               tile::gemm(Op::Trans, Op::NoTrans, T(-1), l, x, T(1), b);
                           },
-                          L.read(k, m), B.read(k, c), B.write(m, c));
+                          read(L, k, m), read(B, k, c), write(B, m, c));
             }
         }
     }

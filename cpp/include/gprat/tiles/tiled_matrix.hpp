@@ -1,8 +1,11 @@
 #pragma once
 /// TiledMatrix<T>: a rows x cols matrix cut into nb x nbc column-major tiles (nbc = nb unless
 /// given; the last tile row and column may be ragged). A symmetric matrix stores its lower tiles (i >= j) only.
-/// The descriptor owns all layout arithmetic: tile shapes, global offsets, dense conversion.
+/// The descriptor owns all layout arithmetic: tile shapes, global offsets, dense conversion. It
+/// knows nothing of the task runtime: task accesses to its tiles are made by the algorithm layer
+/// (linalg/tile_access.hpp).
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -11,27 +14,59 @@
 
 #include "gprat/core/check.hpp"
 #include "gprat/core/types.hpp"
-#include "gprat/runtime/access.hpp"
 #include "gprat/tiles/tile_view.hpp"
 
 namespace gprat::tiles {
 
 enum class Structure { General, SymmetricLower };
 
+/// Process-wide count of the element bytes held by the tiles of all TiledMatrix objects (the
+/// quantity TiledMatrix::bytes_needed predicts; alignment padding is not counted), and the most
+/// held at once since the last reset_peak_tile_bytes(). Lets a caller check a memory estimate
+/// against what the algorithms really allocate.
+class TileMemory
+{
+  public:
+    static std::size_t live() noexcept { return live_.load(std::memory_order_relaxed); }
+    static std::size_t peak() noexcept { return peak_.load(std::memory_order_relaxed); }
+    /// Start a new peak measurement from the bytes held now.
+    static void reset_peak() noexcept { peak_.store(live(), std::memory_order_relaxed); }
+
+    static void add(std::size_t bytes) noexcept
+    {
+        const std::size_t now = live_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+        std::size_t seen = peak_.load(std::memory_order_relaxed);
+        while (now > seen && !peak_.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {}
+    }
+    static void remove(std::size_t bytes) noexcept { live_.fetch_sub(bytes, std::memory_order_relaxed); }
+
+  private:
+    static inline std::atomic<std::size_t> live_{0};
+    static inline std::atomic<std::size_t> peak_{0};
+};
+
 namespace detail {
+/// Frees one tile and takes its element bytes off TileMemory.
 struct AlignedFree
 {
-    void operator()(void* p) const noexcept { std::free(p); }
+    std::size_t bytes = 0;
+    void operator()(void* p) const noexcept
+    {
+        TileMemory::remove(bytes);
+        std::free(p);
+    }
 };
 
 /// 64-byte aligned, uninitialised storage for `count` elements; throws std::bad_alloc.
 template <typename T>
 std::unique_ptr<T[], AlignedFree> aligned_array(Index count)
 {
-    const std::size_t bytes = ((static_cast<std::size_t>(count) * sizeof(T) + 63) / 64) * 64;
+    const std::size_t element_bytes = static_cast<std::size_t>(count) * sizeof(T);
+    const std::size_t bytes = ((element_bytes + 63) / 64) * 64;
     void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
     if (p == nullptr) { throw std::bad_alloc(); }
-    return std::unique_ptr<T[], AlignedFree>(static_cast<T*>(p));
+    TileMemory::add(element_bytes);
+    return std::unique_ptr<T[], AlignedFree>(static_cast<T*>(p), AlignedFree{element_bytes});
 }
 }  // namespace detail
 
@@ -91,20 +126,22 @@ class TiledMatrix
         return TileView<T>(tiles_[slot(i, j)].get(), tile_rows(i), tile_cols(j), tile_rows(i));
     }
 
-    /// Task-graph accesses: the tile becomes a dependency of the task that receives it.
-    runtime::Read<TileView<T>> read(Index i, Index j) const { return {tile(i, j)}; }
-    runtime::Write<TileView<T>> write(Index i, Index j) const { return {tile(i, j)}; }
-
-    /// Bytes held by the tiles (what a memory estimate must count).
-    static std::size_t bytes_needed(Index rows, Index cols, Index nb, Structure structure)
+    /// Bytes the tiles of a rows x cols matrix with nb x nbc tiles hold (what a memory estimate
+    /// must count; TileMemory counts the same bytes as they are allocated).
+    static std::size_t bytes_needed(Index rows, Index cols, Index nb, Index nbc, Structure structure)
     {
-        const Index b = std::max<Index>(1, nb);
-        const Index mt = (rows + b - 1) / b, nt = (cols + b - 1) / b;
+        const Index b = std::max<Index>(1, nb), bc = std::max<Index>(1, nbc);
+        const Index mt = (rows + b - 1) / b, nt = (cols + bc - 1) / bc;
         std::size_t total = 0;
         for (Index j = 0; j < nt; ++j)
             for (Index i = (structure == Structure::SymmetricLower ? j : 0); i < mt; ++i)
-                total += static_cast<std::size_t>(std::min(b, rows - i * b) * std::min(b, cols - j * b)) * sizeof(T);
+                total += static_cast<std::size_t>(std::min(b, rows - i * b) * std::min(bc, cols - j * bc)) * sizeof(T);
         return total;
+    }
+    /// Square nb x nb tiles.
+    static std::size_t bytes_needed(Index rows, Index cols, Index nb, Structure structure)
+    {
+        return bytes_needed(rows, cols, nb, nb, structure);
     }
 
   private:
