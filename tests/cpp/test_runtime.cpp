@@ -4,6 +4,8 @@
 #include <array>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <random>
@@ -848,6 +850,148 @@ TEST(lazy_start_after_stop_uses_default_thread_count)
     CHECK_EQ(gprat::runtime::default_thread_count(), cores);
     CHECK(run_small_graph());
     CHECK_EQ(executor().num_threads(), cores);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroup CPU quota: the process's own cgroup and its ancestors, on a fake tree
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+/// A temporary directory tree standing in for /sys/fs/cgroup plus a fake /proc/self/cgroup.
+class FakeCgroup
+{
+  public:
+    FakeCgroup()
+    {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "gprat-cgroup-XXXXXX").string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        dir_ = tmpl;
+        std::filesystem::create_directories(dir_ / "root");
+    }
+    ~FakeCgroup() { std::filesystem::remove_all(dir_); }
+    FakeCgroup(const FakeCgroup&) = delete;
+    FakeCgroup& operator=(const FakeCgroup&) = delete;
+
+    /// Writes `text` to root/<rel>, creating the directories above it.
+    void put(const std::string& rel, const std::string& text) const
+    {
+        const std::filesystem::path p = dir_ / "root" / rel;
+        std::filesystem::create_directories(p.parent_path());
+        std::ofstream(p) << text;
+    }
+    void proc(const std::string& text) const { std::ofstream(dir_ / "proc_self_cgroup") << text; }
+    std::string proc_path() const { return (dir_ / "proc_self_cgroup").string(); }
+    std::string root() const { return (dir_ / "root").string(); }
+    Index quota() const { return gprat::runtime::cgroup_quota_cores(proc_path(), root()); }
+
+  private:
+    std::filesystem::path dir_;
+};
+}  // namespace
+
+TEST(cgroup_v2_quota_of_the_own_cgroup)
+{
+    FakeCgroup cg;
+    cg.proc("0::/user.slice/job7\n");
+    cg.put("cgroup.controllers", "cpu memory\n");
+    cg.put("user.slice/cpu.max", "max 100000\n");
+    cg.put("user.slice/job7/cpu.max", "250000 100000\n");  // 2.5 cores -> 3
+    CHECK_EQ(cg.quota(), 3);
+    const auto dirs = gprat::runtime::cgroup_dirs("cpu", cg.proc_path(), cg.root());
+    REQUIRE_EQ(dirs.size(), std::size_t{3});
+    CHECK_EQ(dirs[0].path, cg.root() + "/user.slice/job7");
+    CHECK_EQ(dirs[1].path, cg.root() + "/user.slice");
+    CHECK_EQ(dirs[2].path, cg.root());
+    CHECK(!dirs[0].v1);
+}
+
+TEST(cgroup_ancestor_quota_wins_when_smaller)
+{
+    FakeCgroup cg;
+    cg.proc("0::/a/b/c\n");
+    cg.put("cgroup.controllers", "cpu\n");
+    cg.put("a/b/c/cpu.max", "800000 100000\n");
+    cg.put("a/b/cpu.max", "max 100000\n");
+    cg.put("a/cpu.max", "150000 100000\n");  // 1.5 cores -> 2, smaller than the own 8
+    CHECK_EQ(cg.quota(), 2);
+    cg.put("a/cpu.max", "max 100000\n");
+    CHECK_EQ(cg.quota(), 8);
+    cg.put("cpu.max", "100000 100000\n");  // the mount root is an ancestor too (a container's own cgroup)
+    CHECK_EQ(cg.quota(), 1);
+}
+
+TEST(cgroup_max_means_unlimited)
+{
+    FakeCgroup cg;
+    cg.proc("0::/a\n");
+    cg.put("cgroup.controllers", "cpu\n");
+    cg.put("a/cpu.max", "max 100000\n");
+    CHECK_EQ(cg.quota(), 0);
+    cg.put("cpu.max", "max 100000\n");
+    CHECK_EQ(cg.quota(), 0);
+}
+
+TEST(cgroup_v1_layout)
+{
+    FakeCgroup cg;
+    // A hybrid system: cpu on a v1 hierarchy, a v2 line that must not be used for cpu.
+    cg.proc("4:memory:/slurm/job1\n2:cpu,cpuacct:/slurm/job1\n0::/other\n");
+    cg.put("cpu,cpuacct/slurm/job1/cpu.cfs_quota_us", "150000\n");
+    cg.put("cpu,cpuacct/slurm/job1/cpu.cfs_period_us", "100000\n");
+    cg.put("cpu,cpuacct/slurm/cpu.cfs_quota_us", "-1\n");
+    cg.put("cpu,cpuacct/slurm/cpu.cfs_period_us", "100000\n");
+    cg.put("unified/other/cpu.max", "100000 100000\n");
+    CHECK_EQ(cg.quota(), 2);
+    const auto dirs = gprat::runtime::cgroup_dirs("cpu", cg.proc_path(), cg.root());
+    REQUIRE(!dirs.empty());
+    CHECK(dirs[0].v1);
+    CHECK_EQ(dirs[0].path, cg.root() + "/cpu,cpuacct/slurm/job1");
+    // An ancestor's smaller quota wins in v1 too.
+    cg.put("cpu,cpuacct/slurm/cpu.cfs_quota_us", "50000\n");
+    CHECK_EQ(cg.quota(), 1);
+}
+
+TEST(cgroup_v1_mounted_under_the_controller_name)
+{
+    FakeCgroup cg;
+    cg.proc("3:cpuacct,cpu:/j\n");  // no <root>/cpuacct,cpu directory: <root>/cpu
+    cg.put("cpu/j/cpu.cfs_quota_us", "300000\n");
+    cg.put("cpu/j/cpu.cfs_period_us", "100000\n");
+    CHECK_EQ(cg.quota(), 3);
+}
+
+TEST(cgroup_hybrid_unified_mount)
+{
+    FakeCgroup cg;
+    cg.proc("1:name=systemd:/x\n0::/x\n");
+    cg.put("unified/cgroup.controllers", "cpu\n");
+    cg.put("unified/x/cpu.max", "400000 100000\n");
+    CHECK_EQ(cg.quota(), 4);
+}
+
+TEST(cgroup_missing_files_mean_unlimited)
+{
+    FakeCgroup cg;
+    cg.proc("0::/a/b\n");
+    cg.put("cgroup.controllers", "cpu\n");
+    CHECK_EQ(cg.quota(), 0);  // no cpu.max anywhere
+    cg.put("a/b/cpu.max", "garbage\n");
+    CHECK_EQ(cg.quota(), 0);
+    // No /proc/self/cgroup: the root files, v2 then v1, as before.
+    FakeCgroup none;
+    CHECK_EQ(none.quota(), 0);
+    none.put("cpu.max", "200000 100000\n");
+    CHECK_EQ(none.quota(), 2);
+    FakeCgroup none_v1;
+    none_v1.put("cpu/cpu.cfs_quota_us", "100000\n");
+    none_v1.put("cpu/cpu.cfs_period_us", "100000\n");
+    CHECK_EQ(none_v1.quota(), 1);
+    // A path outside the namespace ("/../x") falls back to the mount root.
+    FakeCgroup outside;
+    outside.proc("0::/../x\n");
+    outside.put("cgroup.controllers", "cpu\n");
+    outside.put("cpu.max", "100000 100000\n");
+    CHECK_EQ(outside.quota(), 1);
 }
 
 #if defined(__SANITIZE_THREAD__)
