@@ -32,6 +32,18 @@ void register_runtime(py::module_& m)
     m.def("is_suspended", [] { return Executor::instance().suspended(); });
     m.def("num_threads", [] { return Executor::instance().num_threads(); });
     m.def("available_cores", &runtime::available_cores);
+    m.def(
+        "_cgroup_dirs",
+        [](const std::string& controller, const std::string& proc_self_cgroup, const std::string& root) {
+            py::list out;
+            for (const runtime::CgroupDir& d : runtime::cgroup_dirs(controller, proc_self_cgroup, root))
+                out.append(py::make_tuple(d.path, d.v1));
+            return out;
+        },
+        py::arg("controller"), py::arg("proc_self_cgroup"), py::arg("root"),
+        "Test hook: the cgroup directories whose limits apply, as (path, is_v1) (mirrors gprat._memory).");
+    m.def("_cgroup_quota_cores", &runtime::cgroup_quota_cores, py::arg("proc_self_cgroup"), py::arg("root"),
+          "Test hook: CPU quota in cores of a (fake) cgroup tree; 0 = unlimited.");
     m.def("set_tracing", [](bool on) { Executor::instance().set_tracing(on); });
     m.def("take_trace", [] {
         py::list out;

@@ -19,8 +19,96 @@ def _read_int(path):
         return None
 
 
+#: A v1 limit at or above this many bytes means "unlimited" (the kernel writes 2**63 - page).
+_UNLIMITED = 1 << 60
+
+
+def _cgroup_dirs(controller, proc_self_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """The cgroup directories whose `controller` limits apply to this process.
+
+    Mirrors ``gprat::runtime::cgroup_dirs`` (cpp/src/runtime/thread_count.cpp), which applies
+    the same rule to the CPU quota: keep the two identical.
+
+    Parameters
+    ----------
+    controller : str
+        ``"memory"`` or ``"cpu"``.
+    proc_self_cgroup, root : str
+        The real files by default; tests pass a fake tree.
+
+    Returns
+    -------
+    list of (str, bool)
+        ``(directory, is_v1)``: the process's own cgroup from `proc_self_cgroup` (the v1 line
+        naming the controller, else the v2 line ``0::/path``, under `root` or, on hybrid
+        systems, `root`/unified), then every ancestor up to the hierarchy root. Without a
+        usable `proc_self_cgroup`: `root` (v2 files) and `root`/`controller` (v1 files).
+    """
+    v1_line = v2_path = None
+    try:
+        with open(proc_self_cgroup, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        ident, controllers, path = parts
+        if ident == "0" and controllers == "":
+            v2_path = path
+        elif controller in controllers.split(","):
+            # A controller bound to a v1 hierarchy is not available in v2: the v1 line wins.
+            v1_line = (controllers, path)
+    if v1_line is not None:
+        controllers, path = v1_line
+        base = os.path.join(root, controllers)
+        if not os.path.exists(base):
+            base = os.path.join(root, controller)
+        is_v1 = True
+    elif v2_path is not None:
+        path, is_v1 = v2_path, False
+        base = root
+        if not os.path.exists(os.path.join(base, "cgroup.controllers")) and os.path.exists(os.path.join(base, "unified")):
+            base = os.path.join(base, "unified")
+    else:
+        return [(root, False), (os.path.join(root, controller), True)]
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:  # a cgroup outside this cgroup namespace: only the mount's root
+        parts = []
+    return [(os.path.join(base, *parts[:k]) if k else base, is_v1) for k in range(len(parts), -1, -1)]
+
+
+def _cgroup_room(proc_self_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """Bytes the process's cgroups still allow: min over the levels of limit - usage.
+
+    Every level from the process's own cgroup up to the root caps the memory of everything
+    below it, so the room is min_i (limit_i - usage_i) over the levels that set a limit
+    (v2 ``memory.max``, ``"max"`` = unlimited, and ``memory.current``; v1
+    ``memory.limit_in_bytes``, >= 2**60 = unlimited, and ``memory.usage_in_bytes``). A missing
+    usage file counts as 0.
+
+    Returns
+    -------
+    int or None
+        None when no level sets a limit.
+    """
+    room = None
+    for directory, is_v1 in _cgroup_dirs("memory", proc_self_cgroup, root):
+        limit_file, usage_file = (
+            ("memory.limit_in_bytes", "memory.usage_in_bytes") if is_v1 else ("memory.max", "memory.current")
+        )
+        limit = _read_int(os.path.join(directory, limit_file))
+        if limit is None or limit < 0 or limit >= _UNLIMITED:
+            continue
+        usage = _read_int(os.path.join(directory, usage_file)) or 0
+        level = max(limit - usage, 0)
+        room = level if room is None else min(room, level)
+    return room
+
+
 def available_bytes():
-    """Bytes this process can still allocate: MemAvailable, capped by the cgroup limit.
+    """Bytes this process can still allocate: MemAvailable, capped by the cgroup limits.
 
     Returns None where it cannot be determined.
     """
@@ -33,10 +121,8 @@ def available_bytes():
                     break
     except OSError:
         pass
-    limit = _read_int("/sys/fs/cgroup/memory.max") or _read_int("/sys/fs/cgroup/memory/memory.limit_in_bytes")
-    if limit is not None and limit < (1 << 60):
-        usage = _read_int("/sys/fs/cgroup/memory.current") or _read_int("/sys/fs/cgroup/memory/memory.usage_in_bytes") or 0
-        room = max(limit - usage, 0)
+    room = _cgroup_room()
+    if room is not None:
         avail = room if avail is None else min(avail, room)
     return avail
 

@@ -4,6 +4,8 @@
 #include <array>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <random>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include "gprat/core/errors.hpp"
 #include "gprat/runtime/access.hpp"
 #include "gprat/runtime/executor.hpp"
+#include "gprat/runtime/graph_record.hpp"
 #include "gprat/runtime/interrupt.hpp"
 #include "gprat/runtime/task_graph.hpp"
 #include "gprat/runtime/thread_count.hpp"
@@ -848,6 +852,148 @@ TEST(lazy_start_after_stop_uses_default_thread_count)
     CHECK_EQ(executor().num_threads(), cores);
 }
 
+// ---------------------------------------------------------------------------------------------
+// cgroup CPU quota: the process's own cgroup and its ancestors, on a fake tree
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+/// A temporary directory tree standing in for /sys/fs/cgroup plus a fake /proc/self/cgroup.
+class FakeCgroup
+{
+  public:
+    FakeCgroup()
+    {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "gprat-cgroup-XXXXXX").string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        dir_ = tmpl;
+        std::filesystem::create_directories(dir_ / "root");
+    }
+    ~FakeCgroup() { std::filesystem::remove_all(dir_); }
+    FakeCgroup(const FakeCgroup&) = delete;
+    FakeCgroup& operator=(const FakeCgroup&) = delete;
+
+    /// Writes `text` to root/<rel>, creating the directories above it.
+    void put(const std::string& rel, const std::string& text) const
+    {
+        const std::filesystem::path p = dir_ / "root" / rel;
+        std::filesystem::create_directories(p.parent_path());
+        std::ofstream(p) << text;
+    }
+    void proc(const std::string& text) const { std::ofstream(dir_ / "proc_self_cgroup") << text; }
+    std::string proc_path() const { return (dir_ / "proc_self_cgroup").string(); }
+    std::string root() const { return (dir_ / "root").string(); }
+    Index quota() const { return gprat::runtime::cgroup_quota_cores(proc_path(), root()); }
+
+  private:
+    std::filesystem::path dir_;
+};
+}  // namespace
+
+TEST(cgroup_v2_quota_of_the_own_cgroup)
+{
+    FakeCgroup cg;
+    cg.proc("0::/user.slice/job7\n");
+    cg.put("cgroup.controllers", "cpu memory\n");
+    cg.put("user.slice/cpu.max", "max 100000\n");
+    cg.put("user.slice/job7/cpu.max", "250000 100000\n");  // 2.5 cores -> 3
+    CHECK_EQ(cg.quota(), 3);
+    const auto dirs = gprat::runtime::cgroup_dirs("cpu", cg.proc_path(), cg.root());
+    REQUIRE_EQ(dirs.size(), std::size_t{3});
+    CHECK_EQ(dirs[0].path, cg.root() + "/user.slice/job7");
+    CHECK_EQ(dirs[1].path, cg.root() + "/user.slice");
+    CHECK_EQ(dirs[2].path, cg.root());
+    CHECK(!dirs[0].v1);
+}
+
+TEST(cgroup_ancestor_quota_wins_when_smaller)
+{
+    FakeCgroup cg;
+    cg.proc("0::/a/b/c\n");
+    cg.put("cgroup.controllers", "cpu\n");
+    cg.put("a/b/c/cpu.max", "800000 100000\n");
+    cg.put("a/b/cpu.max", "max 100000\n");
+    cg.put("a/cpu.max", "150000 100000\n");  // 1.5 cores -> 2, smaller than the own 8
+    CHECK_EQ(cg.quota(), 2);
+    cg.put("a/cpu.max", "max 100000\n");
+    CHECK_EQ(cg.quota(), 8);
+    cg.put("cpu.max", "100000 100000\n");  // the mount root is an ancestor too (a container's own cgroup)
+    CHECK_EQ(cg.quota(), 1);
+}
+
+TEST(cgroup_max_means_unlimited)
+{
+    FakeCgroup cg;
+    cg.proc("0::/a\n");
+    cg.put("cgroup.controllers", "cpu\n");
+    cg.put("a/cpu.max", "max 100000\n");
+    CHECK_EQ(cg.quota(), 0);
+    cg.put("cpu.max", "max 100000\n");
+    CHECK_EQ(cg.quota(), 0);
+}
+
+TEST(cgroup_v1_layout)
+{
+    FakeCgroup cg;
+    // A hybrid system: cpu on a v1 hierarchy, a v2 line that must not be used for cpu.
+    cg.proc("4:memory:/slurm/job1\n2:cpu,cpuacct:/slurm/job1\n0::/other\n");
+    cg.put("cpu,cpuacct/slurm/job1/cpu.cfs_quota_us", "150000\n");
+    cg.put("cpu,cpuacct/slurm/job1/cpu.cfs_period_us", "100000\n");
+    cg.put("cpu,cpuacct/slurm/cpu.cfs_quota_us", "-1\n");
+    cg.put("cpu,cpuacct/slurm/cpu.cfs_period_us", "100000\n");
+    cg.put("unified/other/cpu.max", "100000 100000\n");
+    CHECK_EQ(cg.quota(), 2);
+    const auto dirs = gprat::runtime::cgroup_dirs("cpu", cg.proc_path(), cg.root());
+    REQUIRE(!dirs.empty());
+    CHECK(dirs[0].v1);
+    CHECK_EQ(dirs[0].path, cg.root() + "/cpu,cpuacct/slurm/job1");
+    // An ancestor's smaller quota wins in v1 too.
+    cg.put("cpu,cpuacct/slurm/cpu.cfs_quota_us", "50000\n");
+    CHECK_EQ(cg.quota(), 1);
+}
+
+TEST(cgroup_v1_mounted_under_the_controller_name)
+{
+    FakeCgroup cg;
+    cg.proc("3:cpuacct,cpu:/j\n");  // no <root>/cpuacct,cpu directory: <root>/cpu
+    cg.put("cpu/j/cpu.cfs_quota_us", "300000\n");
+    cg.put("cpu/j/cpu.cfs_period_us", "100000\n");
+    CHECK_EQ(cg.quota(), 3);
+}
+
+TEST(cgroup_hybrid_unified_mount)
+{
+    FakeCgroup cg;
+    cg.proc("1:name=systemd:/x\n0::/x\n");
+    cg.put("unified/cgroup.controllers", "cpu\n");
+    cg.put("unified/x/cpu.max", "400000 100000\n");
+    CHECK_EQ(cg.quota(), 4);
+}
+
+TEST(cgroup_missing_files_mean_unlimited)
+{
+    FakeCgroup cg;
+    cg.proc("0::/a/b\n");
+    cg.put("cgroup.controllers", "cpu\n");
+    CHECK_EQ(cg.quota(), 0);  // no cpu.max anywhere
+    cg.put("a/b/cpu.max", "garbage\n");
+    CHECK_EQ(cg.quota(), 0);
+    // No /proc/self/cgroup: the root files, v2 then v1, as before.
+    FakeCgroup none;
+    CHECK_EQ(none.quota(), 0);
+    none.put("cpu.max", "200000 100000\n");
+    CHECK_EQ(none.quota(), 2);
+    FakeCgroup none_v1;
+    none_v1.put("cpu/cpu.cfs_quota_us", "100000\n");
+    none_v1.put("cpu/cpu.cfs_period_us", "100000\n");
+    CHECK_EQ(none_v1.quota(), 1);
+    // A path outside the namespace ("/../x") falls back to the mount root.
+    FakeCgroup outside;
+    outside.proc("0::/../x\n");
+    outside.put("cgroup.controllers", "cpu\n");
+    outside.put("cpu.max", "100000 100000\n");
+    CHECK_EQ(outside.quota(), 1);
+}
+
 #if defined(__SANITIZE_THREAD__)
 #define GPRAT_TEST_TSAN 1
 #elif defined(__has_feature)
@@ -878,6 +1024,84 @@ TEST(fork_child_gets_a_fresh_stopped_executor)
     CHECK(executor().running());
     CHECK_EQ(executor().num_threads(), 2);
     CHECK(run_small_graph());
+#endif
+}
+
+namespace {
+/// Outcome of a forked child: its exit status, or -1 if it was still running after `seconds`
+/// (then it is killed). The parent polls with WNOHANG so that a deadlocked child fails the
+/// test instead of hanging it.
+int wait_child(pid_t pid, double seconds)
+{
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    for (;;) {
+        int status = 0;
+        const pid_t got = ::waitpid(pid, &status, WNOHANG);
+        if (got == pid) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+        if (got < 0) { return -2; }
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            return -1;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+}
+}  // namespace
+
+// A fork while another thread holds the GraphRecorder's mutex (recording a node or an edge)
+// must not leave the child with a mutex that nobody will ever unlock: the child records and
+// takes a graph of its own and exits 0 within the deadline.
+TEST(fork_while_another_thread_records_graphs)
+{
+#ifdef GPRAT_TEST_TSAN
+    std::cout << "    skipped under ThreadSanitizer (it does not support threads after fork)" << std::endl;
+#else
+    using gprat::runtime::GraphRecorder;
+    GraphRecorder& recorder = GraphRecorder::instance();
+    recorder.set_enabled(true);
+    (void)recorder.take();
+    executor().start(2);
+    std::atomic<bool> stop{false};
+    std::atomic<long> recorded{0};
+    std::thread builder([&] {
+        while (!stop.load()) {
+            TaskGraph g;
+            long a = 0, b = 0;
+            for (int i = 0; i < 16; ++i)  // each task: a node and a write-after-write edge
+                g.add("recorded", 0, [](const long*, long* q) { ++*q; }, Read<const long*>{&a}, Write<long*>{&b});
+            g.wait();
+            (void)recorder.take();  // keeps the record small
+            recorded.fetch_add(1);
+        }
+    });
+    REQUIRE(wait_until([&] { return recorded.load() > 0; }));
+    const int forks = 300;
+    int hung = 0, failed = 0, done = 0;
+    for (; done < forks && hung == 0; ++done) {
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            const Index graph = recorder.new_graph();
+            recorder.node(graph, 0, "child", 1);
+            recorder.node(graph, 1, "child", 0);
+            recorder.edge(graph, 0, 1);
+            const gprat::runtime::RecordedGraphs mine = recorder.take();
+            bool found = false;
+            for (const auto& n : mine.nodes) found = found || (n.graph == graph && std::string(n.name) == "child");
+            const bool works = run_small_graph();  // records through TaskGraph, on a fresh executor
+            ::_exit(found ? (works ? 0 : 2) : 1);
+        }
+        const int status = wait_child(pid, 10.0);
+        if (status == -1) { ++hung; }
+        else if (status != 0) { ++failed; }
+    }
+    stop = true;
+    builder.join();
+    recorder.set_enabled(false);
+    (void)recorder.take();
+    CHECK_MSG(hung == 0, "a child hung (killed after 10 s) at fork " << done << " of " << forks);
+    CHECK_MSG(failed == 0, failed << " children exited non-zero (1: own record missing, 2: work failed)");
 #endif
 }
 

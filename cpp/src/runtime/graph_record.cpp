@@ -1,15 +1,31 @@
 #include "gprat/runtime/graph_record.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <sstream>
 #include <tuple>
 
 namespace gprat::runtime {
 
+namespace {
+GraphRecorder* the_recorder = nullptr;
+std::once_flag recorder_once;
+}  // namespace
+
 GraphRecorder& GraphRecorder::instance()
 {
-    static GraphRecorder recorder;
-    return recorder;
+    // Never destroyed (a worker may record while static destructors run). pthread_atfork holds
+    // mutex_ from prepare until parent/child, so the child never inherits it locked by a thread
+    // that does not exist there (its first node() would block forever). The same scheme as the
+    // executor's lifecycle lock (executor.cpp); unlike the executor, the recorder holds plain
+    // data only, so the child keeps it and just unlocks.
+    std::call_once(recorder_once, [] {
+        the_recorder = new GraphRecorder();
+        pthread_atfork([] { the_recorder->mutex_.lock(); }, [] { the_recorder->mutex_.unlock(); },
+                       [] { the_recorder->mutex_.unlock(); });
+    });
+    return *the_recorder;
 }
 
 Index GraphRecorder::new_graph()
