@@ -108,3 +108,17 @@ def test_ard_feature_mismatch():
         k(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="features"):
         gprat.ExactGP(k).fit(np.zeros((3, 3)), np.zeros(3))
+
+
+def test_the_python_registry_is_the_cores_list():
+    # One list of kernel families: gprat.kernels.registry.FAMILIES, in the order of the core's
+    # AnyKernel variant, each with a unique short name (model files, the command line).
+    from gprat import _core
+    from gprat.kernels import registry
+
+    assert tuple(cls._core_name for cls in registry.FAMILIES) == _core.kernel_names()
+    assert len(set(registry.short_names())) == len(registry.FAMILIES)
+    for cls in registry.FAMILIES:
+        assert registry.by_short_name(cls.short_name) is cls
+    with pytest.raises(ValueError, match="kernel must be one of se, matern12"):
+        registry.by_short_name("rbf")

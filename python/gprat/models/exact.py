@@ -48,8 +48,6 @@ DEFAULT_MAX_JITTER = 1e-4
 #: squared distances overflow in the kernel (NaN entries in K).
 _SCALED_INPUT_LIMIT = 5e149
 
-#: Bytes of K*^T the engine holds per prediction chunk (cpp: predict_locked).
-_PREDICT_CHUNK_BYTES = 256 << 20
 
 
 #: What predictions read, published as one tuple so that readers need no lock: the engine,
@@ -112,21 +110,6 @@ def _check_scale(abs_max, kernel, what):
             "squared distances would overflow to inf and give NaN covariances. Rescale X (e.g. standardize "
             "each feature) or use a larger lengthscale."
         )
-
-
-def _predict_bytes(n, m, nb, itemsize, return_cov):
-    """Bytes a prediction allocates beyond the fitted model (cpp: ExactGP::predict_locked)."""
-    outputs = 3 * m * itemsize  # mean, variance, and their tiles
-    if return_cov:
-        return n * m * itemsize + 2 * m * m * itemsize + outputs  # K*^T, lower tiles of cov, cov
-    chunk = min(n * m, max(_PREDICT_CHUNK_BYTES // itemsize, nb * n))
-    return chunk * itemsize + outputs
-
-
-def _training_step_bytes(n, nb, n_params):
-    """Bytes a training step allocates beyond the fitted model: per-tile gradient partial sums."""
-    nt = -(-n // nb)
-    return nt * (nt + 1) // 2 * (n_params + 1) * 8
 
 
 class ExactGP:
@@ -535,7 +518,8 @@ class ExactGP:
 
     def _training_step(self, state, theta, eval_gradient):
         core, jitter = state.core, state.jitter
-        check_fits(_training_step_bytes(core.n, core.tile_size, self.n_params), "a training step")
+        # The engine owns the estimate (cpp: ExactGP::training_step_bytes, next to the rule it describes).
+        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, self.n_params), "a training step")
         engine_theta = self._engine_theta(theta, jitter)
         try:
             with self._engine_call():
@@ -596,9 +580,9 @@ class ExactGP:
         core, jitter, noise = state.core, state.jitter, state.noise
         X = as_matrix(X, "X", self.dtype, n_features=state.n_features)
         _check_scale(np.maximum(_abs_max(X), state.x_abs_max), state.kernel, "predict")
-        itemsize = np.dtype(self.dtype).itemsize
         what = f"a full covariance of {X.shape[0]} test points" if return_cov else f"predicting {X.shape[0]} points"
-        check_fits(_predict_bytes(core.n, X.shape[0], core.tile_size, itemsize, return_cov), what)
+        needed = self._engine_type().predict_bytes(core.n, X.shape[0], core.tile_size, bool(return_std), bool(return_cov))
+        check_fits(needed, what)
         engine_noise = bool(include_noise) and not jitter
         with self._engine_call():
             mean, var, cov = core.predict(X, bool(return_std), bool(return_cov), engine_noise)
