@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gprat/core/check.hpp"
+#include "gprat/core/dispatch.hpp"
 #include "gprat/core/types.hpp"
 #include "gprat/kernels/covariance_function.hpp"
 #include "gprat/tiles/tile_view.hpp"
@@ -84,7 +85,7 @@ class ScaledTile
 
 /// Vectorized fill_covariance_tile: t(i, j) = s2 f(r2_ij).
 template <typename T, StationaryCovariance K>
-void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+GPRAT_HOT_LOOP void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
                           bool diagonal_tile, double diagonal)
 {
     const double s2 = k.signal_variance();
@@ -116,7 +117,7 @@ void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, I
 /// Vectorized accumulate_gradient_tile. dK entries are regenerated from r2 (stationary.hpp:
 /// dk/dlog s2 = k, dk/dlog l_k = c u_k with c = -2 s2 f'(r2)) and never stored.
 template <typename T, StationaryCovariance K>
-void accumulate_stationary_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
+GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
                                     Index r0, Index c0, Index d, const K& k, double noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;
