@@ -1,6 +1,10 @@
 #pragma once
 /// Helpers shared by the runtime tests.
 #include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
@@ -44,6 +48,35 @@ inline void gate_body(const std::atomic<bool>& release, const gprat::runtime::Ta
     while (!release.load() && !g.cancelled() && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
+}
+
+/// Runs fn on its own thread and waits at most `seconds` for it. A deadlock cannot be undone in
+/// the process (its threads stay blocked), so on timeout this reports the failure the way the
+/// harness's watchdog does (summary line last) and exits with status 3 at once.
+inline void finish_within(double seconds, const char* what, std::function<void()> fn)
+{
+    struct State
+    {
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+    };
+    auto state = std::make_shared<State>();
+    std::thread worker([state, fn = std::move(fn)] {
+        fn();
+        std::lock_guard lock(state->m);
+        state->done = true;
+        state->cv.notify_all();
+    });
+    std::unique_lock lock(state->m);
+    if (!state->cv.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return state->done; })) {
+        std::printf("    FAILED: %s did not finish within %.0f s (deadlock)\nTIMEOUT in %s\n0 passed, 1 failed\n", what,
+                    seconds, what);
+        std::fflush(nullptr);
+        std::_Exit(3);
+    }
+    lock.unlock();
+    worker.join();
 }
 
 }  // namespace gprat_test

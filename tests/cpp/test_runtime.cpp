@@ -570,6 +570,176 @@ TEST(destructor_cancels_pending_tasks_and_waits)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Graphs built and waited on inside tasks (iterative solvers): a waiting worker helps
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+/// One outer task: builds an inner graph (a chain of `len` increments and `len` independent
+/// squares), waits on it and writes what it got. With `throw_at` >= 0 the inner task of that
+/// index throws TaskError(code = throw_at).
+void nested_body(long* out, int len, int throw_at)
+{
+    TaskGraph inner;
+    long chain = 0;
+    std::vector<long> squares(static_cast<std::size_t>(len), 0);
+    for (int i = 0; i < len; ++i) {
+        inner.add("inner_chain", 0, [i, throw_at](long* c) {
+            if (i == throw_at) throw TaskError("inner failure", i);
+            ++*c;
+        }, Write<long*>{&chain});
+        inner.add("inner_square", 0, [i](long* q) { *q = static_cast<long>(i) * i; }, Write<long*>{&squares[i]});
+    }
+    inner.wait();  // rethrows an inner task's exception into this (outer) task
+    long sum = chain;
+    for (long q : squares) sum += q;
+    *out = sum;
+}
+
+long nested_expected(int len)
+{
+    long sum = len;
+    for (long i = 0; i < len; ++i) sum += i * i;
+    return sum;
+}
+}  // namespace
+
+TEST(tasks_waiting_on_inner_graphs_finish_with_few_workers)
+{
+    for (int threads : {1, 2}) {
+        gprat_test::finish_within(60.0, "nested waits", [threads] {
+            executor().start(threads);
+            const int n = 4 * threads + 3, len = 20;
+            std::vector<long> got(static_cast<std::size_t>(n), -1);
+            TaskGraph outer;
+            for (int t = 0; t < n; ++t)
+                outer.add("outer", t % 3, [len](long* out) { nested_body(out, len, -1); }, Write<long*>{&got[t]});
+            outer.wait();
+            for (int t = 0; t < n; ++t) CHECK_MSG(got[t] == nested_expected(len), "outer task " << t << ": " << got[t]);
+        });
+    }
+}
+
+TEST(three_levels_of_nested_waits_on_one_worker)
+{
+    gprat_test::finish_within(60.0, "three nested levels", [] {
+        executor().start(1);
+        std::atomic<long> leaves{0};
+        TaskGraph outer;
+        for (int a = 0; a < 4; ++a)
+            outer.add("level0", 0, [&leaves] {
+                TaskGraph mid;
+                for (int b = 0; b < 3; ++b)
+                    mid.add("level1", 0, [&leaves] {
+                        TaskGraph leaf;
+                        for (int c = 0; c < 5; ++c) leaf.add("level2", 0, [&leaves] { leaves.fetch_add(1); });
+                        leaf.wait();
+                    });
+                mid.wait();
+            });
+        outer.wait();
+        CHECK_EQ(leaves.load(), 4L * 3 * 5);
+    });
+}
+
+TEST(inner_exception_propagates_through_both_waits)
+{
+    for (int threads : {1, 2}) {
+        gprat_test::finish_within(60.0, "nested exception", [threads] {
+            executor().start(threads);
+            const int n = 3 * threads + 2;
+            std::vector<long> got(static_cast<std::size_t>(n), -1);
+            TaskGraph outer;
+            for (int t = 0; t < n; ++t)
+                outer.add("outer", 0, [t](long* out) { nested_body(out, 10, t == 1 ? 7 : -1); }, Write<long*>{&got[t]});
+            bool caught = false;
+            try {
+                outer.wait();
+            } catch (const TaskError& e) {
+                caught = true;
+                CHECK_EQ(std::string(e.what()), std::string("inner failure"));
+                CHECK_EQ(e.code, 7);
+            }
+            CHECK(caught);
+            CHECK_EQ(got[1], -1);  // the failing outer task never wrote
+            // Still usable: nested work runs normally afterwards.
+            long again = -1;
+            outer.add("outer", 0, [](long* out) { nested_body(out, 10, -1); }, Write<long*>{&again});
+            CHECK_NOTHROW(outer.wait());
+            CHECK_EQ(again, nested_expected(10));
+        });
+    }
+}
+
+TEST(cancelling_the_outer_graph_cancels_the_inner_wait)
+{
+    gprat_test::finish_within(60.0, "nested cancel", [] {
+        executor().start(2);
+        std::atomic<bool> inner_started{false}, never{false}, inner_saw_cancel{false};
+        TaskGraph outer;
+        outer.add("outer", 0, [&] {
+            TaskGraph inner;
+            inner.add("inner_gate", 0, [&] {
+                gate_body(never, inner, &inner_started);
+                inner_saw_cancel = inner.cancelled();
+            });
+            inner.wait();  // Cancelled once the outer graph is cancelled
+        });
+        REQUIRE(wait_until([&] { return inner_started.load(); }));
+        outer.cancel();
+        CHECK_THROWS_AS(outer.wait(), gprat::Cancelled);
+        CHECK(inner_saw_cancel.load());
+    });
+}
+
+TEST(lifecycle_change_while_tasks_build_inner_graphs)
+{
+    // stop()/suspend() wait for the running graphs; inner graphs added by their tasks meanwhile
+    // must still be admitted (they are part of the running work), or the change waits forever.
+    for (const bool use_suspend : {false, true}) {
+        gprat_test::finish_within(60.0, "lifecycle change with nested graphs", [use_suspend] {
+            executor().start(2);
+            std::atomic<bool> started{false};
+            std::vector<long> got(6, -1);
+            std::thread other([&] {
+                TaskGraph outer;
+                for (int t = 0; t < 6; ++t)
+                    outer.add("outer", 0, [&started](long* out) {
+                        started = true;
+                        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                        nested_body(out, 5, -1);
+                    }, Write<long*>{&got[t]});
+                outer.wait();
+            });
+            REQUIRE(wait_until([&] { return started.load(); }));
+            if (use_suspend) {
+                executor().suspend();
+                executor().resume();
+            } else {
+                executor().stop();
+            }
+            other.join();
+            for (long g : got) CHECK_EQ(g, nested_expected(5));
+        });
+    }
+}
+
+TEST(lifecycle_calls_from_inside_a_task_are_refused)
+{
+    executor().start(2);
+    TaskGraph g;
+    std::atomic<int> refused{0};
+    g.add("lifecycle", 0, [&refused] {
+        try { executor().stop(); } catch (const gprat::RuntimeStateError&) { refused.fetch_add(1); }
+        try { executor().suspend(); } catch (const gprat::RuntimeStateError&) { refused.fetch_add(1); }
+        try { executor().start(3); } catch (const gprat::RuntimeStateError&) { refused.fetch_add(1); }
+    });
+    g.wait();
+    CHECK_EQ(refused.load(), 3);
+    CHECK(executor().running());
+    CHECK_EQ(executor().num_threads(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Interrupts
 // ---------------------------------------------------------------------------------------------
 

@@ -193,14 +193,52 @@ void tiny_graph(Stats& stats, Clock::time_point deadline)
     CHECK_EQ(x, 1);
 }
 
+/// Outer tasks that each build and wait on an inner graph (a chain, sometimes failing): the
+/// waiting workers help, while other threads start, stop and suspend the executor.
+void nested_graph(std::mt19937_64& rng, Stats& stats, Clock::time_point deadline)
+{
+    const int outer_n = std::uniform_int_distribution<int>(1, 6)(rng);
+    const int fail_in = std::uniform_int_distribution<int>(0, 3)(rng) == 0
+                            ? std::uniform_int_distribution<int>(0, outer_n - 1)(rng)
+                            : -1;
+    std::vector<long> got(static_cast<std::size_t>(outer_n), -1);
+    TaskGraph g;
+    for (int t = 0; t < outer_n; ++t) {
+        auto body = [t, fail_in](long* out) {
+            long c = 0;
+            TaskGraph inner;
+            for (int i = 0; i < 8; ++i)
+                inner.add("inner", i % 2, [i, t, fail_in](long* p) {
+                    if (t == fail_in && i == 5) throw StressError("inner");
+                    ++*p;
+                }, Write<long*>{&c});
+            inner.wait();
+            *out = c;
+        };
+        if (t == 0) { add_first(g, stats, deadline, "outer", 0, body, Write<long*>{&got[0]}); }
+        else { g.add("outer", 0, body, Write<long*>{&got[t]}); }
+    }
+    bool threw = false;
+    try {
+        g.wait();
+    } catch (const StressError&) {
+        threw = true;
+        stats.errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    CHECK_EQ(threw, fail_in >= 0);
+    if (!threw)
+        for (long v : got) CHECK_EQ(v, 8);
+}
+
 /// `pause_us` > 0: sleep up to that long between batches, so that stop()/suspend()/start(n),
 /// which wait for every graph to finish, find idle moments (see the note in run_stress).
 void producer(int id, Stats& stats, Clock::time_point deadline, int pause_us)
 {
     std::mt19937_64 rng(1000 + id);
     while (Clock::now() < deadline) {
-        switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
+        switch (std::uniform_int_distribution<int>(0, 4)(rng)) {
             case 0: chain_graph(rng, stats, deadline); break;
+            case 4: nested_graph(rng, stats, deadline); break;
             case 1: fan_graph(rng, stats, deadline); break;
             case 2: diamond_graph(rng, stats, deadline); break;
             default:

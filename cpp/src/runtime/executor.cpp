@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include "gprat/runtime/interrupt.hpp"
+
 #include <algorithm>
 #include <chrono>
 
@@ -15,6 +17,8 @@ namespace gprat::runtime {
 namespace {
 Executor* current_executor = nullptr;
 std::once_flag executor_once;
+thread_local Index this_worker = -1;                    ///< worker index of this thread, -1 elsewhere
+thread_local detail::Task* running_task = nullptr;      ///< innermost task this thread runs
 
 std::int64_t now_ns()
 {
@@ -49,8 +53,20 @@ Executor::~Executor()
     if (!workers_.empty()) { stop_locked(lock); }
 }
 
+detail::Task* Executor::current_task() noexcept { return running_task; }
+
+void Executor::refuse_inside_task(const char* what) const
+{
+    if (running_task != nullptr) {
+        throw RuntimeStateError(std::string("gprat runtime ") + what +
+                                "() was called from inside a task; it waits for the running graphs, that task's own "
+                                "included, so it must be called from outside the runtime's tasks");
+    }
+}
+
 void Executor::start(std::optional<Index> n_threads)
 {
+    refuse_inside_task("start");
     GPRAT_EXPECTS(!n_threads || *n_threads > 0, "n_threads must be a positive integer; got " << *n_threads);
     const Index wanted = n_threads ? *n_threads : default_thread_count();
     std::unique_lock lock(lifecycle_mutex_);
@@ -90,6 +106,7 @@ void Executor::stop_locked(std::unique_lock<std::mutex>& lifecycle)
 
 void Executor::stop()
 {
+    refuse_inside_task("stop");
     std::unique_lock lock(lifecycle_mutex_);
     PendingChange pending(*this);
     if (!workers_.empty()) { stop_locked(lock); }
@@ -98,6 +115,7 @@ void Executor::stop()
 
 void Executor::suspend()
 {
+    refuse_inside_task("suspend");
     std::unique_lock lock(lifecycle_mutex_);
     PendingChange pending(*this);
     wait_idle_locked(lock);
@@ -131,6 +149,14 @@ Index Executor::num_threads() const
 void Executor::acquire()
 {
     std::unique_lock lock(lifecycle_mutex_);
+    if (running_task != nullptr) {
+        // An inner graph of a running task belongs to work already admitted: its outer graph is
+        // active, so the pool runs and is not suspended (suspend() waits for idle first). Waiting
+        // for a pending start/stop/suspend here would deadlock, as that change waits for the
+        // outer graph, which waits for this task.
+        ++active_graphs_;
+        return;
+    }
     change_cv_.wait(lock, [this] { return pending_changes_ == 0; });
     if (suspended_) {
         throw RuntimeStateError("the gprat runtime is suspended; call gprat.resume() (or gprat.start()) first");
@@ -148,15 +174,69 @@ void Executor::release()
 
 void Executor::schedule(detail::Task* task)
 {
+    bool wake_all = false;
     {
         std::lock_guard q(queue_mutex_);
         ready_.push(task);
+        wake_all = blocked_helpers_ > 0;
     }
-    queue_cv_.notify_one();
+    // A helper asleep on queue_cv_ may not be allowed to run this task (it is too shallow for
+    // it); notify_one could wake just that helper and leave an idle worker asleep.
+    if (wake_all) { queue_cv_.notify_all(); }
+    else { queue_cv_.notify_one(); }
+}
+
+void Executor::wake_helpers()
+{
+    { std::lock_guard q(queue_mutex_); }  // a helper between its check and its sleep holds queue_mutex_
+    queue_cv_.notify_all();
+}
+
+bool Executor::help_until_finished(TaskGraph& g, int min_depth, const TaskGraph* enclosing)
+{
+    const InterruptCheck check = current_interrupt_check();
+    {
+        std::lock_guard lock(g.mutex_);
+        ++g.helpers_;
+    }
+    const auto finished = [&g] { return g.outstanding_.load(std::memory_order_acquire) == 0; };
+    const auto eligible = [this, min_depth] { return !ready_.empty() && ready_.top()->depth >= min_depth; };
+    bool interrupted = false;
+    std::unique_lock q(queue_mutex_);
+    while (!finished()) {
+        if (!interrupted && enclosing != nullptr && enclosing->cancelled()) {
+            interrupted = true;  // the waiting task's own graph was cancelled: so is what it waits for
+            g.cancel();
+        }
+        if (eligible()) {
+            detail::Task* task = ready_.top();
+            ready_.pop();
+            q.unlock();
+            execute(task, this_worker);
+            q.lock();
+            continue;
+        }
+        ++blocked_helpers_;
+        // Timed, to poll the enclosing graph's cancellation and the interrupt check.
+        const bool woke = queue_cv_.wait_for(q, std::chrono::milliseconds(20), [&] { return finished() || eligible(); });
+        --blocked_helpers_;
+        if (!woke && !interrupted && check != nullptr) {
+            q.unlock();
+            interrupted = check();
+            if (interrupted) { g.cancel(); }
+            q.lock();
+        }
+    }
+    q.unlock();
+    std::lock_guard lock(g.mutex_);  // also waits until the last task_finished() has let go of g
+    --g.helpers_;
+    return interrupted;
 }
 
 void Executor::worker_loop(Index worker)
 {
+    this_worker = worker;
+    if (const WorkerStart f = worker_start_.load(std::memory_order_acquire); f != nullptr) { f(); }
     for (;;) {
         detail::Task* task = nullptr;
         {
@@ -177,11 +257,14 @@ void Executor::execute(detail::Task* task, Index worker)
     if (!task->poisoned.load(std::memory_order_acquire) && !graph->cancelled()) {
         const bool traced = tracing();
         const std::int64_t start = traced ? now_ns() : 0;
+        detail::Task* const outer = running_task;
+        running_task = task;
         try {
             task->body();
         } catch (...) {
             error = std::current_exception();
         }
+        running_task = outer;
         if (traced) {
             const std::int64_t end = now_ns();
             std::lock_guard t(trace_mutex_);

@@ -1,5 +1,6 @@
 #include "gprat/runtime/task_graph.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "gprat/core/errors.hpp"
@@ -33,15 +34,19 @@ TaskGraph::~TaskGraph()
 
 detail::Task& TaskGraph::new_task(const char* name, int priority)
 {
+    const detail::Task* adder = Executor::current_task();
     if (!acquired_) {
         Executor::instance().acquire();  // may throw (suspended): nothing added yet
         acquired_ = true;
+        parent_ = adder == nullptr ? nullptr : adder->graph;
     }
     detail::Task& task = tasks_.emplace_back();
     task.name = name;
     task.priority = priority;
     task.graph = this;
     task.index = static_cast<Index>(tasks_.size()) - 1;
+    task.depth = adder == nullptr ? 0 : adder->depth + 1;
+    if (task.depth < min_depth_) { min_depth_ = task.depth; }
     GraphRecorder& recorder = GraphRecorder::instance();
     if (recorder.enabled()) {
         if (recorded_as_ < 0) { recorded_as_ = recorder.new_graph(); }
@@ -94,19 +99,33 @@ void TaskGraph::task_finished(std::exception_ptr error) noexcept
     // Decrement under mutex_: the waiter reads outstanding_ under mutex_ too, so it cannot see 0,
     // return and destroy the graph before this lock is released (after which nothing here touches
     // the graph). The error is moved in, so the worker keeps no reference to a stored exception.
-    std::lock_guard lock(mutex_);
-    if (error) {
-        if (!error_) { error_ = std::move(error); }
-        cancel();
+    bool wake_helper = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (error) {
+            if (!error_) { error_ = std::move(error); }
+            cancel();
+        }
+        if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            finished_cv_.notify_all();
+            wake_helper = helpers_ > 0;
+        }
     }
-    if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) { finished_cv_.notify_all(); }
+    // Touches the executor only: the graph may be gone once mutex_ is released.
+    if (wake_helper) { Executor::instance().wake_helpers(); }
 }
 
 void TaskGraph::wait()
 {
     const InterruptCheck check = current_interrupt_check();
     bool interrupted = false;
-    {
+    if (const detail::Task* waiter = Executor::current_task(); waiter != nullptr) {
+        // Called by a task on a worker: blocking would take the worker away, and with every worker
+        // waiting like this the process would deadlock. Run ready tasks meanwhile instead: those at
+        // least as deep as this graph's (deeper ones belong to graphs nested in it).
+        const int min_depth = std::min(waiter->depth + 1, min_depth_);
+        interrupted = Executor::instance().help_until_finished(*this, min_depth, waiter->graph);
+    } else {
         std::unique_lock lock(mutex_);
         while (outstanding_.load(std::memory_order_acquire) != 0) {
             if (check == nullptr || interrupted) {
@@ -135,7 +154,8 @@ void TaskGraph::wait()
     // Every task is done: forget the per-datum history, so tasks added from now on do not
     // inherit the poison of tasks that failed or were skipped before this wait().
     data_.clear();
-    const bool was_cancelled = cancelled_.exchange(false);
+    const bool was_cancelled = cancelled_.exchange(false) || (parent_ != nullptr && parent_->cancelled());
+    parent_ = nullptr;
     if (error) { std::rethrow_exception(error); }
     if (interrupted || was_cancelled) { throw Cancelled("the task graph was cancelled before it finished"); }
 }

@@ -19,6 +19,9 @@ struct Task
     int priority = 0;               ///< higher runs first among ready tasks
     std::uint64_t sequence = 0;     ///< submission order; breaks priority ties first-in first-out
     std::int64_t index = 0;         ///< position in its graph (for the DOT dump)
+    /// Nesting depth: 0 for a task added outside any task, d + 1 for one added by a task of
+    /// depth d (an inner graph). Deeper ready tasks run first; see Executor.
+    int depth = 0;
     TaskGraph* graph = nullptr;
 
     std::mutex mutex;               ///< guards done and successors against a concurrent add()

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
@@ -55,11 +56,19 @@ class TaskGraph
     /// Block until every task added so far has finished or been skipped. Rethrows the first
     /// exception a task threw; throws Cancelled if the graph was interrupted or cancelled.
     /// The graph can be used again afterwards.
+    /// Called from inside a task (a nested graph), the worker runs other ready tasks while it
+    /// waits instead of blocking (see Executor), and the graph is cancelled when the waiting
+    /// task's own graph is.
     void wait();
 
     /// Skip every task that has not started yet. Safe to call from any thread.
     void cancel() noexcept { cancelled_.store(true, std::memory_order_release); }
-    bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+    /// Cancelled, or (for a graph built inside a task, until its wait() returns) the graph of
+    /// that task is: cancelling a graph reaches the graphs nested in its tasks.
+    bool cancelled() const noexcept
+    {
+        return cancelled_.load(std::memory_order_acquire) || (parent_ != nullptr && parent_->cancelled());
+    }
 
     /// Number of tasks added over the graph's life.
     Index size() const noexcept { return static_cast<Index>(tasks_.size()); }
@@ -98,6 +107,12 @@ class TaskGraph
     std::atomic<bool> cancelled_{false};
     bool acquired_ = false;
     Index recorded_as_ = -1;  ///< graph number in the GraphRecorder, -1 while not recorded
+    int min_depth_ = std::numeric_limits<int>::max();  ///< smallest Task::depth added (see Executor)
+    /// The graph of the task that added this graph's tasks (since the last wait()), or nullptr.
+    /// Written by the adding thread before any task is scheduled, reset by wait() once none is
+    /// outstanding.
+    const TaskGraph* parent_ = nullptr;
+    int helpers_ = 0;  ///< workers helping in wait() on this graph, guarded by mutex_
     std::mutex mutex_;
     std::condition_variable finished_cv_;
     std::exception_ptr error_;  ///< first task exception, guarded by mutex_
