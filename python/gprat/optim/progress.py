@@ -6,8 +6,8 @@ from tqdm.auto import tqdm
 
 __all__ = ["Progress"]
 
-#: label [#####     ] iteration 3/30  loss 1.234e+00  elapsed 00:02
-_FORMAT = "{desc} |{bar:20}| iteration {n_fmt}/{total_fmt}  {postfix}  elapsed {elapsed}"
+#: label |#####     | iteration 3/30, loss 1.234  elapsed 00:02  (tqdm writes ", " before the postfix)
+_FORMAT = "{desc} |{bar:20}| iteration {n_fmt}/{total_fmt}{postfix}  elapsed {elapsed}"
 
 
 class Progress:
@@ -27,7 +27,8 @@ class Progress:
         self._bar = None
         if enabled:
             self._bar = tqdm(total=total, desc=desc, file=stream if stream is not None else sys.stderr,
-                             leave=False, ncols=100, bar_format=_FORMAT, postfix="loss -")
+                             leave=False, ncols=100, bar_format=_FORMAT, postfix="loss -",
+                             mininterval=0.0)  # every iteration is a full training step: show each
 
     def update(self, iteration, loss=None):
         """Move the bar to `iteration` and show `loss`."""
