@@ -625,3 +625,27 @@ def test_gprat_imports_without_sklearn():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "refused"
+
+
+def test_programming_errors_in_the_engine_are_not_turned_into_minus_inf(monkeypatch):
+    # The defect: log_marginal_likelihood mapped every ValueError (a programming error too) to
+    # -inf, so a bug looked like a non-positive-definite matrix and the optimizer stepped around it.
+    # Only NotPositiveDefinite, theta out of range and overflowing inputs mean -inf.
+    from gprat.models.exact import ExactGP
+
+    X = np.linspace(0, 1, 12)[:, None]
+    reg = GaussianProcessRegressor(optimizer=None).fit(X, np.sin(4 * X[:, 0]))
+    theta = reg.kernel_.theta
+
+    def broken(self, theta=None, eval_gradient=False):
+        raise ValueError("a bug in the engine")
+
+    monkeypatch.setattr(ExactGP, "log_marginal_likelihood", broken)
+    with pytest.raises(ValueError, match="a bug in the engine"):
+        reg.log_marginal_likelihood(theta)
+
+    def not_spd(self, theta=None, eval_gradient=False):
+        raise gprat.NotPositiveDefiniteError("not SPD", 3)
+
+    monkeypatch.setattr(ExactGP, "log_marginal_likelihood", not_spd)
+    assert reg.log_marginal_likelihood(theta) == -np.inf

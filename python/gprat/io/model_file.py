@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, as_matrix, as_vector, check_int
+from .._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, _check_finite, as_matrix, as_vector, check_int
 from .._version import __version__
 from ..kernels import registry
 from ..models.exact import ExactGP
@@ -86,8 +86,7 @@ def _finite_array(value, name, ndim=None, shape=None, hint=None):
     if shape is not None and arr.shape != shape:
         expected = "a scalar" if shape == () else f"shape {shape}" + (f" ({hint})" if hint else "")
         raise ValueError(f"{name} must be {expected}; got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must contain only finite values; got {arr if arr.size < 8 else 'NaN or inf entries'}.")
+    _check_finite(arr, name, arr)
     return arr
 
 
