@@ -16,7 +16,6 @@ noise_variance]) by a permutation; the white-noise entry carries the chain-rule 
 This module imports scikit-learn, an optional dependency of gprat.
 """
 
-import numbers
 import warnings
 
 import numpy as np
@@ -37,7 +36,7 @@ except ImportError:  # scikit-learn < 1.6
 from ._memory import check_fits
 from .exceptions import NotPositiveDefiniteError
 from .kernels import sklearn as _skk
-from ._validation import ThetaRangeError
+from ._validation import ThetaRangeError, check_int
 from .models.exact import ExactGP, InputScaleError
 from .optim.lbfgsb import lbfgsb_with_failed_points
 
@@ -386,8 +385,12 @@ def _check_kernel_values(kernel):
                 raise ValueError(f"{name}: the lower bound exceeds the upper bound; got {bounds.tolist()}.")
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _param_int(value, name, minimum, allow_none=False):
+    """The shared integer check, with scikit-learn's convention: an invalid parameter is a ValueError."""
+    try:
+        return check_int(value, name, minimum, allow_none)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
 
 
 class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
@@ -529,17 +532,12 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"optimizer must be 'fmin_l_bfgs_b', a callable or None; got {self.optimizer!r}."
             )
-        if not _is_int(self.n_restarts_optimizer) or self.n_restarts_optimizer < 0:
-            raise ValueError(
-                f"n_restarts_optimizer must be an int >= 0; got {self.n_restarts_optimizer!r}."
-            )
+        _param_int(self.n_restarts_optimizer, "n_restarts_optimizer", 0)
         for name in ("normalize_y", "copy_X_train"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool; got {getattr(self, name)!r}.")
-        if self.n_targets is not None and (not _is_int(self.n_targets) or self.n_targets < 1):
-            raise ValueError(f"n_targets must be None or an int >= 1; got {self.n_targets!r}.")
-        if self.tile_size is not None and (not _is_int(self.tile_size) or self.tile_size < 1):
-            raise ValueError(f"tile_size must be None or an int >= 1; got {self.tile_size!r}.")
+        _param_int(self.n_targets, "n_targets", 1, allow_none=True)
+        _param_int(self.tile_size, "tile_size", 1, allow_none=True)
 
     def fit(self, X, y):
         """Fit the Gaussian process regression model.

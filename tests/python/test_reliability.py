@@ -596,7 +596,7 @@ sk_cases = [
     ("alpha NaN", lambda G, X, y: G(alpha=np.nan).fit(X, y), ValueError, "alpha must be finite and >= 0"),
     ("alpha negative", lambda G, X, y: G(alpha=-1e-3).fit(X, y), ValueError, "alpha must be finite and >= 0"),
     ("alpha string", lambda G, X, y: G(alpha="big").fit(X, y), TypeError, "alpha must be a non-negative number"),
-    ("tile_size 0", lambda G, X, y: G(tile_size=0).fit(X, y), ValueError, "tile_size must be None or an int >= 1"),
+    ("tile_size 0", lambda G, X, y: G(tile_size=0).fit(X, y), ValueError, "tile_size must be a positive integer; got 0"),
     ("tile_size -1", lambda G, X, y: G(tile_size=-1).fit(X, y), ValueError, "tile_size must be"),
     ("features at predict", lambda G, X, y: G().fit(X, y).predict(X[:, :2]), ValueError, "expecting 3 features"),
     ("prior features", lambda G, X, y: G().predict(X > 0), TypeError, "boolean"),
