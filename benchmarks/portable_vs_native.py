@@ -23,6 +23,9 @@ Build the two variants outside the system site-packages first, e.g.
     pip install --no-build-isolation --no-deps -Ccmake.define.GPRAT_NATIVE=ON --target /tmp/gprat-native .
     python benchmarks/portable_vs_native.py /tmp/gprat-portable /tmp/gprat-native --check-isa
 
+--check-isa needs function names: pybind11 strips Release modules, so for it add
+-Cinstall.strip=false -Ccmake.define.CMAKE_STRIP=/bin/true (and a -Cbuild-dir per variant).
+
 Each build is imported through PYTHONPATH (scipy_openblas32 must be importable, e.g. from the
 system site-packages).
 """
@@ -152,6 +155,9 @@ def audit(label: str, build: Path) -> list[str]:
     modules = sorted((build / "gprat").glob("_core*.so"))
     if not modules:
         raise RuntimeError(f"no gprat/_core*.so under {build}")
+    if not subprocess.run(["nm", str(modules[0])], capture_output=True, text=True).stdout.strip():
+        raise RuntimeError(f"{modules[0]} is stripped; rebuild it with -Cinstall.strip=false "
+                           "-Ccmake.define.CMAKE_STRIP=/bin/true for --check-isa")
     usage = isa_usage(modules[0])
     cloned = {f: c for f, c in usage.items() if CLONE.search(f)}
     outside = {f: c for f, c in usage.items() if not CLONE.search(f)}
