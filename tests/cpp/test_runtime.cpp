@@ -1347,10 +1347,22 @@ namespace {
 // A fork while another thread holds the GraphRecorder's mutex (recording a node or an edge)
 // must not leave the child with a mutex that nobody will ever unlock: the child records and
 // takes a graph of its own and exits 0 within the deadline.
+#if defined(__SANITIZE_ADDRESS__)
+#define GPRAT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GPRAT_TEST_ASAN 1
+#endif
+#endif
+
 TEST(fork_while_another_thread_records_graphs)
 {
-#ifdef GPRAT_TEST_TSAN
+#if defined(GPRAT_TEST_TSAN)
     std::cout << "    skipped under ThreadSanitizer (it does not support threads after fork)" << std::endl;
+#elif defined(GPRAT_TEST_ASAN)
+    // Seen with GCC 12's libasan: the child's new workers block for ever in ASan's allocator
+    // (SizeClassAllocator64::GetFromAllocator), whose lock a parent thread held at fork().
+    std::cout << "    skipped under AddressSanitizer (its allocator lock is not fork-safe with busy threads)" << std::endl;
 #else
     using gprat::runtime::GraphRecorder;
     GraphRecorder& recorder = GraphRecorder::instance();
