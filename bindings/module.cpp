@@ -2,11 +2,14 @@
 #include "registration.hpp"
 
 #include "gprat/linalg/tile_kernels.hpp"
+#include "gprat/runtime/executor.hpp"
 
 PYBIND11_MODULE(_core, m)
 {
     m.doc() = "gprat compiled core: task runtime, tiled linear algebra, kernels and the exact GP engine";
-    gprat::linalg::use_single_threaded_blas();
+    // Worker threads run BLAS single-threaded; nothing changes for other threads at import
+    // (a process-wide call here made NumPy and SciPy single-threaded where they share our BLAS).
+    gprat::runtime::Executor::instance().set_worker_start(&gprat::linalg::use_single_threaded_blas_in_this_thread);
     gprat::bindings::register_errors(m);
     gprat::bindings::register_runtime(m);
     gprat::bindings::register_linalg(m);

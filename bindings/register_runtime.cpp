@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "gprat/linalg/tile_kernels.hpp"
 #include "gprat/runtime/executor.hpp"
 #include "gprat/runtime/graph_record.hpp"
 #include "gprat/runtime/task_graph.hpp"
@@ -86,6 +87,19 @@ void register_runtime(py::module_& m)
             });
         },
         py::arg("n_tasks"), "Benchmark hook: seconds to run a chain of n empty tasks (one edge each).");
+    m.def(
+        "_worker_blas_threads",
+        [] {
+            return without_gil([] {
+                int seen = 0;
+                runtime::TaskGraph g;
+                g.add("blas_threads", 0, [](int* out) { *out = linalg::blas_threads_in_this_thread(); },
+                      runtime::Write<int*>{&seen});
+                g.wait();
+                return seen;
+            });
+        },
+        "Test hook: the BLAS thread count seen by a BLAS call inside a worker task.");
     m.def(
         "sleep_tasks",
         [](Index n_tasks, double seconds) {

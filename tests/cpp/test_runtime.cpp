@@ -27,6 +27,7 @@
 #include "gprat/runtime/interrupt.hpp"
 #include "gprat/runtime/task_graph.hpp"
 #include "gprat/runtime/thread_count.hpp"
+#include "gprat/tiles/tile_view.hpp"
 #include "runtime_helpers.hpp"
 
 using gprat::Index;
@@ -252,6 +253,130 @@ TEST(empty_graph_wait_returns)
     g.wait();
     g.wait();
     CHECK_EQ(g.size(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accesses name byte regions: overlapping regions must be the same region or be refused
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+using View = gprat::tiles::TileView<double>;
+
+/// The InvalidArgument message of f(), or "" if it threw nothing.
+template <typename F>
+std::string refusal(F&& f)
+{
+    try {
+        f();
+    } catch (const gprat::InvalidArgument& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST(overlapping_distinct_views_are_refused)
+{
+    executor().start(2);
+    std::vector<double> buf(64, 0.0);
+    const View a(buf.data(), 8, 8, 8);
+    TaskGraph g;
+    g.add("syrk", 0, [](View v) { v(0, 0) = 1; }, Write<View>{a});
+    const std::size_t before = static_cast<std::size_t>(g.size());
+    // A sub-view starting inside the tile: different start.
+    const std::string inside = refusal([&] { g.add("gemm", 0, [](View) {}, Read<View>{a.block(2, 2, 3, 3)}); });
+    CHECK_MSG(inside.find("task 'gemm' accesses [0x") != std::string::npos, inside);
+    CHECK_MSG(inside.find("declared by task 'syrk' with a different start") != std::string::npos, inside);
+    CHECK_MSG(inside.find("declare the same region or disjoint ones") != std::string::npos, inside);
+    // Same start, smaller extent (the top-left block).
+    const std::string shorter = refusal([&] { g.add("trsm", 0, [](View) {}, Write<View>{a.block(0, 0, 4, 4)}); });
+    CHECK_MSG(shorter.find("declared by task 'syrk' with a different extent") != std::string::npos, shorter);
+    // Row halves of a column-major tile interleave in memory: their byte ranges overlap.
+    CHECK(!refusal([&] { g.add("rows", 0, [](View) {}, Write<View>{a.block(4, 0, 4, 8)}); }).empty());
+    // A raw pointer into the tile (one double at element 9).
+    CHECK(!refusal([&] { g.add("ptr", 0, [](double*) {}, Read<double*>{buf.data() + 9}); }).empty());
+    CHECK_EQ(static_cast<std::size_t>(g.size()), before);  // nothing was added
+    g.wait();
+    CHECK_EQ(buf[0], 1.0);
+    // wait() forgets the regions: a different split is fine in the next round.
+    double* p = buf.data();
+    g.add("sub", 0, [](View v) { v(0, 0) = 2; }, Write<View>{a.block(0, 0, 4, 4)});
+    g.add("explicit", 0, [](double* q) { q[7] = 3; }, Write<double*>{p + 32, 8 * sizeof(double)});
+    g.wait();
+    CHECK_EQ(buf[0], 2.0);
+    CHECK_EQ(buf[39], 3.0);
+}
+
+TEST(overlapping_accesses_within_one_task_are_refused)
+{
+    executor().start(2);
+    std::vector<double> buf(64, 0.0);
+    const View a(buf.data(), 8, 8, 8);
+    TaskGraph g;
+    const std::string msg = refusal([&] {
+        g.add("self", 0, [](View, View) {}, Read<View>{a}, Write<View>{a.block(1, 1, 2, 2)});
+    });
+    CHECK_MSG(msg.find("task 'self' accesses") != std::string::npos && msg.find("declared by task 'self'") != std::string::npos,
+              msg);
+    CHECK_EQ(g.size(), 0);
+    // Nothing of the refused task stayed registered: a writer of the whole tile runs.
+    g.add("whole", 0, [](View v) { v(7, 7) = 5; }, Write<View>{a});
+    g.wait();
+    CHECK_EQ(buf[63], 5.0);
+    // An explicit extent: [p, p + 10) and p + 5 overlap.
+    double* p = buf.data();
+    CHECK(!refusal([&] { g.add("span", 0, [](double*, double*) {}, Write<double*>{p, 10 * sizeof(double)}, Read<double*>{p + 5}); })
+               .empty());
+    CHECK_EQ(g.size(), 1);
+}
+
+TEST(equal_views_share_dependencies)
+{
+    executor().start(4);
+    std::vector<double> buf(64, 0.0);
+    TaskGraph g;
+    // Views built separately over the same storage are the same region: the chain is ordered.
+    for (int i = 0; i < 200; ++i) {
+        const View v(buf.data(), 8, 8, 8);
+        g.add("inc", 0, [](View t) { t(3, 3) += 1; }, Write<View>{v});
+        g.add("read", 0, [i](View t) { CHECK_EQ(t(3, 3), static_cast<double>(i + 1)); }, Read<View>{View(buf.data(), 8, 8, 8)});
+    }
+    // Read and write of the same region in one task are fine.
+    g.add("rw", 0, [](View r, View w) { w(0, 0) = r(3, 3); }, Read<View>{View(buf.data(), 8, 8, 8)},
+          Write<View>{View(buf.data(), 8, 8, 8)});
+    g.wait();
+    CHECK_EQ(buf[0], 200.0);
+}
+
+TEST(adjacent_disjoint_views_are_independent)
+{
+    executor().start(2);
+    std::vector<double> buf(64, 0.0);
+    const View a(buf.data(), 8, 8, 8);
+    const View left = a.block(0, 0, 8, 4), right = a.block(0, 4, 8, 4);  // columns 0-3 and 4-7: contiguous halves
+    std::latch both(2);
+    std::atomic<int> met{0};
+    TaskGraph g;
+    // Disjoint regions add no dependency: the two writers run at the same time.
+    auto meet = [&](View v) {
+        v(0, 0) = 1;
+        both.count_down();
+        if (wait_until([&] { return both.try_wait(); }, 20.0)) met.fetch_add(1);
+    };
+    g.add("left", 0, meet, Write<View>{left});
+    g.add("right", 0, meet, Write<View>{right});
+    g.wait();
+    CHECK_EQ(met.load(), 2);
+    CHECK_EQ(buf[0], 1.0);
+    CHECK_EQ(buf[32], 1.0);
+    // Adjacent raw pointers (one element each) and adjacent explicit ranges are fine too.
+    double* p = buf.data();
+    CHECK_NOTHROW(g.add("p0", 0, [](double* q) { *q = 7; }, Write<double*>{p}));
+    CHECK_NOTHROW(g.add("p1", 0, [](double* q) { *q = 8; }, Write<double*>{p + 1}));
+    CHECK_NOTHROW(g.add("r", 0, [](double*) {}, Read<double*>{p + 2, 6 * sizeof(double)}));
+    g.wait();
+    CHECK_EQ(buf[0], 7.0);
+    CHECK_EQ(buf[1], 8.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1201,7 +1326,7 @@ namespace {
 /// Outcome of a forked child: its exit status, or -1 if it was still running after `seconds`
 /// (then it is killed). The parent polls with WNOHANG so that a deadlocked child fails the
 /// test instead of hanging it.
-int wait_child(pid_t pid, double seconds)
+[[maybe_unused]] int wait_child(pid_t pid, double seconds)
 {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     for (;;) {
@@ -1222,10 +1347,22 @@ int wait_child(pid_t pid, double seconds)
 // A fork while another thread holds the GraphRecorder's mutex (recording a node or an edge)
 // must not leave the child with a mutex that nobody will ever unlock: the child records and
 // takes a graph of its own and exits 0 within the deadline.
+#if defined(__SANITIZE_ADDRESS__)
+#define GPRAT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GPRAT_TEST_ASAN 1
+#endif
+#endif
+
 TEST(fork_while_another_thread_records_graphs)
 {
-#ifdef GPRAT_TEST_TSAN
+#if defined(GPRAT_TEST_TSAN)
     std::cout << "    skipped under ThreadSanitizer (it does not support threads after fork)" << std::endl;
+#elif defined(GPRAT_TEST_ASAN)
+    // Seen with GCC 12's libasan: the child's new workers block for ever in ASan's allocator
+    // (SizeClassAllocator64::GetFromAllocator), whose lock a parent thread held at fork().
+    std::cout << "    skipped under AddressSanitizer (its allocator lock is not fork-safe with busy threads)" << std::endl;
 #else
     using gprat::runtime::GraphRecorder;
     GraphRecorder& recorder = GraphRecorder::instance();

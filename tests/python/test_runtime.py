@@ -178,3 +178,55 @@ def test_stop_while_another_thread_computes():
     t.join(timeout=30)
     assert done == [True]
     small_fit()
+
+
+BLAS_COUNTS_SCRIPT = r"""
+import json
+import numpy as np
+import scipy.linalg
+import threadpoolctl
+
+def counts():
+    return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+# gprat's private BLAS, loaded before gprat so that its default thread count is seen too.
+import ctypes, os, scipy_openblas32
+ctypes.CDLL(os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so"))
+before = counts()
+import gprat
+after_import = counts()
+rng = np.random.default_rng(0)
+X = rng.uniform(size=(300, 2))
+gp = gprat.ExactGP(gprat.kernels.SquaredExponential(0.3), noise_variance=1e-3, tile_size=32).fit(X, np.sin(5 * X).sum(axis=1))
+gp.predict(X[:5], return_std=True)
+after_fit = counts()
+np.linalg.cholesky(np.eye(3))
+print(json.dumps({"before": before, "after_import": after_import, "after_fit": after_fit,
+                  "worker": gprat._core._worker_blas_threads()}))
+"""
+
+
+def test_import_and_fit_leave_numpy_and_scipy_blas_threads_alone():
+    pytest.importorskip("threadpoolctl")
+    # A count other than 1, so that a stray "BLAS single-threaded" shows.
+    proc = run_python(BLAS_COUNTS_SCRIPT, {"OPENBLAS_NUM_THREADS": "3", "GPRAT_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    before, after_import, after_fit = got["before"], got["after_import"], got["after_fit"]
+    numpy_scipy = [p for p in before if "scipy_openblas32" not in p]
+    assert numpy_scipy, f"threadpoolctl found no BLAS of NumPy/SciPy: {before}"
+    for path, n in before.items():
+        # Nothing changes at import, gprat's own BLAS included (before the fix: set to 1 there).
+        assert after_import[path] == n, f"import gprat changed {path}: {n} -> {after_import[path]}"
+    for path in numpy_scipy:
+        # A fit sets gprat's private copy for its workers only: NumPy's and SciPy's stay.
+        assert after_fit[path] == before[path], f"a gprat fit changed {path}: {before[path]} -> {after_fit[path]}"
+    # ... and the workers' BLAS calls are single-threaded (-1: the provider has no query).
+    assert got["worker"] in (1, -1)
+
+
+def test_worker_blas_calls_are_single_threaded():
+    n = _core._worker_blas_threads()
+    if n == -1:
+        pytest.skip("this BLAS provider reports no thread count")
+    assert n == 1

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
+#include <sstream>
+#include <string>
 
 #include "gprat/core/errors.hpp"
 #include "gprat/runtime/executor.hpp"
@@ -70,20 +73,82 @@ void TaskGraph::depend(detail::Task& task, detail::Task* predecessor)
     }
 }
 
-void TaskGraph::declare_read(detail::Task& task, const void* key)
+namespace {
+std::string show_range(std::uintptr_t begin, std::uintptr_t end)
 {
-    DataState& state = data_[key];
-    depend(task, state.last_writer);  // read after write
-    state.readers.push_back(&task);
+    std::ostringstream os;
+    os << "[0x" << std::hex << begin << ", 0x" << end << ")";
+    return os.str();
 }
 
-void TaskGraph::declare_write(detail::Task& task, const void* key)
+/// Two regions that overlap without being the same one, or nullptr if they may coexist.
+const char* conflict(std::uintptr_t b0, std::uintptr_t e0, std::uintptr_t b1, std::uintptr_t e1)
 {
-    DataState& state = data_[key];
-    depend(task, state.last_writer);  // write after write
-    for (detail::Task* reader : state.readers) { depend(task, reader); }  // write after read
-    state.readers.clear();
-    state.last_writer = &task;
+    if (b0 == b1) { return e0 == e1 ? nullptr : "a different extent"; }
+    return (b0 < e1 && b1 < e0) ? "a different start" : nullptr;
+}
+
+[[noreturn]] void refuse(const char* name, const detail::Access& a, std::uintptr_t begin, std::uintptr_t end,
+                         const char* other, const char* why)
+{
+    std::ostringstream os;
+    os << "task '" << name << "' accesses " << show_range(a.begin, a.end) << " which overlaps "
+       << show_range(begin, end) << " declared by task '" << other << "' with " << why
+       << "; dependencies are tracked per whole region: declare the same region or disjoint ones";
+    throw InvalidArgument(os.str());
+}
+}  // namespace
+
+void TaskGraph::check_accesses(const char* name, const detail::Access* accesses, DataState** states,
+                               std::size_t n) const
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        const detail::Access& a = accesses[i];
+        states[i] = nullptr;
+        if (const auto known = data_.find(a.begin); known != data_.end()) {
+            if (known->second.end != a.end)
+                refuse(name, a, known->first, known->second.end, known->second.declared_by, "a different extent");
+            states[i] = const_cast<DataState*>(&known->second);  // declare() updates it
+        } else {
+            // A new start. The known regions are disjoint, so two lookups suffice: the last region
+            // starting before a.begin must end by a.begin, and the first one starting after it
+            // must start at or after a.end (any later one starts later still).
+            const auto next = regions_.upper_bound(a.begin);
+            if (next != regions_.begin()) {
+                const auto prev = std::prev(next);
+                if (prev->second->end > a.begin)
+                    refuse(name, a, prev->first, prev->second->end, prev->second->declared_by, "a different start");
+            }
+            if (next != regions_.end() && next->first < a.end)
+                refuse(name, a, next->first, next->second->end, next->second->declared_by, "a different start");
+        }
+        for (std::size_t j = 0; j < i; ++j) {  // this task's own accesses (few)
+            if (const char* why = conflict(a.begin, a.end, accesses[j].begin, accesses[j].end))
+                refuse(name, a, accesses[j].begin, accesses[j].end, name, why);
+        }
+    }
+}
+
+void TaskGraph::declare(detail::Task& task, const detail::Access& access, DataState* state)
+{
+    if (state == nullptr) {  // new, unless an earlier access of this task registered it
+        const auto [it, inserted] = data_.try_emplace(access.begin);
+        state = &it->second;
+        if (inserted) {
+            state->end = access.end;
+            state->declared_by = task.name;
+            regions_.emplace(access.begin, state);
+        }
+    }
+    if (!access.write) {
+        depend(task, state->last_writer);  // read after write
+        state->readers.push_back(&task);
+        return;
+    }
+    depend(task, state->last_writer);  // write after write
+    for (detail::Task* reader : state->readers) { depend(task, reader); }  // write after read
+    state->readers.clear();
+    state->last_writer = &task;
 }
 
 void TaskGraph::submit(detail::Task& task)
@@ -154,6 +219,7 @@ void TaskGraph::wait()
     // Every task is done: forget the per-datum history, so tasks added from now on do not
     // inherit the poison of tasks that failed or were skipped before this wait().
     data_.clear();
+    regions_.clear();
     const bool was_cancelled = cancelled_.exchange(false) || (parent_ != nullptr && parent_->cancelled());
     parent_ = nullptr;
     if (error) { std::rethrow_exception(error); }

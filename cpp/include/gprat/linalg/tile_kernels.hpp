@@ -31,8 +31,19 @@
 
 namespace gprat::linalg {
 
-/// Make the BLAS provider single-threaded: the runtime, not BLAS, runs tiles in parallel.
+/// Make the BLAS provider single-threaded process-wide (C++ tests and tools; the Python module
+/// does not call it, since it would reach NumPy's and SciPy's BLAS where they share ours).
 void use_single_threaded_blas();
+
+/// Make BLAS calls of the calling thread single-threaded: the runtime, not BLAS, runs tiles in
+/// parallel. Installed as the executor's worker-start hook (runtime::Executor::set_worker_start).
+/// MKL: mkl_set_num_threads_local(1), this thread only. scipy-openblas (default): the
+/// process-wide setter of gprat's private copy, which NumPy and SciPy do not use. System BLAS:
+/// nothing (it may be NumPy's own library; set OPENBLAS_NUM_THREADS=1 instead).
+void use_single_threaded_blas_in_this_thread();
+
+/// The BLAS thread count the calling thread's BLAS calls would use; -1 if the provider has no query.
+int blas_threads_in_this_thread();
 
 }  // namespace gprat::linalg
 

@@ -8,12 +8,15 @@
 /// not, is skipped, the rest of the graph is cancelled, and wait() rethrows the first exception
 /// in the calling thread. An interrupt (see interrupt.hpp) cancels the graph the same way and
 /// wait() throws Cancelled once the running tasks have returned.
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <map>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -37,18 +40,26 @@ class TaskGraph
     /// Add a task that calls f(unwrap(args)...). Read/Write arguments become dependencies.
     /// @param name     static string, shown in traces
     /// @param priority higher-priority ready tasks run first (critical path)
+    /// @throws InvalidArgument if an access overlaps a region known to the graph (or another
+    ///         access of this task) without being the same region (see access.hpp); nothing is
+    ///         added then.
     template <typename F, typename... Args>
     void add(const char* name, int priority, F&& f, Args&&... args)
     {
-        // Build the body first: copying the arguments may throw, and nothing may be registered
-        // then (a half-added task would block every later task on its data forever).
-        // (Read/Write hold pointers or views: declare_access still sees their values after the move.)
+        constexpr std::size_t n_accesses = (std::size_t{0} + ... + is_access<std::remove_cvref_t<Args>>::value);
+        std::array<detail::Access, n_accesses> accesses{};
+        [[maybe_unused]] std::size_t k = 0;
+        (collect_access(accesses, k, args), ...);  // before the arguments are moved into the body
+        std::array<DataState*, n_accesses> states{};
+        check_accesses(name, accesses.data(), states.data(), n_accesses);
+        // Build the body before registering anything: copying the arguments may throw, and a
+        // half-added task would block every later task on its data forever.
         std::function<void()> body = [fn = std::forward<F>(f),
                                       tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
             std::apply([&fn](auto&... a) { fn(unwrap(a)...); }, tup);
         };
         detail::Task& task = new_task(name, priority);
-        (declare_access(task, args), ...);
+        for (std::size_t i = 0; i < n_accesses; ++i) declare(task, accesses[i], states[i]);
         task.body = std::move(body);
         submit(task);
     }
@@ -76,33 +87,40 @@ class TaskGraph
   private:
     friend class Executor;
 
+    /// A region seen since the last wait(), keyed in data_ by its first byte (and listed in
+    /// regions_ too).
     struct DataState
     {
+        std::uintptr_t end = 0;              ///< one past its last byte
+        const char* declared_by = "";        ///< name of the first task that accessed it
         detail::Task* last_writer = nullptr;
         std::vector<detail::Task*> readers;  ///< since last_writer
     };
 
     detail::Task& new_task(const char* name, int priority);
     void depend(detail::Task& task, detail::Task* predecessor);
-    void declare_read(detail::Task& task, const void* key);
-    void declare_write(detail::Task& task, const void* key);
+    /// Refuses (InvalidArgument) an access that overlaps a known region, or an earlier access
+    /// of the same task, without being the same region. Registers nothing; states[i] is the
+    /// known region of access i, or nullptr for a new one.
+    void check_accesses(const char* name, const detail::Access* accesses, DataState** states, std::size_t n) const;
+    /// Derives task's dependencies from one access; registers a new region first.
+    void declare(detail::Task& task, const detail::Access& access, DataState* state);
     void submit(detail::Task& task);
 
-    template <typename A>
-    void declare_access(detail::Task& task, const A& a)
+    template <std::size_t N, typename A>
+    static void collect_access(std::array<detail::Access, N>& out, std::size_t& k, const A& a)
     {
-        using Plain = std::remove_cvref_t<A>;
-        if constexpr (is_access<Plain>::value) {
-            if constexpr (std::is_same_v<Plain, Read<decltype(a.value)>>) { declare_read(task, a.key()); }
-            else { declare_write(task, a.key()); }
-        }
+        if constexpr (is_access<std::remove_cvref_t<A>>::value) { out[k++] = detail::access_of(a); }
     }
 
     /// Called by the executor when a task finished or was skipped.
     void task_finished(std::exception_ptr error) noexcept;
 
     std::deque<detail::Task> tasks_;
-    std::unordered_map<const void*, DataState> data_;
+    /// Known regions by first byte. An access to a known start is found here at hash cost; only
+    /// a new start needs the ordered lookup in regions_ (once per region and wait()).
+    std::unordered_map<std::uintptr_t, DataState> data_;
+    std::map<std::uintptr_t, const DataState*> regions_;  ///< the same regions, ordered: disjoint
     std::atomic<Index> outstanding_{0};
     std::atomic<bool> cancelled_{false};
     bool acquired_ = false;
