@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import cpu_model, package_versions  # noqa: E402
 OPS = ("cholesky", "train_step", "predict")
 
 
@@ -62,13 +64,20 @@ def main(argv=None):
                     _worker(library, n, args.m, args.threads, args.repeats, path, out)
                     for line in out.read_text().splitlines():
                         rec = json.loads(line)
+                        if rec.get("record") == "group" and path:
+                            used = rec["info"].get("gprat_file") or ""
+                            if not used.startswith(str(Path(path).resolve())):
+                                raise SystemExit(f"build {label}: the worker imported {used}, not the build in {path}")
                         if rec.get("record") == "case" and rec.get("status") == "ok":
                             times.setdefault((label, n, rec["op"]), []).append((rec["min_s"], rec["median_s"], r))
                         elif rec.get("record") == "case":
                             raise SystemExit(f"{label} n={n} {rec.get('op')}: {rec.get('status')} {rec.get('error')}")
-    print(f"# gprat builds side by side\n\nCPU: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {args.threads} threads; python {platform.python_version()}; "
-          f"{args.rounds} rounds x {args.repeats} repeats; load average {os.getloadavg()}\n")
+    versions = package_versions()
+    print(f"# gprat builds side by side\n\nCPU: {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads; "
+          f"python {platform.python_version()}; numpy {versions.get('numpy')}, scipy {versions.get('scipy')}, "
+          f"scipy-openblas32 {versions.get('scipy-openblas32')}; {args.rounds} rounds x {args.repeats} repeats; "
+          f"builds {', '.join(f'{label}={path}' for label, path in builds)}; load average at the end "
+          f"{tuple(round(v, 2) for v in os.getloadavg())}\n")
     print("| build | n | op | min s | median s | min / dpotrf | median / dpotrf |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for n in args.n:
