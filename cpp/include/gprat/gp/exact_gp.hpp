@@ -444,7 +444,7 @@ class ExactGP
         for (Index i = 0; i < nt; ++i) {
             const tiles::TileView<T> a = alpha_.tile(i, 0);
             const T* y = y_ + K_.row0(i) * p_;
-            if (p_ == 1 && c[0] == 0.0) {
+            if (p_ == 1 && !constant_mean_) {
                 for (Index r = 0; r < a.rows(); ++r) y_alpha += static_cast<double>(y[r]) * static_cast<double>(a(r, 0));
             } else {
                 for (Index col = 0; col < p_; ++col)
