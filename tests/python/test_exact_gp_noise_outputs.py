@@ -309,3 +309,30 @@ def test_fit_memory_estimate_counts_the_outputs():
     one = gprat.ExactGP.fit_bytes(1000, tile_size=100)
     eight = gprat.ExactGP.fit_bytes(1000, tile_size=100, n_outputs=8)
     assert eight - one == 7 * 1000 * 8  # seven more columns of alpha in float64
+
+
+# ----------------------------------------------------------------------------- model files
+def test_model_file_keeps_per_sample_noise_and_mean(tmp_path, rng):
+    from gprat.io import GPModel, load_model
+
+    X, y, Xs = problem(rng)
+    s = rng.uniform(0.01, 0.2, size=N)
+    common = dict(x_mean=np.zeros(D), x_scale=np.ones(D), y_mean=0.0, y_scale=1.0)
+    model = GPModel("matern32", 0.8, 1.3, 0.02, X, y + 3.0, noise_fixed=s, mean_constant=2.5, **common)
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as archive:
+        assert int(archive["format_version"]) == 3  # older readers refuse it rather than drop s and c
+        np.testing.assert_array_equal(archive["noise_fixed"], s)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.noise_fixed, s)
+    assert loaded.mean_constant == 2.5
+    mean_ref, var_ref, _ = ref.general_predict("Matern32", X, y + 3.0, Xs, 0.8, 1.3, fixed=s, learned=0.02, mean=2.5)
+    mean, std = loaded.predict(Xs, return_std=True)
+    close(mean, mean_ref[:, 0], 1e-9, "mean from the loaded file")
+    close(std, np.sqrt(var_ref), 1e-9, "std from the loaded file")
+    gp = loaded.gp
+    gp.optimize(max_iter=20)
+    loaded._read_hyperparameters(gp)
+    assert loaded.mean_constant == gp.mean_constant[0] and loaded.noise_variance == gp.learned_noise
+    with pytest.raises(ValueError, match="noise_fixed must hold variances"):
+        GPModel("se", 0.8, 1.3, 0.02, X, y, noise_fixed=-s, **common)
