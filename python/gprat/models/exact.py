@@ -664,16 +664,17 @@ class ExactGP:
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
         """Log marginal likelihood ``log p(y | X, theta)`` and optionally its gradient.
 
-        ``-1/2 y^T alpha - sum(log diag L) - n/2 log(2 pi)``; the gradient is
-        ``1/2 tr((alpha alpha^T - K^{-1}) dK/dtheta_j)``, computed in closed form with K^{-1}
-        formed in place of L and the dK/dtheta tiles regenerated on the fly. With
+        ``sum_j [-1/2 (y_j - c_j)^T alpha_j] - p sum(log diag L) - p n/2 log(2 pi)`` over the
+        p outputs; the gradient is ``1/2 tr((alpha alpha^T - p K^{-1}) dK/dtheta_j)`` for the
+        kernel and learned-noise entries and ``1^T alpha_j`` for mean entry j, computed in
+        closed form with K^{-1} formed in place of L and the dK/dtheta tiles regenerated on the fly. With
         ``jitter_ > 0`` these are the values for the jittered matrix (see Notes of the class).
 
         Parameters
         ----------
         theta : array-like of shape (n_params,) or None, default=None
-            Log-hyperparameters at which to evaluate; None means the model's. The model's own
-            hyperparameters are not changed.
+            Hyperparameters (layout of :attr:`theta`) at which to evaluate; None means the
+            model's. The model's own hyperparameters are not changed.
         eval_gradient : bool, default=False
 
         Returns
