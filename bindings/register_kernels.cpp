@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <tuple>
 #include <string>
 
 #include "gprat/gp/assemble_tasks.hpp"
@@ -23,6 +24,15 @@ using kernels::AnyKernel;
 KernelHandle make_kernel(const std::string& name, std::vector<double> lengthscale, double signal_variance)
 {
     return {kernels::make_kernel(name, std::move(lengthscale), signal_variance)};
+}
+
+/// A KernelTree from its pre-order description: (kind, params, active_dims) per node.
+KernelHandle make_tree(const std::vector<std::tuple<std::string, std::vector<double>, std::vector<Index>>>& spec)
+{
+    std::vector<kernels::TreeNodeSpec> nodes;
+    nodes.reserve(spec.size());
+    for (const auto& [kind, params, dims] : spec) nodes.push_back({kind, params, dims});
+    return {kernels::KernelTree(nodes)};
 }
 
 template <typename T>
@@ -76,7 +86,7 @@ py::array_t<T> kernel_gradient(const KernelHandle& handle, const CArray<T>& X, s
     std::vector<tiles::TileView<T>> views;
     for (Index q = 0; q < p; ++q) views.emplace_back(dst + q * n * m, n, m, std::max<Index>(n, 1));
     if (n > 0 && m > 0)
-        std::visit([&](const auto& kern) { kernels::fill_gradient_tiles<T>(views, xs, 0, ys, 0, d, kern); }, k);
+        std::visit([&](const auto& kern) { kernels::fill_gradient_tiles<T>(views, xs, 0, ys, 0, d, kern, !Y); }, k);
     return out.attr("transpose")(0, 2, 1).template cast<py::array_t<T>>();
 }
 
@@ -95,14 +105,28 @@ void register_kernels(py::module_& m)
     m.def(
         "kernel_names",
         [] {
-            py::tuple names(kernels::kernel_names.size());
-            for (std::size_t i = 0; i < kernels::kernel_names.size(); ++i)
-                names[i] = py::str(kernels::kernel_names[i].data(), kernels::kernel_names[i].size());
+            py::tuple names(kernels::family_names.size());
+            for (std::size_t i = 0; i < kernels::family_names.size(); ++i)
+                names[i] = py::str(kernels::family_names[i].data(), kernels::family_names[i].size());
             return names;
         },
-        "Names of the covariance functions the core runs, in registry order (Kernel(name, ...) takes each).");
+        "Names of the covariance families the core runs, in registry order: Kernel(name, lengthscale, "
+        "signal_variance) takes the stationary ones, Kernel.tree takes every one.");
+    m.def(
+        "kernel_operators",
+        [] {
+            py::tuple names(kernels::operator_names.size());
+            for (std::size_t i = 0; i < kernels::operator_names.size(); ++i)
+                names[i] = py::str(kernels::operator_names[i].data(), kernels::operator_names[i].size());
+            return names;
+        },
+        "Names of the composition nodes Kernel.tree takes besides the families.");
     py::class_<KernelHandle> cls(m, "Kernel");
     cls.def(py::init(&make_kernel), py::arg("name"), py::arg("lengthscale"), py::arg("signal_variance"));
+    cls.def_static("tree", &make_tree, py::arg("nodes"),
+                   "A composed kernel from its pre-order description: a list of (kind, params, active_dims) "
+                   "with kind 'Sum', 'Product' or a family name, params the family's positive parameter values "
+                   "and active_dims the features it acts on (empty: all).");
     cls.def_property_readonly("name", [](const KernelHandle& h) { return std::string(kernels::kernel_name(h.value)); });
     // Stationary kernels have a lengthscale and a signal variance; a kernel without them (the
     // composable kernels of the next issue) answers with a clear error instead of not compiling.

@@ -83,6 +83,18 @@ class ScaledTile
     Index n_rows_, n_cols_, d_;
 };
 
+/// The gradient of an entry on the global diagonal of a symmetric K(X): the kernel's
+/// diagonal_gradient where it has one (same-point terms such as White), else k.gradient(x, x).
+template <CovarianceFunction K, typename T>
+double same_point_gradient(const K& k, const T* x, Index d, std::span<double> grad)
+{
+    if constexpr (requires { k.diagonal_gradient(x, d, grad); }) {
+        return k.diagonal_gradient(x, d, grad);
+    } else {
+        return k.gradient(x, x, d, grad);
+    }
+}
+
 /// Vectorized fill_covariance_tile: t(i, j) = s2 f(r2_ij).
 template <typename T, StationaryCovariance K>
 GPRAT_HOT_LOOP void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
@@ -110,7 +122,8 @@ void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, I
         for (Index j = 1; j < t.cols(); ++j)
             for (Index i = 0; i < std::min(j, t.rows()); ++i) t(i, j) = T(0);
     for_each_entry(t.rows(), t.cols(), X, r0, Y, c0, d, diagonal_tile, [&](Index i, Index j, const T* x, const T* y) {
-        t(i, j) = static_cast<T>(k(x, y, d) + (diagonal_tile && i == j ? diagonal : 0.0));
+        // a point with itself on the global diagonal: k.diagonal (White acts there only)
+        t(i, j) = static_cast<T>(diagonal_tile && i == j ? k.diagonal(x, d) + diagonal : k(x, y, d));
     });
 }
 
@@ -182,7 +195,10 @@ void accumulate_generic_gradient(tiles::TileView<T> kinv, const T* alpha_rows, c
                                         static_cast<double>(kinv(i, j));
                        const bool on_diagonal = diagonal_tile && i == j;
                        const double ww = on_diagonal ? w : 2.0 * w;
-                       k.gradient(x, y, d, std::span<double>(grad));
+                       if (on_diagonal)
+                           same_point_gradient(k, x, d, std::span<double>(grad));
+                       else
+                           k.gradient(x, y, d, std::span<double>(grad));
                        for (Index q = 0; q < p; ++q) sum[static_cast<std::size_t>(q)] += ww * grad[static_cast<std::size_t>(q)];
                        if (on_diagonal) sum[static_cast<std::size_t>(p)] += w * noise;
                    });
@@ -221,15 +237,20 @@ void fill_diagonal_tile(tiles::TileView<T> v, const T* X, Index r0, Index d, con
 }
 
 /// tiles[p] <- dk/dtheta_p (X[r0..], Y[c0..]) for every hyperparameter p of k (full tiles).
+/// With `symmetric` (Y is X), the entries on the global diagonal (r0 + i == c0 + j) are those of
+/// a point with itself (same_point_gradient: White's gradient is there and nowhere else).
 template <typename T, CovarianceFunction K>
 void fill_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, Index r0, const T* Y, Index c0,
-                         Index d, const K& k)
+                         Index d, const K& k, bool symmetric = false)
 {
     GPRAT_ASSERT(static_cast<Index>(tiles.size()) == k.n_params());
     std::vector<double> grad(static_cast<std::size_t>(k.n_params()));
     for_each_entry(tiles[0].rows(), tiles[0].cols(), X, r0, Y, c0, d, false,
                    [&](Index i, Index j, const T* x, const T* y) {
-                       k.gradient(x, y, d, std::span<double>(grad));
+                       if (symmetric && r0 + i == c0 + j)
+                           detail::same_point_gradient(k, x, d, std::span<double>(grad));
+                       else
+                           k.gradient(x, y, d, std::span<double>(grad));
                        for (std::size_t p = 0; p < grad.size(); ++p) tiles[p](i, j) = static_cast<T>(grad[p]);
                    });
 }

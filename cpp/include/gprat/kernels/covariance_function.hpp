@@ -7,7 +7,13 @@
 /// gradient reduction.
 ///   k(x, y, d)                  covariance of two d-dimensional points (float or double)
 ///   k.gradient(x, y, d, grad)   k(x, y), and dk/dtheta_p into grad[0 .. n_params())
-///   k.diagonal(x, d)            k(x, x) (the prior variance; often cheaper than k(x, x, d))
+///   k.diagonal(x, d)            k(x, x) of a point with ITSELF (the prior variance; often
+///                               cheaper than k(x, x, d)). The assembler uses it for the entries
+///                               on the global diagonal of a symmetric K(X), so a kernel with a
+///                               term that only acts on the same point (White: K(X) = noise I,
+///                               K(X, X) = 0) puts it here and not in k(x, y, d).
+///   k.diagonal_gradient(x, d, grad)  optional: diagonal(x) and its gradient, for those entries;
+///                               without it the assembler uses k.gradient(x, x, d, grad).
 ///   k.n_params(), k.theta(), k.with_theta(theta)   theta: the kernel's free log-parameters
 ///   k.check_features(d)         throws InvalidArgument if the kernel cannot take d features
 ///   K::name()                   the registry name (any_kernel.hpp; model files, Python)

@@ -1,0 +1,424 @@
+#pragma once
+/// KernelTree: covariance functions composed from families by sums and products, nested to any
+/// depth, each leaf acting on a subset of the features (its active dimensions). It models
+/// CovarianceFunction, so the generic tile paths of assemble.hpp fill every tile in ONE pass
+/// over the tree per pair of points (no n x n intermediate per term), and the fused gradient
+/// reduction regenerates dK/dtheta entry by entry as for any other kernel.
+///
+/// Families, on one pair of points x, y restricted to the leaf's active dimensions, with the
+/// parameters of scikit-learn's kernels (sklearn.gaussian_process.kernels) so that values agree
+/// at equal hyperparameters; theta is the log of every parameter, in the leaf's order below.
+/// With d(x, y) the Euclidean distance and r2 = sum_k ((x_k - y_k) / l_k)^2:
+///   SquaredExponential [l..., s2]  k = s2 exp(-r2 / 2)               (sklearn: C * RBF)
+///   Matern12/32/52     [l..., s2]  k = s2 f_nu(r2), matern.hpp       (sklearn: C * Matern(nu))
+///     (one l: isotropic; one l per active dimension: ARD; gradients as in stationary.hpp)
+///   RationalQuadratic  [l, alpha]  k = (1 + d^2 / (2 alpha l^2))^(-alpha)
+///     with s = d^2 / (2 alpha l^2), b = 1 + s:
+///     dk/dlog l = 2 alpha s k / b,   dk/dlog alpha = alpha k (s / b - log b)
+///   Periodic           [l, p]      k = exp(-2 sin^2(pi d / p) / l^2)   (sklearn: ExpSineSquared)
+///     with u = pi d / p:  dk/dlog l = 4 sin^2(u) k / l^2,  dk/dlog p = 4 u sin(u) cos(u) k / l^2
+///   Linear             [sigma_0]   k = sigma_0^2 + x . y               (sklearn: DotProduct)
+///     dk/dlog sigma_0 = 2 sigma_0^2
+///   Constant           [c]         k = c                               (sklearn: ConstantKernel)
+///     dk/dlog c = c
+///   White              [noise]     k = noise if x and y are the SAME point (the same index on
+///     the global diagonal of a symmetric assembly K(X)), else 0 (sklearn: WhiteKernel; so
+///     K(X) = noise I but K(X, X) = 0).  dk/dlog noise = k.
+/// Composition (sum and product rules), with a, b the children's values:
+///   Sum:     k = a + b,  dk/dtheta_a = da/dtheta_a,  dk/dtheta_b = db/dtheta_b
+///   Product: k = a b,    dk/dtheta_a = b da/dtheta_a, dk/dtheta_b = a db/dtheta_b
+/// A scale c * k is the product Constant(c) * k (scikit-learn's definition of `c * k`).
+///
+/// Layout: the nodes are a flat array in post-order (children before their parent), so one
+/// forward sweep with a small fixed-size value stack evaluates the tree; each subtree's
+/// parameters are one contiguous range of theta (left subtree first, as in scikit-learn).
+/// The per-pair evaluation (tree_evaluate) reads plain arrays and does plain arithmetic: no
+/// allocation, no virtual calls, so a device build can compile it (GPRAT_HOST_DEVICE).
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <numbers>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gprat/core/check.hpp"
+#include "gprat/core/exp.hpp"
+#include "gprat/core/types.hpp"
+#include "gprat/kernels/matern.hpp"
+#include "gprat/kernels/squared_exponential.hpp"
+
+#if defined(__CUDACC__)
+#define GPRAT_HOST_DEVICE __host__ __device__
+#else
+#define GPRAT_HOST_DEVICE
+#endif
+
+namespace gprat::kernels {
+
+/// The families a tree's leaves take, in registry order (the first four are also the
+/// single-family alternatives of AnyKernel, with the vectorized tile path).
+enum class Family : int {
+    SquaredExponential,
+    Matern12,
+    Matern32,
+    Matern52,
+    RationalQuadratic,
+    Periodic,
+    Linear,
+    Constant,
+    White
+};
+
+/// Registry names of the families, indexed by Family.
+inline constexpr std::array<std::string_view, 9> family_names = {
+    "SquaredExponential", "Matern12", "Matern32", "Matern52", "RationalQuadratic",
+    "Periodic",           "Linear",   "Constant", "White"};
+
+/// Names of the composition nodes a tree description takes besides the families.
+inline constexpr std::array<std::string_view, 2> operator_names = {"Sum", "Product"};
+
+enum class NodeKind : int { Leaf, Sum, Product };
+
+/// One node of the flat post-order array.
+struct TreeNode
+{
+    NodeKind kind = NodeKind::Leaf;
+    Family family = Family::Constant;  ///< leaves only
+    Index p_begin = 0, p_end = 0;      ///< this subtree's parameters: theta[p_begin .. p_end)
+    Index p_split = 0;                 ///< Sum/Product: first parameter of the right child
+    Index dim_begin = 0, n_dims = 0;   ///< leaves: active dimensions dims[dim_begin ..), 0 = all
+    bool ard = false;                  ///< stationary leaves: one lengthscale per active dimension
+};
+
+/// The most values on the evaluation stack (a post-order sweep needs at most one per pending
+/// subtree); trees deeper on the right than this are refused at construction.
+inline constexpr Index max_tree_stack = 64;
+
+namespace detail {
+
+/// Value of one leaf at (x, y), and its gradient into g[0 .. leaf's n_params) when g is not null.
+/// v: the leaf's parameter values (exp theta), dims: the tree's active-dimension array.
+template <typename T>
+GPRAT_HOST_DEVICE inline double leaf_evaluate(const TreeNode& n, const double* v, const Index* dims, const T* x,
+                                              const T* y, Index d, bool same, double* g)
+{
+    const Index m = n.n_dims > 0 ? n.n_dims : d;
+    const Index* dim = n.n_dims > 0 ? dims + n.dim_begin : nullptr;
+    const auto coordinate_difference = [&](Index k) {
+        const Index c = dim ? dim[k] : k;
+        return static_cast<double>(x[c]) - static_cast<double>(y[c]);
+    };
+    switch (n.family) {
+    case Family::SquaredExponential:
+    case Family::Matern12:
+    case Family::Matern32:
+    case Family::Matern52: {
+        // r2 over the active dimensions; ARD: u_k = ((x_k - y_k) / l_k)^2 kept in g for the gradient
+        const Index n_l = n.ard ? m : 1;
+        const double s2 = v[n_l];
+        double r2 = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const double u = coordinate_difference(k) / v[n.ard ? k : 0];
+            if (g && n.ard) g[k] = u * u;
+            r2 += u * u;
+        }
+        double f = 0.0, slope = 0.0;
+        switch (n.family) {
+        case Family::SquaredExponential: SquaredExponentialShape::value_and_slope(r2, f, slope); break;
+        case Family::Matern12: Matern12Shape::value_and_slope(r2, f, slope); break;
+        case Family::Matern32: Matern32Shape::value_and_slope(r2, f, slope); break;
+        default: Matern52Shape::value_and_slope(r2, f, slope); break;
+        }
+        const double k = s2 * f;
+        if (g) {
+            const double c = -2.0 * s2 * slope;  // dk/dlog l_k = c u_k (stationary.hpp)
+            if (n.ard)
+                for (Index q = 0; q < m; ++q) g[q] *= c;
+            else
+                g[0] = c * r2;
+            g[n_l] = k;  // dk/dlog s2
+        }
+        return k;
+    }
+    case Family::RationalQuadratic: {
+        const double l = v[0], alpha = v[1];
+        double dist2 = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const double u = coordinate_difference(k);
+            dist2 += u * u;
+        }
+        const double s = dist2 / (2.0 * alpha * l * l), b = 1.0 + s;
+        const double k = std::pow(b, -alpha);
+        if (g) {
+            g[0] = 2.0 * alpha * s * k / b;
+            g[1] = alpha * k * (s / b - std::log(b));
+        }
+        return k;
+    }
+    case Family::Periodic: {
+        const double l = v[0], p = v[1];
+        double dist2 = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const double u = coordinate_difference(k);
+            dist2 += u * u;
+        }
+        const double u = std::numbers::pi * std::sqrt(dist2) / p;
+        const double sn = std::sin(u), cs = std::cos(u);
+        const double k = std::exp(-2.0 * sn * sn / (l * l));
+        if (g) {
+            g[0] = 4.0 * sn * sn * k / (l * l);
+            g[1] = 4.0 * u * sn * cs * k / (l * l);
+        }
+        return k;
+    }
+    case Family::Linear: {
+        const double s0 = v[0];
+        double dot = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const Index c = dim ? dim[k] : k;
+            dot += static_cast<double>(x[c]) * static_cast<double>(y[c]);
+        }
+        if (g) g[0] = 2.0 * s0 * s0;
+        return s0 * s0 + dot;
+    }
+    case Family::Constant:
+        if (g) g[0] = v[0];
+        return v[0];
+    case Family::White: {
+        const double k = same ? v[0] : 0.0;
+        if (g) g[0] = k;
+        return k;
+    }
+    }
+    return 0.0;
+}
+
+}  // namespace detail
+
+/// k(x, y) of the tree (nodes in post-order) and, when grad is not null, dk/dtheta into
+/// grad[0 .. n_params). `same`: x and y are the same point of a symmetric assembly (White).
+template <typename T>
+GPRAT_HOST_DEVICE inline double tree_evaluate(const TreeNode* nodes, Index n_nodes, const double* values,
+                                              const Index* dims, const T* x, const T* y, Index d, bool same,
+                                              double* grad)
+{
+    double stack[max_tree_stack];
+    Index top = 0;
+    for (Index i = 0; i < n_nodes; ++i) {
+        const TreeNode& n = nodes[i];
+        if (n.kind == NodeKind::Leaf) {
+            stack[top++] = detail::leaf_evaluate(n, values + n.p_begin, dims, x, y, d, same,
+                                                 grad ? grad + n.p_begin : nullptr);
+            continue;
+        }
+        const double b = stack[--top];
+        const double a = stack[--top];
+        if (n.kind == NodeKind::Sum) {
+            stack[top++] = a + b;  // gradients of the children stand as they are
+        } else {
+            if (grad) {  // product rule
+                for (Index p = n.p_begin; p < n.p_split; ++p) grad[p] *= b;
+                for (Index p = n.p_split; p < n.p_end; ++p) grad[p] *= a;
+            }
+            stack[top++] = a * b;
+        }
+    }
+    return stack[0];
+}
+
+/// A tree description, one entry per node in pre-order (parent, then its left subtree, then its
+/// right): kind is "Sum", "Product" or a family name; params are the family's parameter
+/// values (not logs) in the order of the header comment; active_dims the features the leaf
+/// acts on (empty: all).
+struct TreeNodeSpec
+{
+    std::string kind;
+    std::vector<double> params;
+    std::vector<Index> active_dims;
+};
+
+class KernelTree
+{
+  public:
+    /// @throws InvalidArgument for an unknown kind, a wrong number of parameters, a parameter
+    /// that is not positive and finite (named), duplicated or negative active dimensions, an
+    /// incomplete or over-long description, or a tree too deep for the evaluation stack.
+    explicit KernelTree(const std::vector<TreeNodeSpec>& spec)
+    {
+        GPRAT_EXPECTS(!spec.empty(), "KernelTree: the description is empty");
+        const std::size_t used = parse(spec, 0);
+        GPRAT_EXPECTS(used == spec.size(), "KernelTree: the description has " << spec.size() - used
+                                                                               << " entries after a complete tree");
+        Index top = 0, most = 0;
+        for (const TreeNode& n : nodes_) {
+            top += n.kind == NodeKind::Leaf ? 1 : -1;
+            most = std::max(most, top);
+        }
+        GPRAT_EXPECTS(most <= max_tree_stack, "KernelTree: the tree needs " << most << " pending subtrees; at most "
+                                                                             << max_tree_stack << " are supported");
+    }
+
+    static constexpr const char* name() { return "KernelTree"; }
+    Index n_params() const noexcept { return static_cast<Index>(values_.size()); }
+    Index n_nodes() const noexcept { return static_cast<Index>(nodes_.size()); }
+    const std::vector<TreeNode>& nodes() const noexcept { return nodes_; }
+
+    /// log of every parameter, leaves left to right.
+    std::vector<double> theta() const
+    {
+        std::vector<double> t(values_.size());
+        for (std::size_t p = 0; p < values_.size(); ++p) t[p] = std::log(values_[p]);
+        return t;
+    }
+
+    /// The same tree at other log-parameters.  @throws InvalidArgument on a wrong length or
+    /// a value whose exp is not positive and finite.
+    KernelTree with_theta(std::span<const double> theta) const
+    {
+        GPRAT_EXPECTS(static_cast<Index>(theta.size()) == n_params(),
+                      "KernelTree: theta must have " << n_params() << " entries; got " << theta.size());
+        KernelTree out(*this);
+        for (std::size_t p = 0; p < theta.size(); ++p) {
+            const double v = std::exp(theta[p]);
+            GPRAT_EXPECTS(std::isfinite(v) && v > 0, "KernelTree: " << parameter_names_[p] << " = exp(" << theta[p]
+                                                                     << ") must be positive and finite");
+            out.values_[p] = v;
+        }
+        return out;
+    }
+
+    /// k(x, y) for two points of different sets (or the same set off the diagonal): White is 0.
+    template <typename T>
+    double operator()(const T* x, const T* y, Index d) const
+    {
+        return tree_evaluate(nodes_.data(), n_nodes(), values_.data(), dims_.data(), x, y, d, false, nullptr);
+    }
+
+    /// k(x, y) and dk/dtheta into grad[0 .. n_params()) (White: 0, as in operator()).
+    template <typename T>
+    double gradient(const T* x, const T* y, Index d, std::span<double> grad) const
+    {
+        return tree_evaluate(nodes_.data(), n_nodes(), values_.data(), dims_.data(), x, y, d, false, grad.data());
+    }
+
+    /// k(x, x) of a point with itself: the prior variance, White included.
+    template <typename T>
+    double diagonal(const T* x, Index d) const
+    {
+        return tree_evaluate(nodes_.data(), n_nodes(), values_.data(), dims_.data(), x, x, d, true, nullptr);
+    }
+
+    /// diagonal(x) and its gradient: the entries on the global diagonal of a symmetric K(X).
+    template <typename T>
+    double diagonal_gradient(const T* x, Index d, std::span<double> grad) const
+    {
+        return tree_evaluate(nodes_.data(), n_nodes(), values_.data(), dims_.data(), x, x, d, true, grad.data());
+    }
+
+    /// Throws InvalidArgument if an active dimension is not below d, or an ARD leaf (all
+    /// features active) has a lengthscale count other than d.
+    void check_features(Index d) const
+    {
+        for (const TreeNode& n : nodes_) {
+            if (n.kind != NodeKind::Leaf) continue;
+            const std::string_view fam = family_names[static_cast<int>(n.family)];
+            for (Index k = 0; k < n.n_dims; ++k)
+                GPRAT_EXPECTS(dims_[static_cast<std::size_t>(n.dim_begin + k)] < d,
+                              fam << ": active_dims entry " << dims_[static_cast<std::size_t>(n.dim_begin + k)]
+                                  << " is out of range for data with " << d << " features");
+            if (n.ard && n.n_dims == 0)
+                GPRAT_EXPECTS(n.p_end - n.p_begin - 1 == d, fam << ": ARD lengthscale has " << n.p_end - n.p_begin - 1
+                                                                << " entries but the data have " << d << " features");
+        }
+    }
+
+  private:
+    /// Parses the subtree starting at spec[i] (pre-order), appends its nodes in post-order and
+    /// returns the index after it.
+    std::size_t parse(const std::vector<TreeNodeSpec>& spec, std::size_t i)
+    {
+        GPRAT_EXPECTS(i < spec.size(), "KernelTree: the description ends inside a Sum or Product");
+        const TreeNodeSpec& s = spec[i];
+        if (s.kind == "Sum" || s.kind == "Product") {
+            GPRAT_EXPECTS(s.params.empty() && s.active_dims.empty(),
+                          "KernelTree: " << s.kind << " takes no parameters or active dimensions");
+            TreeNode n;
+            n.kind = s.kind == "Sum" ? NodeKind::Sum : NodeKind::Product;
+            n.p_begin = n_params();
+            std::size_t next = parse(spec, i + 1);
+            n.p_split = n_params();
+            next = parse(spec, next);
+            n.p_end = n_params();
+            nodes_.push_back(n);
+            return next;
+        }
+        int family = -1;
+        for (std::size_t f = 0; f < family_names.size(); ++f)
+            if (s.kind == family_names[f]) family = static_cast<int>(f);
+        GPRAT_EXPECTS(family >= 0, "KernelTree: unknown kernel '" << s.kind << "'; expected Sum, Product or "
+                                                                  << family_list());
+        TreeNode n;
+        n.family = static_cast<Family>(family);
+        n.p_begin = n_params();
+        n.dim_begin = static_cast<Index>(dims_.size());
+        n.n_dims = static_cast<Index>(s.active_dims.size());
+        for (std::size_t a = 0; a < s.active_dims.size(); ++a) {
+            GPRAT_EXPECTS(s.active_dims[a] >= 0, s.kind << ": active_dims entries must be non-negative; got "
+                                                         << s.active_dims[a]);
+            for (std::size_t b = 0; b < a; ++b)
+                GPRAT_EXPECTS(s.active_dims[a] != s.active_dims[b],
+                              s.kind << ": active_dims entry " << s.active_dims[a] << " is duplicated");
+            dims_.push_back(s.active_dims[a]);
+        }
+        std::vector<std::string> names;
+        switch (n.family) {
+        case Family::RationalQuadratic: names = {"lengthscale", "alpha"}; break;
+        case Family::Periodic: names = {"lengthscale", "period"}; break;
+        case Family::Linear: names = {"sigma_0"}; break;
+        case Family::Constant: names = {"constant_value"}; break;
+        case Family::White: names = {"noise_level"}; break;
+        default: {  // stationary: lengthscale(s), then the signal variance
+            GPRAT_EXPECTS(s.params.size() >= 2, s.kind << ": expects lengthscale(s) and signal_variance; got "
+                                                       << s.params.size() << " parameters");
+            const std::size_t n_l = s.params.size() - 1;
+            n.ard = n_l > 1;
+            GPRAT_EXPECTS(!n.ard || n.n_dims == 0 || static_cast<Index>(n_l) == n.n_dims,
+                          s.kind << ": ARD lengthscale has " << n_l << " entries but " << n.n_dims
+                                 << " active dimensions");
+            for (std::size_t q = 0; q < n_l; ++q)
+                names.push_back(n.ard ? "lengthscale[" + std::to_string(q) + "]" : std::string("lengthscale"));
+            names.push_back("signal_variance");
+        }
+        }
+        GPRAT_EXPECTS(s.params.size() == names.size(), s.kind << ": expects " << names.size()
+                                                              << " parameters; got " << s.params.size());
+        for (std::size_t q = 0; q < names.size(); ++q) {
+            GPRAT_EXPECTS(std::isfinite(s.params[q]) && s.params[q] > 0,
+                          s.kind << ": " << names[q] << " must be positive and finite; got " << s.params[q]);
+            values_.push_back(s.params[q]);
+            parameter_names_.push_back(s.kind + "." + names[q]);
+        }
+        n.p_end = n_params();
+        nodes_.push_back(n);
+        return i + 1;
+    }
+
+    static std::string family_list()
+    {
+        std::string out;
+        for (std::size_t f = 0; f < family_names.size(); ++f) {
+            if (f > 0) out += f + 1 == family_names.size() ? " or " : ", ";
+            out += family_names[f];
+        }
+        return out;
+    }
+
+    std::vector<TreeNode> nodes_;
+    std::vector<double> values_;  ///< exp(theta)
+    std::vector<Index> dims_;
+    std::vector<std::string> parameter_names_;
+};
+
+}  // namespace gprat::kernels
