@@ -90,9 +90,28 @@ py::array_t<T> kernel_gradient(const KernelHandle& handle, const CArray<T>& X, s
     return out.attr("transpose")(0, 2, 1).template cast<py::array_t<T>>();
 }
 
+/// k(x, x) of every row of X: the prior variances (White included).
+template <typename T>
+py::array_t<T> kernel_diagonal(const KernelHandle& handle, const CArray<T>& X)
+{
+    const AnyKernel& k = handle.value;
+    GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D");
+    const Index n = X.shape(0), d = X.shape(1);
+    kernels::check_features(k, d);
+    py::array_t<T> out(n);
+    if (n > 0)
+        std::visit(
+            [&](const auto& kern) {
+                kernels::fill_diagonal_tile(tiles::TileView<T>(out.mutable_data(), n, 1, n), X.data(), 0, d, kern, 0.0);
+            },
+            k);
+    return out;
+}
+
 template <typename T>
 void define_evaluation(py::class_<KernelHandle>& cls)
 {
+    cls.def("diagonal", &kernel_diagonal<T>, py::arg("X").noconvert());
     cls.def("matrix", &kernel_matrix<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none(),
             py::arg("diagonal") = 0.0, py::arg("tile_size") = py::none());
     cls.def("gradient", &kernel_gradient<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none());

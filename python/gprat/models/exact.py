@@ -101,8 +101,8 @@ class InputScaleError(ValueError):
 
 def _check_scale(abs_max, kernel, what):
     """Refuse inputs whose scaled squared distances would overflow (NaN entries in K)."""
-    ls = np.broadcast_to(np.asarray(kernel.lengthscale, dtype=np.float64), abs_max.shape)
-    scaled = float(np.max(abs_max / ls))
+    # per feature, the smallest scale the kernel divides the inputs by (inf: not read that way)
+    scaled = float(np.max(abs_max / kernel.input_scales(abs_max.size)))
     limit = _SCALED_INPUT_LIMIT / np.sqrt(abs_max.size)
     if not scaled <= limit:
         raise InputScaleError(
@@ -122,7 +122,8 @@ class ExactGP:
     Parameters
     ----------
     kernel : gprat.kernels.Kernel
-        Covariance function (SquaredExponential, Matern12, Matern32 or Matern52).
+        Covariance function: a family (SquaredExponential, Matern12/32/52, RationalQuadratic, Periodic,
+        Linear, Constant, White) or a sum or product of kernels, nested to any depth.
     noise_variance : float, default=1e-2
         Variance of i.i.d. Gaussian observation noise, added to diag(K). Between 1e-300
         and 1e300.
@@ -205,8 +206,8 @@ class ExactGP:
                  max_jitter=DEFAULT_MAX_JITTER, device="cpu"):
         if not isinstance(kernel, Kernel):
             raise TypeError(
-                "kernel must be a gprat.kernels kernel (SquaredExponential, Matern12, Matern32, Matern52); "
-                f"got {type(kernel).__name__}"
+                "kernel must be a gprat.kernels kernel (a family such as SquaredExponential, or a sum or "
+                f"product of them); got {type(kernel).__name__}"
             )
         self.kernel = kernel
         self.noise_variance = check_hyperparameter(noise_variance, "noise_variance")
@@ -322,13 +323,14 @@ class ExactGP:
             out[-1] = np.log(np.exp(out[-1]) + jitter)
         return out
 
-    def _factorize(self, core, kernel, noise, set_theta):
+    def _factorize(self, core, kernel, noise, set_theta, X):
         """Factor `core` at (kernel, noise) following the jitter policy; return the jitter used.
 
         Raises NotPositiveDefiniteError beyond ``max_jitter``.
         """
         theta = np.append(kernel.theta, np.log(noise))
-        mean_diag = kernel.signal_variance + noise
+        prior_variance = float(np.mean(kernel.diag(X)))  # mean k(x, x) over the training points
+        mean_diag = prior_variance + noise
         first_error, last_error, tried = None, None, []
         for rel in [0.0] + _jitter_schedule(self.dtype, self.max_jitter):
             jitter = rel * mean_diag
@@ -365,7 +367,7 @@ class ExactGP:
             tail = " (jitter is disabled: max_jitter=0)"
         raise NotPositiveDefiniteError(
             f"K + noise_variance * I is not positive definite: {first_error}{tail}. Fix: increase noise_variance "
-            f"(now {noise:.3g}; signal_variance {kernel.signal_variance:.3g}), remove duplicate rows of X, rescale "
+            f"(now {noise:.3g}; mean prior variance {prior_variance:.3g}), remove duplicate rows of X, rescale "
             "the inputs or targets, or allow more jitter with ExactGP(max_jitter=...).",
             order,
         ) from first_error
@@ -379,7 +381,7 @@ class ExactGP:
                 return
             state, kernel, noise = self._state(), self.kernel, self.noise_variance
             _check_scale(state.x_abs_max, kernel, "hyperparameters set through theta")
-            jitter = self._factorize(state.core, kernel, noise, set_theta=True)
+            jitter = self._factorize(state.core, kernel, noise, set_theta=True, X=state.X)
             self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=noise)
             self._stale = False
 
@@ -424,16 +426,13 @@ class ExactGP:
         self.max_jitter = check_non_negative(self.max_jitter, "max_jitter")
         X = as_matrix(X, "X", self.dtype)
         y = as_vector(y, "y", self.dtype, length=X.shape[0])
-        if kernel.ard and len(kernel.lengthscale) != X.shape[1]:
-            raise ValueError(
-                f"the kernel has {len(kernel.lengthscale)} ARD lengthscales but X has {X.shape[1]} features"
-            )
+        kernel.check_features(X.shape[1])  # ValueError: ARD lengthscale count, active_dims range
         abs_max = _abs_max(X)
         _check_scale(abs_max, kernel, "fit")
         engine = self._engine_type()
         core = engine(kernel._to_core(), X, y, noise, self.tile_size)
         check_fits(engine.fit_bytes(X.shape[0], core.tile_size), f"fitting n={X.shape[0]} samples")
-        jitter = self._factorize(core, kernel, noise, set_theta=False)
+        jitter = self._factorize(core, kernel, noise, set_theta=False, X=X)
         with self._lock:
             if self._engine_abandoned:
                 _ABANDONED.append(self._fitted.core)
@@ -617,11 +616,8 @@ class ExactGP:
     # --------------------------------------------------------------- optimize
     def default_bounds(self):
         """ndarray of shape (n_params, 2): the default optimization box in theta (log) space."""
-        lo, hi = DEFAULT_BOUNDS["kernel"]
         nlo, nhi = DEFAULT_BOUNDS["noise_variance"]
-        b = np.tile(np.log([lo, hi]), (self.n_params, 1))
-        b[-1] = np.log([nlo, nhi])
-        return b
+        return np.vstack([self.kernel.bounds, np.log([nlo, nhi])])  # the kernel's box, then the noise
 
     def optimize(self, method="L-BFGS-B", max_iter=100, trainable=None, progress=False, lr=0.05,
                  bounds=None, callback=None):
@@ -638,7 +634,8 @@ class ExactGP:
             SciPy's L-BFGS-B fed by the closed-form gradient, or Adam.
         max_iter : int, default=100
         trainable : array-like of bool, shape (n_params,), or None, default=None
-            Which entries of theta to optimize; None means all.
+            Which entries of theta to optimize; None means the kernel's ``trainable`` mask (False
+            for parameters it keeps ``fixed``) and the noise variance.
         progress : bool, default=False
             Print iteration, loss and elapsed time to stderr.
         lr : float, default=0.05
@@ -658,7 +655,7 @@ class ExactGP:
         self._require_fit("optimize")
         max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
         if trainable is None:
-            mask = np.ones(self.n_params, dtype=bool)
+            mask = np.append(self.kernel.trainable, True)
         else:
             mask = np.asarray(trainable)
             if mask.dtype != bool or mask.shape != (self.n_params,):
@@ -704,7 +701,7 @@ class ExactGP:
             noise = float(np.exp(theta[-1]))
             try:
                 try:
-                    jitter = self._factorize(state.core, kernel, noise, set_theta=True)
+                    jitter = self._factorize(state.core, kernel, noise, set_theta=True, X=state.X)
                 except NotPositiveDefiniteError:
                     # The optimizer evaluated this theta with state.jitter added: that factorization works.
                     with self._engine_call():

@@ -17,6 +17,8 @@
 ///     dk/dlog l = 2 alpha s k / b,   dk/dlog alpha = alpha k (s / b - log b)
 ///   Periodic           [l, p]      k = exp(-2 sin^2(pi d / p) / l^2)   (sklearn: ExpSineSquared)
 ///     with u = pi d / p:  dk/dlog l = 4 sin^2(u) k / l^2,  dk/dlog p = 4 u sin(u) cos(u) k / l^2
+///     (positive semi-definite on one active dimension; of the Euclidean distance in several
+///     it is not in general, as scikit-learn's is not: give it one feature with active_dims)
 ///   Linear             [sigma_0]   k = sigma_0^2 + x . y               (sklearn: DotProduct)
 ///     dk/dlog sigma_0 = 2 sigma_0^2
 ///   Constant           [c]         k = c                               (sklearn: ConstantKernel)
