@@ -141,6 +141,12 @@ class GenericOnly
     {
         return k_.gradient(x, y, d, g);
     }
+    template <typename T>
+    double diagonal_gradient(const T* x, Index d, std::span<double> g) const
+        requires requires(const K& kk, const T* xx, Index dd, std::span<double> gg) { kk.diagonal_gradient(xx, dd, gg); }
+    {
+        return k_.diagonal_gradient(x, d, g);
+    }
 
   private:
     K k_;
@@ -571,6 +577,47 @@ TEST(tree_fused_gradient_matches_dense_reduction_of_finite_differences)
                 }
             CHECK_MSG(std::fabs(got[p] - want) <= 1e-5 * std::max(1.0L, std::fabs(want)),
                       "trial " << trial << " p=" << p << ": " << got[p] << " vs " << static_cast<double>(want));
+        }
+    }
+}
+
+static_assert(gprat::kernels::ColumnCovariance<KernelTree>);
+static_assert(!gprat::kernels::ColumnCovariance<GenericOnly<KernelTree>>);
+
+TEST(tree_column_path_equals_the_per_pair_path)
+{
+    // The column path (KernelTree models ColumnCovariance) against the per-pair generic path
+    // (GenericOnly hides the column members): value tiles, symmetric with a diagonal and cross,
+    // and the fused gradient reduction over ragged tiles, for random trees with every family.
+    const Index n = 29, d = 3;
+    std::mt19937_64 gen(99);
+    const std::vector<double> X = random_points(n, d, 61), Y = random_points(n, d, 62);
+    std::vector<float> Xf(X.begin(), X.end());
+    std::vector<double> W, alpha;
+    random_weights(n, 11, W, alpha);
+    for (int trial = 0; trial < 40; ++trial) {
+        const KernelTree k(random_tree(gen, 1 + trial % 6, d));
+        const GenericOnly<KernelTree> g(k);
+        for (const bool symmetric : {true, false}) {
+            std::vector<double> a(static_cast<std::size_t>(n * n)), b(a.size());
+            const double* cols = symmetric ? X.data() : Y.data();
+            gprat::kernels::fill_covariance_tile(TileView<double>(a.data(), n, n, n), X.data(), 0, cols, 0, d, k, symmetric, 0.3);
+            gprat::kernels::fill_covariance_tile(TileView<double>(b.data(), n, n, n), X.data(), 0, cols, 0, d, g, symmetric, 0.3);
+            double worst = 0.0;
+            for (std::size_t e = 0; e < a.size(); ++e) worst = std::max(worst, rel(a[e], b[e]));
+            CHECK_MSG(worst <= 1e-13, "trial " << trial << " symmetric=" << symmetric << " worst=" << worst);
+        }
+        // an off-diagonal block of rows 7.. against columns 2.. (r0 != c0), float points
+        std::vector<float> a(static_cast<std::size_t>(20 * 9)), b(a.size());
+        gprat::kernels::fill_covariance_tile(TileView<float>(a.data(), 20, 9, 20), Xf.data(), 7, Xf.data(), 2, d, k, true, 0.3);
+        gprat::kernels::fill_covariance_tile(TileView<float>(b.data(), 20, 9, 20), Xf.data(), 7, Xf.data(), 2, d, g, true, 0.3);
+        for (std::size_t e = 0; e < a.size(); ++e) CHECK(std::fabs(a[e] - b[e]) <= 1e-5f * std::max(1.0f, std::fabs(b[e])));
+        for (const Index nb : {4, 10, 29}) {
+            const std::vector<double> fast = fused_gradient(k, X, n, d, nb, W, alpha, 0.2);
+            const std::vector<double> slow = fused_gradient(g, X, n, d, nb, W, alpha, 0.2);
+            for (std::size_t q = 0; q < fast.size(); ++q)
+                CHECK_MSG(rel(fast[q], slow[q]) <= 1e-12,
+                          "trial " << trial << " nb=" << nb << " q=" << q << ": " << fast[q] << " vs " << slow[q]);
         }
     }
 }

@@ -8,7 +8,8 @@
 /// Each function has one generic path, written on the pair functions k(x, y), k.gradient and
 /// k.diagonal, that any CovarianceFunction compiles through; StationaryCovariance kernels take a
 /// vectorized path instead, which computes the scaled squared distances r2 of a whole tile
-/// column at once and applies the kernel's profile f(r2) (`if constexpr` picks the path).
+/// column at once and applies the kernel's profile f(r2), and ColumnCovariance kernels (the
+/// KernelTree) evaluate a whole column per call (`if constexpr` picks the path).
 /// Points are rows of row-major arrays: point i of X is X[i*d .. i*d + d).
 ///
 /// Derivatives with respect to the inputs (SVGP: dk(x, z)/dz for the inducing points) will be
@@ -127,6 +128,51 @@ void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, I
     });
 }
 
+/// Column fill_covariance_tile (ColumnCovariance): t(:, j) = k(X rows, y_j) one column at a time.
+template <typename T, ColumnCovariance K>
+void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+                      bool diagonal_tile, double diagonal)
+{
+    typename K::ColumnWorkspace w;
+    k.prepare_rows(w, X, r0, t.rows(), d);
+    std::vector<double> col(static_cast<std::size_t>(t.rows()));
+    for (Index j = 0; j < t.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, t.rows()) : 0;
+        const Index same = diagonal_tile && j < t.rows() ? j : -1;  // the point y_j itself (White)
+        k.column(w, Y + (c0 + j) * d, first, same, col.data());
+        T* column = &t(0, j);
+        for (Index i = 0; i < first; ++i) column[i] = T(0);
+        for (Index i = first; i < t.rows(); ++i)
+            column[i] = static_cast<T>(col[static_cast<std::size_t>(i)] + (i == same ? diagonal : 0.0));
+    }
+}
+
+/// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij (2x below the
+/// diagonal) of one column go to k.column_gradient, which reduces them against dk/dtheta.
+template <typename T, ColumnCovariance K>
+void accumulate_column_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
+                                Index r0, Index c0, Index d, const K& k, double noise, double* out)
+{
+    const bool diagonal_tile = r0 == c0;
+    const Index p = k.n_params(), rows = kinv.rows();
+    typename K::ColumnWorkspace w;
+    k.prepare_rows(w, X, r0, rows, d);
+    std::vector<double> weight(static_cast<std::size_t>(rows)), sum(static_cast<std::size_t>(p + 1), 0.0);
+    for (Index j = 0; j < kinv.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, rows) : 0;
+        const Index same = diagonal_tile && j < rows ? j : -1;
+        const T* kinv_column = &kinv(0, j);
+        const double alpha_j = static_cast<double>(alpha_cols[j]);
+        for (Index i = first; i < rows; ++i) {
+            const double wij = static_cast<double>(alpha_rows[i]) * alpha_j - static_cast<double>(kinv_column[i]);
+            weight[static_cast<std::size_t>(i)] = i == same ? wij : 2.0 * wij;
+        }
+        k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data(), sum.data());
+        if (same >= 0) sum[static_cast<std::size_t>(p)] += weight[static_cast<std::size_t>(same)] * noise;
+    }
+    for (Index q = 0; q <= p; ++q) out[q] += sum[static_cast<std::size_t>(q)];
+}
+
 /// Vectorized accumulate_gradient_tile. dK entries are regenerated from r2 (stationary.hpp:
 /// dk/dlog s2 = k, dk/dlog l_k = c u_k with c = -2 s2 f'(r2)) and never stored.
 template <typename T, StationaryCovariance K>
@@ -216,6 +262,8 @@ void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y
     const bool diagonal_tile = symmetric && r0 == c0;
     if constexpr (StationaryCovariance<K>) {
         detail::fill_stationary_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
+    } else if constexpr (ColumnCovariance<K>) {
+        detail::fill_column_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
     } else {
         detail::fill_generic_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
     }
@@ -266,6 +314,8 @@ void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, cons
 {
     if constexpr (StationaryCovariance<K>) {
         detail::accumulate_stationary_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
+    } else if constexpr (ColumnCovariance<K>) {
+        detail::accumulate_column_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
     } else {
         detail::accumulate_generic_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
     }

@@ -24,7 +24,14 @@
 ///   K::profile(r2), K::profile_and_slope(r2, f, slope), k.signal_variance(), k.ard(),
 ///   k.scale_points(X, first, count, d, out)
 ///
-/// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`.
+/// ColumnCovariance refines it for kernels that evaluate a whole tile column at once (KernelTree:
+/// the tree is walked once per column instead of once per pair, each leaf's distances computed
+/// in contiguous loops over the rows, gradients by reverse accumulation):
+///   K::ColumnWorkspace, k.prepare_rows(w, X, r0, rows, d), k.column(w, y, first, same_row, out),
+///   k.column_gradient(w, y, first, same_row, weight, sums)
+///
+/// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`, then
+/// `ColumnCovariance<K>`, else the generic per-pair loops.
 /// Derivatives with respect to the inputs (SVGP, dk(x, z)/dz) will be one more optional
 /// per-pair member, `input_gradient(x, z, d, grad)`, with its own refinement concept.
 #include <concepts>
@@ -63,6 +70,19 @@ concept StationaryCovariance =
         { k.ard() } -> std::convertible_to<bool>;
         k.scale_points(x, i, i, i, out);
         k.scale_points(xf, i, i, i, out);
+    };
+
+template <typename K>
+concept ColumnCovariance =
+    CovarianceFunction<K> &&
+    requires(const K& k, typename K::ColumnWorkspace& w, const double* x, const float* xf, double* out,
+             const double* weight, Index i) {
+        k.prepare_rows(w, x, i, i, i);
+        k.prepare_rows(w, xf, i, i, i);
+        k.column(w, x, i, i, out);
+        k.column(w, xf, i, i, out);
+        k.column_gradient(w, x, i, i, weight, out);
+        k.column_gradient(w, xf, i, i, weight, out);
     };
 
 }  // namespace gprat::kernels

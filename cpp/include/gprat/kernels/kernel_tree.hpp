@@ -90,6 +90,7 @@ struct TreeNode
     Family family = Family::Constant;  ///< leaves only
     Index p_begin = 0, p_end = 0;      ///< this subtree's parameters: theta[p_begin .. p_end)
     Index p_split = 0;                 ///< Sum/Product: first parameter of the right child
+    Index left = -1;                   ///< Sum/Product: index of the left child (the right one is just before)
     Index dim_begin = 0, n_dims = 0;   ///< leaves: active dimensions dims[dim_begin ..), 0 = all
     bool ard = false;                  ///< stationary leaves: one lengthscale per active dimension
 };
@@ -152,10 +153,11 @@ GPRAT_HOST_DEVICE inline double leaf_evaluate(const TreeNode& n, const double* v
             dist2 += u * u;
         }
         const double s = dist2 / (2.0 * alpha * l * l), b = 1.0 + s;
-        const double k = std::pow(b, -alpha);
+        const double logb = std::log1p(s);  // log b, accurate for small s
+        const double k = std::exp(-alpha * logb);
         if (g) {
             g[0] = 2.0 * alpha * s * k / b;
-            g[1] = alpha * k * (s / b - std::log(b));
+            g[1] = alpha * k * (s / b - logb);
         }
         return k;
     }
@@ -336,7 +338,243 @@ class KernelTree
         }
     }
 
+    /// Scratch for the column path of one tile (assemble.hpp, ColumnCovariance): the tile's row
+    /// points dimension-major, and per node a column of values, of adjoints (dk_root/dk_node
+    /// times the reduction weight) and per parameter a column of the leaf's own derivative.
+    struct ColumnWorkspace
+    {
+        std::vector<double> rows, values, adjoints, derivatives, t1, t2;
+        Index n_rows = 0, d = 0;
+    };
+
+    /// Loads the rows X[r0 .. r0 + count) of a tile into w (dimension-major) and sizes its columns.
+    template <typename T>
+    void prepare_rows(ColumnWorkspace& w, const T* X, Index r0, Index count, Index d) const
+    {
+        w.n_rows = count;
+        w.d = d;
+        const auto sz = [](Index a) { return static_cast<std::size_t>(a); };
+        w.rows.resize(sz(count * d));
+        for (Index i = 0; i < count; ++i)
+            for (Index k = 0; k < d; ++k) w.rows[sz(k * count + i)] = static_cast<double>(X[(r0 + i) * d + k]);
+        w.values.resize(sz(n_nodes() * count));
+        w.adjoints.resize(sz(n_nodes() * count));
+        w.derivatives.resize(sz(n_params() * count));
+        w.t1.resize(sz(count));
+        w.t2.resize(sz(count));
+    }
+
+    /// out[i] = k(x_i, y) for the prepared rows i in [first, n_rows); same_row: the row that is
+    /// the point y itself on the global diagonal of a symmetric K(X) (White), or -1.
+    template <typename T>
+    void column(ColumnWorkspace& w, const T* y, Index first, Index same_row, double* out) const
+    {
+        forward(w, y, first, same_row, false);
+        const double* root = w.values.data() + (n_nodes() - 1) * w.n_rows;
+        for (Index i = first; i < w.n_rows; ++i) out[i] = root[i];
+    }
+
+    /// sums[p] += sum_{i >= first} weight[i] dk(x_i, y)/dtheta_p over the prepared rows, by
+    /// reverse accumulation: the adjoint of the root is the weight; a Sum passes its adjoint to
+    /// both children, a Product to each child times the other child's value; each leaf adds its
+    /// adjoint times its own derivatives. O(nodes + params) per pair.
+    template <typename T>
+    void column_gradient(ColumnWorkspace& w, const T* y, Index first, Index same_row, const double* weight,
+                         double* sums) const
+    {
+        forward(w, y, first, same_row, true);
+        const Index rows = w.n_rows;
+        double* adj = w.adjoints.data();
+        const double* val = w.values.data();
+        for (Index i = first; i < rows; ++i) adj[(n_nodes() - 1) * rows + i] = weight[i];
+        for (Index t = n_nodes() - 1; t >= 0; --t) {
+            const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
+            const double* a = adj + t * rows;
+            if (n.kind == NodeKind::Leaf) {
+                for (Index p = n.p_begin; p < n.p_end; ++p) {
+                    const double* der = w.derivatives.data() + p * rows;
+                    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+                    for (Index i = first; i < rows; ++i) acc += a[i] * der[i];
+                    sums[p] += acc;
+                }
+                continue;
+            }
+            double* al = adj + n.left * rows;
+            double* ar = adj + (t - 1) * rows;
+            if (n.kind == NodeKind::Sum) {
+                for (Index i = first; i < rows; ++i) al[i] = ar[i] = a[i];
+            } else {
+                const double* vl = val + n.left * rows;
+                const double* vr = val + (t - 1) * rows;
+#pragma omp simd
+                for (Index i = first; i < rows; ++i) {
+                    al[i] = a[i] * vr[i];
+                    ar[i] = a[i] * vl[i];
+                }
+            }
+        }
+    }
+
   private:
+    /// Values of every node on the column (and, with derivatives, each leaf's own derivative
+    /// columns), children before parents.
+    template <typename T>
+    void forward(ColumnWorkspace& w, const T* y, Index first, Index same_row, bool derivatives) const
+    {
+        const Index rows = w.n_rows;
+        double* val = w.values.data();
+        for (Index t = 0; t < n_nodes(); ++t) {
+            const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
+            double* out = val + t * rows;
+            if (n.kind == NodeKind::Leaf) {
+                leaf_column(w, n, y, first, same_row, out, derivatives ? w.derivatives.data() + n.p_begin * rows : nullptr);
+                continue;
+            }
+            const double* vl = val + n.left * rows;
+            const double* vr = val + (t - 1) * rows;
+            if (n.kind == NodeKind::Sum) {
+#pragma omp simd
+                for (Index i = first; i < rows; ++i) out[i] = vl[i] + vr[i];
+            } else {
+#pragma omp simd
+                for (Index i = first; i < rows; ++i) out[i] = vl[i] * vr[i];
+            }
+        }
+    }
+
+    /// One leaf on the column: the formulas of tree_evaluate's leaves with the family chosen
+    /// once per column and loops over contiguous rows. der[q * rows + i]: dk_i/dlog param q.
+    template <typename T>
+    void leaf_column(ColumnWorkspace& w, const TreeNode& n, const T* y, Index first, Index same_row, double* out,
+                     double* der) const
+    {
+        const Index rows = w.n_rows, d = w.d;
+        const Index m = n.n_dims > 0 ? n.n_dims : d;
+        const double* v = values_.data() + n.p_begin;
+        const auto feature = [&](Index k) { return n.n_dims > 0 ? dims_[static_cast<std::size_t>(n.dim_begin + k)] : k; };
+        double* acc = w.t1.data();
+        double* tmp = w.t2.data();
+        // squared (scaled) distance or dot product over the active features into acc
+        const auto accumulate = [&](bool scaled, bool dot) {
+            for (Index i = first; i < rows; ++i) acc[i] = 0.0;
+            for (Index k = 0; k < m; ++k) {
+                const Index c = feature(k);
+                const double* xc = w.rows.data() + c * rows;
+                const double yc = static_cast<double>(y[c]);
+                if (dot) {
+#pragma omp simd
+                    for (Index i = first; i < rows; ++i) acc[i] += xc[i] * yc;
+                    continue;
+                }
+                const double inv = scaled ? 1.0 / v[n.ard ? k : 0] : 1.0;
+                double* dk = (der && n.ard) ? der + k * rows : nullptr;
+#pragma omp simd
+                for (Index i = first; i < rows; ++i) {
+                    const double u = (xc[i] - yc) * inv;
+                    acc[i] += u * u;
+                }
+                if (dk)
+                    for (Index i = first; i < rows; ++i) {
+                        const double u = (xc[i] - yc) * inv;
+                        dk[i] = u * u;
+                    }
+            }
+        };
+        switch (n.family) {
+        case Family::SquaredExponential:
+        case Family::Matern12:
+        case Family::Matern32:
+        case Family::Matern52: {
+            accumulate(true, false);
+            const Index n_l = n.ard ? m : 1;
+            const double s2 = v[n_l];
+            switch (n.family) {
+            case Family::SquaredExponential: stationary_column<SquaredExponentialShape>(acc, tmp, out, s2, first, rows); break;
+            case Family::Matern12: stationary_column<Matern12Shape>(acc, tmp, out, s2, first, rows); break;
+            case Family::Matern32: stationary_column<Matern32Shape>(acc, tmp, out, s2, first, rows); break;
+            default: stationary_column<Matern52Shape>(acc, tmp, out, s2, first, rows); break;
+            }
+            if (der) {  // tmp holds c = -2 s2 f'(r2): dk/dlog l_k = c u_k, dk/dlog s2 = k
+                if (n.ard) {
+                    for (Index q = 0; q < m; ++q) {
+                        double* dq = der + q * rows;
+#pragma omp simd
+                        for (Index i = first; i < rows; ++i) dq[i] *= tmp[i];
+                    }
+                } else {
+#pragma omp simd
+                    for (Index i = first; i < rows; ++i) der[i] = tmp[i] * acc[i];
+                }
+                double* ds = der + n_l * rows;
+                for (Index i = first; i < rows; ++i) ds[i] = out[i];
+            }
+            return;
+        }
+        case Family::RationalQuadratic: {
+            accumulate(false, false);
+            const double l = v[0], alpha = v[1];
+            for (Index i = first; i < rows; ++i) {
+                const double sc = acc[i] / (2.0 * alpha * l * l), b = 1.0 + sc;
+                const double logb = std::log1p(sc);
+                const double k = std::exp(-alpha * logb);
+                out[i] = k;
+                if (der) {
+                    der[i] = 2.0 * alpha * sc * k / b;
+                    der[rows + i] = alpha * k * (sc / b - logb);
+                }
+            }
+            return;
+        }
+        case Family::Periodic: {
+            accumulate(false, false);
+            const double l = v[0], p = v[1];
+            for (Index i = first; i < rows; ++i) {
+                const double u = std::numbers::pi * std::sqrt(acc[i]) / p;
+                const double sn = std::sin(u);
+                const double k = std::exp(-2.0 * sn * sn / (l * l));
+                out[i] = k;
+                if (der) {
+                    der[i] = 4.0 * sn * sn * k / (l * l);
+                    der[rows + i] = 4.0 * u * sn * std::cos(u) * k / (l * l);
+                }
+            }
+            return;
+        }
+        case Family::Linear: {
+            accumulate(false, true);
+            const double s0 = v[0];
+            for (Index i = first; i < rows; ++i) out[i] = s0 * s0 + acc[i];
+            if (der)
+                for (Index i = first; i < rows; ++i) der[i] = 2.0 * s0 * s0;
+            return;
+        }
+        case Family::Constant:
+            for (Index i = first; i < rows; ++i) out[i] = v[0];
+            if (der)
+                for (Index i = first; i < rows; ++i) der[i] = v[0];
+            return;
+        case Family::White:
+            for (Index i = first; i < rows; ++i) out[i] = i == same_row ? v[0] : 0.0;
+            if (der)
+                for (Index i = first; i < rows; ++i) der[i] = out[i];
+            return;
+        }
+    }
+
+    /// out = s2 f(r2), c = -2 s2 f'(r2) over rows [first, rows) (vectorizable: exp_nonpositive).
+    template <typename Shape>
+    static void stationary_column(const double* r2, double* c, double* out, double s2, Index first, Index rows)
+    {
+#pragma omp simd
+        for (Index i = first; i < rows; ++i) {
+            double f = 0.0, slope = 0.0;
+            Shape::value_and_slope(r2[i], f, slope);
+            out[i] = s2 * f;
+            c[i] = -2.0 * s2 * slope;
+        }
+    }
+
     /// Parses the subtree starting at spec[i] (pre-order), appends its nodes in post-order and
     /// returns the index after it.
     std::size_t parse(const std::vector<TreeNodeSpec>& spec, std::size_t i)
@@ -350,6 +588,7 @@ class KernelTree
             n.kind = s.kind == "Sum" ? NodeKind::Sum : NodeKind::Product;
             n.p_begin = n_params();
             std::size_t next = parse(spec, i + 1);
+            n.left = n_nodes() - 1;
             n.p_split = n_params();
             next = parse(spec, next);
             n.p_end = n_params();
