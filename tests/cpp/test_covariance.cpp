@@ -622,6 +622,43 @@ TEST(tree_column_path_equals_the_per_pair_path)
     }
 }
 
+TEST(sin_cos_pi_reduced_matches_long_double_libm)
+{
+    // sin(pi t)^2 and sin(pi t) cos(pi t), what the Periodic kernel uses, against sinl/cosl of a
+    // long double pi t (whose argument error is below 1e-18 for t < 8).
+    std::mt19937_64 gen(5);
+    std::uniform_real_distribution<double> u(0.0, 8.0);
+    const long double pi = 3.141592653589793238462643383279502884L;
+    double worst = 0.0;
+    for (int i = 0; i < 200000; ++i) {
+        const double t = i < 9 ? 0.5 * i : u(gen);
+        double sn = 0.0, cs = 0.0;
+        gprat::kernels::detail::sin_cos_pi_reduced(t, sn, cs);
+        const long double a = pi * static_cast<long double>(t);
+        worst = std::max(worst, static_cast<double>(std::fabs(sn * sn - sinl(a) * sinl(a))));
+        worst = std::max(worst, static_cast<double>(std::fabs(sn * cs - sinl(a) * cosl(a))));
+        CHECK(std::fabs(sn * sn + cs * cs - 1.0) <= 1e-15);
+    }
+    CHECK_MSG(worst <= 8e-16, "worst " << worst);  // a few ulp of values up to 1
+    double s1 = 0, c1 = 0, s2 = 0, c2 = 0;  // periodic in t with period 1 (for sin^2 and sin cos)
+    gprat::kernels::detail::sin_cos_pi_reduced(0.3, s1, c1);
+    gprat::kernels::detail::sin_cos_pi_reduced(1000.3, s2, c2);
+    CHECK(std::fabs(s1 * s1 - s2 * s2) <= 1e-12 && std::fabs(s1 * c1 - s2 * c2) <= 1e-12);
+}
+
+TEST(log1p_nonnegative_within_four_ulp_of_libm)
+{
+    std::mt19937_64 gen(6);
+    std::uniform_real_distribution<double> expo(-20.0, 30.0);
+    double worst = 0.0;
+    for (int i = 0; i < 1000000; ++i) {
+        const double s = i == 0 ? 0.0 : std::pow(10.0, expo(gen));  // 1e-20 .. 1e30
+        worst = std::max(worst, ulp_distance(gprat::kernels::detail::log1p_nonnegative(s), std::log1p(s)));
+    }
+    CHECK_MSG(worst <= 4.0, "worst " << worst << " ulp");  // seen: 4
+    CHECK_EQ(gprat::kernels::detail::log1p_nonnegative(0.0), 0.0);
+}
+
 TEST(tree_bad_descriptions_name_the_parameter)
 {
     const auto message = [](std::vector<TreeNodeSpec> spec) -> std::string {

@@ -300,7 +300,7 @@ class ExactGP:
 
     @property
     def theta(self):
-        """ndarray: log of [lengthscale(s)..., signal_variance, noise_variance].
+        """ndarray: the kernel's theta (log of its parameters, see ``kernel.param_names``), then log(noise_variance).
 
         Setting it changes the hyperparameters; the factorization is redone lazily (with the
         jitter policy) on the next use.

@@ -130,7 +130,7 @@ void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, I
 
 /// Column fill_covariance_tile (ColumnCovariance): t(:, j) = k(X rows, y_j) one column at a time.
 template <typename T, ColumnCovariance K>
-void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
                       bool diagonal_tile, double diagonal)
 {
     typename K::ColumnWorkspace w;
@@ -150,7 +150,7 @@ void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, In
 /// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij (2x below the
 /// diagonal) of one column go to k.column_gradient, which reduces them against dk/dtheta.
 template <typename T, ColumnCovariance K>
-void accumulate_column_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
+GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
                                 Index r0, Index c0, Index d, const K& k, double noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;

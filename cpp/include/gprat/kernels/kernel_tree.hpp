@@ -38,6 +38,8 @@
 /// allocation, no virtual calls, so a device build can compile it (GPRAT_HOST_DEVICE).
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <numbers>
 #include <span>
@@ -55,6 +57,14 @@
 #define GPRAT_HOST_DEVICE __host__ __device__
 #else
 #define GPRAT_HOST_DEVICE
+#endif
+
+/// The column path is called from the multiversioned tile loops (GPRAT_HOT_LOOP, dispatch.hpp);
+/// forcing it inline compiles it into each instruction-set clone instead of the baseline only.
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define GPRAT_COLUMN_INLINE [[gnu::always_inline]] inline
+#else
+#define GPRAT_COLUMN_INLINE inline
 #endif
 
 namespace gprat::kernels {
@@ -100,6 +110,94 @@ struct TreeNode
 inline constexpr Index max_tree_stack = 64;
 
 namespace detail {
+
+/// sin(pi t) and cos(pi t) for t >= 0, branch-free and inlinable so that tile-column loops
+/// vectorize (libm's sin and cos are opaque calls). Periodicity reduces the argument:
+///   f = t - round(t) in [-1/2, 1/2],  sin(pi t) = (-1)^round(t) sin(pi f), likewise cos,
+/// and the Periodic kernel needs only sin^2 and sin * cos, in which the sign cancels, so the
+/// reduced values are returned as they are. sin and cos of x = pi f in [-pi/2, pi/2] by their
+/// Taylor polynomials to x^23 and x^22 (truncation below 2e-18). round() is the 1.5 * 2^52
+/// shifter trick (exp.hpp), exact for t < 2^52; larger t are integers in double precision.
+GPRAT_HOST_DEVICE inline void sin_cos_pi_reduced(double t, double& sn, double& cs)
+{
+    constexpr double shifter = 0x1.8p52;
+    const double r = t < 0x1p52 ? (t + shifter) - shifter : t;
+    const double x = std::numbers::pi * (t - r), x2 = x * x;
+    double ps = -1.0 / 25852016738884976640000.0;   // -1/23!
+    ps = ps * x2 + 1.0 / 51090942171709440000.0;    // 1/21!
+    ps = ps * x2 - 1.0 / 121645100408832000.0;      // -1/19!
+    ps = ps * x2 + 1.0 / 355687428096000.0;         // 1/17!
+    ps = ps * x2 - 1.0 / 1307674368000.0;           // -1/15!
+    ps = ps * x2 + 1.0 / 6227020800.0;              // 1/13!
+    ps = ps * x2 - 1.0 / 39916800.0;                // -1/11!
+    ps = ps * x2 + 1.0 / 362880.0;                  // 1/9!
+    ps = ps * x2 - 1.0 / 5040.0;                    // -1/7!
+    ps = ps * x2 + 1.0 / 120.0;                     // 1/5!
+    ps = ps * x2 - 1.0 / 6.0;                       // -1/3!
+    sn = x + x * x2 * ps;
+    double pc = 1.0 / 1124000727777607680000.0;     // 1/22!
+    pc = pc * x2 - 1.0 / 2432902008176640000.0;     // -1/20!
+    pc = pc * x2 + 1.0 / 6402373705728000.0;        // 1/18!
+    pc = pc * x2 - 1.0 / 20922789888000.0;          // -1/16!
+    pc = pc * x2 + 1.0 / 87178291200.0;             // 1/14!
+    pc = pc * x2 - 1.0 / 479001600.0;               // -1/12!
+    pc = pc * x2 + 1.0 / 3628800.0;                 // 1/10!
+    pc = pc * x2 - 1.0 / 40320.0;                   // -1/8!
+    pc = pc * x2 + 1.0 / 720.0;                     // 1/6!
+    pc = pc * x2 - 1.0 / 24.0;                      // -1/4!
+    pc = pc * x2 + 0.5;                             // 1/2!
+    cs = 1.0 - x2 * pc;
+}
+
+/// log(1 + s) for s >= 0, branch-free and inlinable (libm's log1p is an opaque call that keeps
+/// the RationalQuadratic column loop scalar). With b = 1 + s = 2^e m, m in [sqrt(1/2), sqrt(2)):
+///   log b = e ln 2 + log m,  log m = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 + ...),  z = (m-1)/(m+1)
+/// (|z| < 0.172; terms to z^25, truncation below 1e-19), and log1p(s) = log(b) s / (b - 1) for
+/// b > 1 corrects the rounding of 1 + s (Goldberg's identity), exact at b = 1. Finite s only.
+GPRAT_HOST_DEVICE inline double log1p_nonnegative(double s)
+{
+    constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double b = 1.0 + s;
+    const std::uint64_t bits = std::bit_cast<std::uint64_t>(b);
+    std::int64_t e = static_cast<std::int64_t>(bits >> 52) - 1023;
+    double m = std::bit_cast<double>((bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);  // [1, 2)
+    const bool high = m > 1.4142135623730951;
+    m = high ? 0.5 * m : m;
+    e += high ? 1 : 0;
+    const double z = (m - 1.0) / (m + 1.0), z2 = z * z;
+    double p = 1.0 / 25.0;
+    p = p * z2 + 1.0 / 23.0;
+    p = p * z2 + 1.0 / 21.0;
+    p = p * z2 + 1.0 / 19.0;
+    p = p * z2 + 1.0 / 17.0;
+    p = p * z2 + 1.0 / 15.0;
+    p = p * z2 + 1.0 / 13.0;
+    p = p * z2 + 1.0 / 11.0;
+    p = p * z2 + 1.0 / 9.0;
+    p = p * z2 + 1.0 / 7.0;
+    p = p * z2 + 1.0 / 5.0;
+    p = p * z2 + 1.0 / 3.0;
+    const double ed = static_cast<double>(e);
+    const double log_b = ed * ln2_hi + (2.0 * z + (ed * ln2_lo + 2.0 * z * z2 * p));
+    const double bm1 = b - 1.0;
+    return bm1 == 0.0 ? s : log_b * (s / bm1);
+}
+
+/// Periodic leaf on a squared distance: k = exp(-2 sin^2(u) / l^2), u = pi d / p, and when g is
+/// not null dk/dlog l = 4 sin^2(u) k / l^2, dk/dlog p = 4 u sin(u) cos(u) k / l^2 into g[0], g[stride].
+GPRAT_HOST_DEVICE inline double periodic_value(double dist2, double l, double p, double* g, Index stride)
+{
+    const double t = std::sqrt(dist2) / p;
+    double sn = 0.0, cs = 0.0;
+    sin_cos_pi_reduced(t, sn, cs);
+    const double s2 = sn * sn, il2 = 1.0 / (l * l);
+    const double k = exp_nonpositive(-2.0 * s2 * il2);
+    if (g) {
+        g[0] = 4.0 * s2 * k * il2;
+        g[stride] = 4.0 * std::numbers::pi * t * sn * cs * k * il2;
+    }
+    return k;
+}
 
 /// Value of one leaf at (x, y), and its gradient into g[0 .. leaf's n_params) when g is not null.
 /// v: the leaf's parameter values (exp theta), dims: the tree's active-dimension array.
@@ -153,8 +251,8 @@ GPRAT_HOST_DEVICE inline double leaf_evaluate(const TreeNode& n, const double* v
             dist2 += u * u;
         }
         const double s = dist2 / (2.0 * alpha * l * l), b = 1.0 + s;
-        const double logb = std::log1p(s);  // log b, accurate for small s
-        const double k = std::exp(-alpha * logb);
+        const double logb = log1p_nonnegative(s);  // log b, accurate for small s
+        const double k = exp_nonpositive(-alpha * logb);
         if (g) {
             g[0] = 2.0 * alpha * s * k / b;
             g[1] = alpha * k * (s / b - logb);
@@ -168,14 +266,7 @@ GPRAT_HOST_DEVICE inline double leaf_evaluate(const TreeNode& n, const double* v
             const double u = coordinate_difference(k);
             dist2 += u * u;
         }
-        const double u = std::numbers::pi * std::sqrt(dist2) / p;
-        const double sn = std::sin(u), cs = std::cos(u);
-        const double k = std::exp(-2.0 * sn * sn / (l * l));
-        if (g) {
-            g[0] = 4.0 * sn * sn * k / (l * l);
-            g[1] = 4.0 * u * sn * cs * k / (l * l);
-        }
-        return k;
+        return periodic_value(dist2, l, p, g, 1);
     }
     case Family::Linear: {
         const double s0 = v[0];
@@ -349,7 +440,7 @@ class KernelTree
 
     /// Loads the rows X[r0 .. r0 + count) of a tile into w (dimension-major) and sizes its columns.
     template <typename T>
-    void prepare_rows(ColumnWorkspace& w, const T* X, Index r0, Index count, Index d) const
+    GPRAT_COLUMN_INLINE void prepare_rows(ColumnWorkspace& w, const T* X, Index r0, Index count, Index d) const
     {
         w.n_rows = count;
         w.d = d;
@@ -367,7 +458,7 @@ class KernelTree
     /// out[i] = k(x_i, y) for the prepared rows i in [first, n_rows); same_row: the row that is
     /// the point y itself on the global diagonal of a symmetric K(X) (White), or -1.
     template <typename T>
-    void column(ColumnWorkspace& w, const T* y, Index first, Index same_row, double* out) const
+    GPRAT_COLUMN_INLINE void column(ColumnWorkspace& w, const T* y, Index first, Index same_row, double* out) const
     {
         forward(w, y, first, same_row, false);
         const double* root = w.values.data() + (n_nodes() - 1) * w.n_rows;
@@ -379,7 +470,7 @@ class KernelTree
     /// both children, a Product to each child times the other child's value; each leaf adds its
     /// adjoint times its own derivatives. O(nodes + params) per pair.
     template <typename T>
-    void column_gradient(ColumnWorkspace& w, const T* y, Index first, Index same_row, const double* weight,
+    GPRAT_COLUMN_INLINE void column_gradient(ColumnWorkspace& w, const T* y, Index first, Index same_row, const double* weight,
                          double* sums) const
     {
         forward(w, y, first, same_row, true);
@@ -420,7 +511,7 @@ class KernelTree
     /// Values of every node on the column (and, with derivatives, each leaf's own derivative
     /// columns), children before parents.
     template <typename T>
-    void forward(ColumnWorkspace& w, const T* y, Index first, Index same_row, bool derivatives) const
+    GPRAT_COLUMN_INLINE void forward(ColumnWorkspace& w, const T* y, Index first, Index same_row, bool derivatives) const
     {
         const Index rows = w.n_rows;
         double* val = w.values.data();
@@ -446,7 +537,7 @@ class KernelTree
     /// One leaf on the column: the formulas of tree_evaluate's leaves with the family chosen
     /// once per column and loops over contiguous rows. der[q * rows + i]: dk_i/dlog param q.
     template <typename T>
-    void leaf_column(ColumnWorkspace& w, const TreeNode& n, const T* y, Index first, Index same_row, double* out,
+    GPRAT_COLUMN_INLINE void leaf_column(ColumnWorkspace& w, const TreeNode& n, const T* y, Index first, Index same_row, double* out,
                      double* der) const
     {
         const Index rows = w.n_rows, d = w.d;
@@ -514,10 +605,11 @@ class KernelTree
         case Family::RationalQuadratic: {
             accumulate(false, false);
             const double l = v[0], alpha = v[1];
+#pragma omp simd
             for (Index i = first; i < rows; ++i) {
                 const double sc = acc[i] / (2.0 * alpha * l * l), b = 1.0 + sc;
-                const double logb = std::log1p(sc);
-                const double k = std::exp(-alpha * logb);
+                const double logb = detail::log1p_nonnegative(sc);
+                const double k = exp_nonpositive(-alpha * logb);
                 out[i] = k;
                 if (der) {
                     der[i] = 2.0 * alpha * sc * k / b;
@@ -529,15 +621,12 @@ class KernelTree
         case Family::Periodic: {
             accumulate(false, false);
             const double l = v[0], p = v[1];
-            for (Index i = first; i < rows; ++i) {
-                const double u = std::numbers::pi * std::sqrt(acc[i]) / p;
-                const double sn = std::sin(u);
-                const double k = std::exp(-2.0 * sn * sn / (l * l));
-                out[i] = k;
-                if (der) {
-                    der[i] = 4.0 * sn * sn * k / (l * l);
-                    der[rows + i] = 4.0 * u * sn * std::cos(u) * k / (l * l);
-                }
+            if (der) {
+#pragma omp simd
+                for (Index i = first; i < rows; ++i) out[i] = detail::periodic_value(acc[i], l, p, der + i, rows);
+            } else {
+#pragma omp simd
+                for (Index i = first; i < rows; ++i) out[i] = detail::periodic_value(acc[i], l, p, nullptr, 0);
             }
             return;
         }
@@ -564,7 +653,7 @@ class KernelTree
 
     /// out = s2 f(r2), c = -2 s2 f'(r2) over rows [first, rows) (vectorizable: exp_nonpositive).
     template <typename Shape>
-    static void stationary_column(const double* r2, double* c, double* out, double s2, Index first, Index rows)
+    GPRAT_COLUMN_INLINE static void stationary_column(const double* r2, double* c, double* out, double s2, Index first, Index rows)
     {
 #pragma omp simd
         for (Index i = first; i < rows; ++i) {
