@@ -295,7 +295,10 @@ TEST(non_stationary_kernel_gradient_and_diagonal_tiles)
     // Prior variance k(x, x) + add through the task assembler.
     TiledMatrix<double> v(n, 1, 4);
     gprat::runtime::TaskGraph g;
-    gprat::gp::assemble_prior_variance(v, X.data(), d, gprat::kernels::AnyKernel(gprat::kernels::Matern32({2.0}, 0.6)), 0.1, g);
+    // The kernel must outlive g.wait() (the tasks hold a pointer to it): a named variable, not
+    // a temporary (ASan: stack-use-after-scope when a worker ran the task after the statement).
+    const gprat::kernels::AnyKernel prior_kernel(gprat::kernels::Matern32({2.0}, 0.6));
+    gprat::gp::assemble_prior_variance(v, X.data(), d, prior_kernel, 0.1, g);
     g.wait();
     for (Index i = 0; i < n; ++i) CHECK(rel(v.tile(i / 4, 0)(i % 4, 0), 0.6 + 0.1) <= 1e-15);
     std::vector<double> diag(static_cast<std::size_t>(n));
