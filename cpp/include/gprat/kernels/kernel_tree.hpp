@@ -49,15 +49,10 @@
 
 #include "gprat/core/check.hpp"
 #include "gprat/core/exp.hpp"
+#include "gprat/core/host_device.hpp"
 #include "gprat/core/types.hpp"
 #include "gprat/kernels/matern.hpp"
 #include "gprat/kernels/squared_exponential.hpp"
-
-#if defined(__CUDACC__)
-#define GPRAT_HOST_DEVICE __host__ __device__
-#else
-#define GPRAT_HOST_DEVICE
-#endif
 
 /// The column path is called from the multiversioned tile loops (GPRAT_HOT_LOOP, dispatch.hpp);
 /// forcing it inline compiles it into each instruction-set clone instead of the baseline only.
