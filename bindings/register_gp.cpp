@@ -21,18 +21,32 @@ struct BoundExactGP
     CArray<T> X, y;
     gp::ExactGP<T> engine;
 
-    BoundExactGP(const KernelHandle& k, CArray<T> X_, CArray<T> y_, double noise, std::optional<Index> nb)
+    BoundExactGP(const KernelHandle& k, CArray<T> X_, CArray<T> y_, std::optional<double> noise, std::optional<Index> nb,
+                 std::optional<std::vector<double>> fixed_noise, std::optional<std::vector<double>> mean)
         : X(std::move(X_)), y(std::move(y_)),
-          engine(k.value, noise, X.data(), y.data(), check_rows(X, y), X.ndim() == 2 ? X.shape(1) : 0, nb)
+          engine(k.value, options(X, y, noise, std::move(fixed_noise), std::move(mean)), X.data(), y.data(), X.shape(0),
+                 X.shape(1), nb)
     {}
 
-    static Index check_rows(const CArray<T>& X, const CArray<T>& y)
+    /// noise: the learned noise variance (None: none); fixed_noise: per-sample noise (None: none);
+    /// mean: initial constant mean, one per output (None: zero mean, not learned).
+    static gp::ExactGPOptions options(const CArray<T>& X, const CArray<T>& y, std::optional<double> noise,
+                                      std::optional<std::vector<double>> fixed_noise, std::optional<std::vector<double>> mean)
     {
         GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D; got " << X.ndim() << " dimensions");
-        GPRAT_EXPECTS(y.ndim() == 1 && y.shape(0) == X.shape(0),
-                      "y must have one entry per row of X; got len(y)=" << (y.ndim() == 1 ? y.shape(0) : -1)
-                                                                         << ", X.shape[0]=" << X.shape(0));
-        return X.shape(0);
+        GPRAT_EXPECTS((y.ndim() == 1 || y.ndim() == 2) && y.shape(0) == X.shape(0),
+                      "y must be 1-D or 2-D with one row per row of X; got y.ndim=" << y.ndim() << ", len(y)="
+                                                                                    << (y.ndim() >= 1 ? y.shape(0) : -1)
+                                                                                    << ", X.shape[0]=" << X.shape(0));
+        gp::ExactGPOptions o;
+        o.learned_noise = noise;
+        if (fixed_noise) o.fixed_noise = std::move(*fixed_noise);
+        o.outputs = y.ndim() == 2 ? y.shape(1) : 1;
+        if (mean) {
+            o.constant_mean = true;
+            o.mean = std::move(*mean);
+        }
+        return o;
     }
 };
 
@@ -41,15 +55,23 @@ void define(py::module_& m, const char* name)
 {
     using G = BoundExactGP<T>;
     py::class_<G>(m, name)
-        .def(py::init<const KernelHandle&, CArray<T>, CArray<T>, double, std::optional<Index>>(),
+        .def(py::init<const KernelHandle&, CArray<T>, CArray<T>, std::optional<double>, std::optional<Index>,
+                      std::optional<std::vector<double>>, std::optional<std::vector<double>>>(),
              py::arg("kernel"), py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("noise_variance"),
-             py::arg("tile_size") = py::none())
+             py::arg("tile_size") = py::none(), py::arg("fixed_noise") = py::none(), py::arg("mean") = py::none(),
+             "noise_variance: the learned noise variance, or None for none (no theta entry); fixed_noise: n "
+             "per-sample noise variances added to diag(K) (not learned); mean: initial constant mean, one per "
+             "output (theta entries), or None for a zero mean. y is (n,) or (n, p).")
         .def_property_readonly("n", [](const G& g) { return g.engine.n(); })
         .def_property_readonly("d", [](const G& g) { return g.engine.d(); })
         .def_property_readonly("tile_size", [](const G& g) { return g.engine.tile_size(); })
         .def_property_readonly("n_params", [](const G& g) { return g.engine.n_params(); })
         .def_property_readonly("kernel", [](const G& g) { return KernelHandle{g.engine.kernel()}; })
         .def_property_readonly("noise_variance", [](const G& g) { return g.engine.noise_variance(); })
+        .def_property_readonly("outputs", [](const G& g) { return g.engine.outputs(); })
+        .def_property_readonly("mean", [](const G& g) { return g.engine.mean(); })
+        .def_property("jitter", [](const G& g) { return g.engine.jitter(); },
+                      [](G& g, double j) { g.engine.set_jitter(j); })
         .def_property("theta", [](const G& g) { return g.engine.theta(); },
                       [](G& g, const std::vector<double>& t) { g.engine.set_theta(t); })
         .def("fit", [](G& g) { return without_gil([&] { return g.engine.fit(); }); })
@@ -71,7 +93,8 @@ void define(py::module_& m, const char* name)
                 GPRAT_EXPECTS(Xs.ndim() == 2 && Xs.shape(1) == g.engine.d(),
                               "X must be 2-D with " << g.engine.d() << " features (as at fit)");
                 const Index m = Xs.shape(0);
-                py::array_t<T> mean(m);
+                const Index p = g.engine.outputs();
+                py::array_t<T> mean = g.y.ndim() == 2 ? py::array_t<T>({m, p}) : py::array_t<T>(m);
                 py::object var = py::none(), cov = py::none();
                 T* vp = nullptr;
                 T* cp = nullptr;
@@ -98,20 +121,20 @@ void define(py::module_& m, const char* name)
                  without_gil([&] { g.engine.cholesky_factor(dst); });
                  return out;
              })
-        .def_static("fit_bytes", &gp::ExactGP<T>::fit_bytes, py::arg("n"), py::arg("tile_size"),
-                    "Bytes the model holds once fitted (K and alpha tiles).")
+        .def_static("fit_bytes", &gp::ExactGP<T>::fit_bytes, py::arg("n"), py::arg("tile_size"), py::arg("outputs") = 1,
+                    "Bytes the model holds once fitted (K and alpha tiles; alpha has `outputs` columns).")
         .def_static("training_step_bytes", &gp::ExactGP<T>::training_step_bytes, py::arg("n"), py::arg("tile_size"),
                     py::arg("n_params"),
                     "Bytes a training step with the gradient allocates beyond fit_bytes (n_params: the "
-                    "engine's, kernel hyperparameters + noise).")
+                    "engine's; an upper bound with a constant mean, whose entries need no partial sums).")
         .def_static(
             "predict_bytes",
-            [](Index n, Index m, Index nb, bool return_var, bool return_cov, std::optional<Index> n_threads) {
+            [](Index n, Index m, Index nb, bool return_var, bool return_cov, std::optional<Index> n_threads, Index outputs) {
                 const Index workers = n_threads ? *n_threads : runtime::Executor::instance().num_threads();
-                return gp::ExactGP<T>::predict_bytes(n, m, nb, return_var, return_cov, workers);
+                return gp::ExactGP<T>::predict_bytes(n, m, nb, return_var, return_cov, workers, outputs);
             },
             py::arg("n"), py::arg("m"), py::arg("tile_size"), py::arg("return_var"), py::arg("return_cov"),
-            py::arg("n_threads") = py::none(),
+            py::arg("n_threads") = py::none(), py::arg("outputs") = 1,
             "Bytes predict needs beyond fit_bytes (its tiled workspace for the largest pass, and the "
             "mean/variance/covariance arrays returned); n_threads defaults to the runtime's.");
 }

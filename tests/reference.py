@@ -180,3 +180,66 @@ def gprat_adam(X, y, params, trainable, learning_rate, beta1, beta2, epsilon, n_
         p = np.where(trainable, p_new, p)
         values = np.where(trainable, _softplus(p) + offset, values)
     return losses, values
+
+
+# --- Heteroscedastic noise, several outputs, constant mean (issue #13) --------------------------
+# Written per output from the Gaussian density itself (scipy.stats), not from the engine's
+# formulas: log p(Y) = sum_j log N(y_j; c_j 1, K),  K = k(X, X) + diag(fixed) + learned I.
+
+
+def noisy_covariance(name, X, lengthscale, signal_variance, fixed=None, learned=0.0):
+    """k(X, X) + diag(fixed) + learned I (fixed: per-sample noise variances or None)."""
+    K = kernel_matrix(name, X, X, lengthscale, signal_variance)
+    diag = np.full(len(X), float(learned)) + (0.0 if fixed is None else np.asarray(fixed, dtype=np.float64))
+    return K + np.diag(diag)
+
+
+def _columns(Y):
+    Y = np.asarray(Y, dtype=np.float64)
+    return Y.reshape(len(Y), -1)
+
+
+def general_lml(name, X, Y, lengthscale, signal_variance, fixed=None, learned=0.0, mean=None):
+    """sum_j log N(y_j; c_j 1, K) by scipy.stats.multivariate_normal, one output at a time."""
+    from scipy.stats import multivariate_normal
+
+    K = noisy_covariance(name, X, lengthscale, signal_variance, fixed, learned)
+    Y = _columns(Y)
+    c = np.zeros(Y.shape[1]) if mean is None else np.broadcast_to(np.asarray(mean, dtype=np.float64), (Y.shape[1],))
+    return float(sum(multivariate_normal(mean=np.full(len(X), c[j]), cov=K).logpdf(Y[:, j]) for j in range(Y.shape[1])))
+
+
+def general_lml_gradient(name, X, Y, lengthscale, signal_variance, ard, fixed=None, learned=None, mean=None):
+    """Gradient in theta = [log lengthscale(s), log s2, (log learned), (c_1..c_p)], dense, per
+    output j: d/dtheta_q = 1/2 a_j^T dK a_j - 1/2 tr(K^{-1} dK) with a_j = K^{-1}(y_j - c_j),
+    and d/dc_j = 1^T a_j; summed over outputs. K^{-1} by numpy.linalg.inv."""
+    Y = _columns(Y)
+    n, p = Y.shape
+    Kf = kernel_matrix(name, X, X, lengthscale, signal_variance)
+    K = noisy_covariance(name, X, lengthscale, signal_variance, fixed, 0.0 if learned is None else learned)
+    Kinv = np.linalg.inv(K)
+    dKs = kernel_log_derivatives(name, X, lengthscale, signal_variance, ard) + [Kf]
+    if learned is not None:
+        dKs.append(learned * np.eye(n))
+    c = np.zeros(p) if mean is None else np.broadcast_to(np.asarray(mean, dtype=np.float64), (p,))
+    grad = np.zeros(len(dKs))
+    mean_grad = np.zeros(p)
+    for j in range(p):
+        a = Kinv @ (Y[:, j] - c[j])
+        for q, dK in enumerate(dKs):
+            grad[q] += 0.5 * a @ dK @ a - 0.5 * np.trace(Kinv @ dK)
+        mean_grad[j] = a.sum()
+    return grad if mean is None else np.concatenate([grad, mean_grad])
+
+
+def general_predict(name, X, Y, Xs, lengthscale, signal_variance, fixed=None, learned=0.0, mean=None):
+    """(mean (m, p), variance (m), covariance (m, m)) of the posterior of f at Xs, by
+    numpy.linalg.solve (no Cholesky): mean_j = c_j + Ks K^{-1} (y_j - c_j)."""
+    Y = _columns(Y)
+    p = Y.shape[1]
+    c = np.zeros(p) if mean is None else np.broadcast_to(np.asarray(mean, dtype=np.float64), (p,))
+    K = noisy_covariance(name, X, lengthscale, signal_variance, fixed, learned)
+    Ks = kernel_matrix(name, Xs, X, lengthscale, signal_variance)
+    mu = c + Ks @ np.linalg.solve(K, Y - c)
+    cov = kernel_matrix(name, Xs, Xs, lengthscale, signal_variance) - Ks @ np.linalg.solve(K, Ks.T)
+    return mu, np.diag(cov).copy(), cov

@@ -183,15 +183,19 @@ class ThetaRangeError(ValueError):
     """theta entries beyond +-THETA_MAX: hyperparameters too large or too small to represent."""
 
 
-def check_theta(theta, n_params):
-    """Return theta as a float64 vector of n_params finite entries with |theta| <= THETA_MAX."""
+def check_theta(theta, n_params, n_log=None):
+    """Return theta as a float64 vector of n_params finite entries with |theta| <= THETA_MAX.
+
+    Only the first `n_log` entries (all when None) are logarithms and range-checked; the rest
+    (e.g. a constant mean) need only be finite.
+    """
     arr = _as_numeric_array(theta, "theta")
     arr = np.asarray(arr, dtype=np.float64).reshape(-1) if arr.ndim <= 1 else arr
     if arr.ndim != 1 or arr.shape[0] != n_params:
         raise ValueError(f"theta must be a 1-D array of {n_params} log-hyperparameters; got shape {np.shape(theta)}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"theta must contain only finite values; got {arr}")
-    if np.any(np.abs(arr) > THETA_MAX):
+    if np.any(np.abs(arr[: n_params if n_log is None else n_log]) > THETA_MAX):
         raise ThetaRangeError(
             f"theta entries are logarithms of hyperparameters and must lie in [-{THETA_MAX:.1f}, {THETA_MAX:.1f}] "
             f"(values between {HYPER_MIN:g} and {HYPER_MAX:g}); got {arr}"

@@ -6,12 +6,12 @@ engine (:class:`gprat.ExactGP`). A kernel of an accepted form (see
 
     C * RBF                  -> SquaredExponential(lengthscale, signal_variance=C)
     C * Matern(nu=0.5/1.5/2.5) -> Matern12 / Matern32 / Matern52
-    WhiteKernel noise_level + alpha -> noise_variance
+    alpha (scalar or per sample)  -> the engine's fixed per-sample noise
+    WhiteKernel noise_level       -> the engine's learned noise (fixed bounds: added to alpha)
 
 and scikit-learn's ``theta`` (log of the free hyperparameters, in the kernel's own order)
 maps onto the engine's ``theta`` (log of [lengthscale(s)..., signal_variance,
-noise_variance]) by a permutation; the white-noise entry carries the chain-rule factor
-``noise_level / (alpha + noise_level)`` because the engine's noise also holds ``alpha``.
+(noise_level)]) by a permutation. Several targets are several outputs of one engine.
 
 This module imports scikit-learn, an optional dependency of gprat.
 """
@@ -54,21 +54,28 @@ def _not_positive_definite(kernel, cause):
 
 
 class _EngineModel:
-    """A fitted estimator's engine side: one :class:`ExactGP` per target and the theta map.
+    """A fitted estimator's engine side: ONE :class:`ExactGP` for all targets, and the theta map.
+
+    The targets are the engine's outputs (one kernel, one factor, one training step; the log
+    marginal likelihood is the sum over targets, as in scikit-learn). ``alpha`` (scalar or
+    per sample) and a fixed WhiteKernel are the engine's fixed per-sample noise; a WhiteKernel
+    with free noise_level is its learned noise, so the engine's noise entry is
+    ``log(noise_level)`` itself and needs no chain rule. With neither, the engine's theta has no
+    noise entry (``alpha=0`` is a zero noise; as in scikit-learn there is no jitter).
 
     Parameters
     ----------
     kernel : sklearn.gaussian_process.kernels.Kernel
         A kernel of an accepted form; its structure and fixed hyperparameters are read once.
-    alpha : float
-        Value added to the diagonal of K (scalar).
+    alpha : float or ndarray of shape (n_samples,)
+        Value(s) added to the diagonal of K.
     X : ndarray of shape (n_samples, n_features)
     Y : ndarray of shape (n_samples, n_targets)
     tile_size : int or None
     """
 
     def __init__(self, kernel, alpha, X, Y, tile_size):
-        self.alpha = float(alpha)
+        self.alpha = alpha
         self.X, self.Y, self.tile_size = X, Y, tile_size
         self.parts = _skk.kernel_parts(kernel)
         base = self.parts.base
@@ -81,8 +88,10 @@ class _EngineModel:
                 f"{len(base.length_scale)} length scales for X with {n_features} features."
             )
         self.n_lengthscales = n_features if self.ard else 1
+        white = self.parts.white
+        self.learned_white = white is not None and int(white.n_dims) > 0
         self.noise_index = self.n_lengthscales + 1
-        # (kernel theta slice, engine theta slice, is_white) in the kernel's theta order
+        # (kernel theta slice, engine theta slice) in the kernel's theta order
         self.theta_map = []
         start = 0
         for role in self.parts.order:
@@ -95,20 +104,20 @@ class _EngineModel:
                     target = slice(self.n_lengthscales, self.n_lengthscales + 1)
                 else:
                     target = slice(self.noise_index, self.noise_index + 1)
-                self.theta_map.append((slice(start, start + size), target, role == "white"))
+                self.theta_map.append((slice(start, start + size), target))
             start += size
         self.n_dims = start
-        self.engines = None
+        self.gp = None
         self.white_noise = 0.0
         self.set_kernel(kernel)
 
     def set_kernel(self, kernel):
-        """Take hyperparameter values from ``kernel`` (same structure) and fit the engines.
+        """Take hyperparameter values from ``kernel`` (same structure) and fit the engine.
 
         Raises
         ------
         NotPositiveDefiniteError
-            If K + noise_variance I is not positive definite.
+            If K + alpha I (+ WhiteKernel) is not positive definite.
         """
         parts = _skk.kernel_parts(kernel)
         length_scale = parts.base.length_scale
@@ -119,42 +128,40 @@ class _EngineModel:
         signal_variance = 1.0 if parts.constant is None else float(parts.constant.constant_value)
         self.white_noise = 0.0 if parts.white is None else float(parts.white.noise_level)
         n, n_targets = self.Y.shape
-        # The estimator's fit keeps the previous fit's model until it succeeds; the factors at
-        # this model's previous hyperparameters are not needed any more.
-        self.engines = None
+        # The estimator's fit keeps the previous fit's model until it succeeds; the factor at
+        # this model's previous hyperparameters is not needed any more.
+        self.gp = None
         check_fits(
-            n_targets * ExactGP.fit_bytes(n, self.tile_size),
+            ExactGP.fit_bytes(n, self.tile_size, n_outputs=n_targets),
             f"fitting {n_targets} target(s) on n={n} samples",
         )
-        engines = []
-        for target in range(n_targets):
-            # No automatic jitter: as in scikit-learn, alpha is the user's jitter.
-            gp = ExactGP(
-                self.engine_kernel(lengthscale=lengthscale, signal_variance=signal_variance),
-                noise_variance=self.alpha + self.white_noise,
-                tile_size=self.tile_size,
-                max_jitter=0.0,
-            )
-            try:
-                gp.fit(self.X, self.Y[:, target])
-            except np.linalg.LinAlgError as exc:
-                raise _not_positive_definite(kernel, exc) from exc
-            engines.append(gp)
-        self.engines = engines
-        self.base_theta = np.array(engines[0].theta, dtype=np.float64)
+        fixed = np.broadcast_to(np.asarray(self.alpha, dtype=np.float64), (n,))
+        if not self.learned_white:
+            fixed = fixed + self.white_noise  # a fixed WhiteKernel is a fixed noise
+        # No automatic jitter: as in scikit-learn, alpha is the user's jitter.
+        gp = ExactGP(
+            self.engine_kernel(lengthscale=lengthscale, signal_variance=signal_variance),
+            noise_variance=np.array(fixed, dtype=np.float64),
+            learned_noise=self.white_noise if self.learned_white else None,
+            tile_size=self.tile_size,
+            max_jitter=0.0,
+        )
+        try:
+            gp.fit(self.X, self.Y if n_targets > 1 else self.Y[:, 0])
+        except np.linalg.LinAlgError as exc:
+            raise _not_positive_definite(kernel, exc) from exc
+        self.gp = gp
+        self.base_theta = np.array(gp.theta, dtype=np.float64)
 
     def engine_theta(self, theta):
         """The engine's theta for the kernel theta ``theta`` (fixed values from the kernel)."""
         engine_theta = self.base_theta.copy()
-        for source, target, white in self.theta_map:
-            if white:
-                engine_theta[target] = np.log(self.alpha + np.exp(theta[source]))
-            else:
-                engine_theta[target] = theta[source]
+        for source, target in self.theta_map:
+            engine_theta[target] = theta[source]
         return engine_theta
 
     def log_marginal_likelihood(self, theta, eval_gradient=False):
-        """Sum over targets of the LML at kernel theta ``theta`` (and its gradient).
+        """LML summed over targets at kernel theta ``theta`` (and its gradient), one training step.
 
         Returns ``-inf`` (and a zero gradient) where K is not positive definite, as
         scikit-learn does.
@@ -162,31 +169,20 @@ class _EngineModel:
         engine_theta = self.engine_theta(theta)
         try:
             if not eval_gradient:
-                return float(sum(gp.log_marginal_likelihood(engine_theta) for gp in self.engines))
-            value, engine_gradient = 0.0, np.zeros_like(engine_theta)
-            for gp in self.engines:
-                lml, gradient = gp.log_marginal_likelihood(engine_theta, eval_gradient=True)
-                value += lml
-                engine_gradient += gradient
+                return float(self.gp.log_marginal_likelihood(engine_theta))
+            value, engine_gradient = self.gp.log_marginal_likelihood(engine_theta, eval_gradient=True)
         except (NotPositiveDefiniteError, ThetaRangeError, InputScaleError, FloatingPointError):
             # K not positive definite, theta beyond the representable range, or overflowing inputs:
             # the likelihood is -inf there, as in scikit-learn. Any other error propagates.
             return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
         gradient = np.empty(self.n_dims)
-        for source, target, white in self.theta_map:
-            if white:
-                noise_level = np.exp(theta[source])
-                # d/dlog(w) = d/dlog(alpha + w) * w / (alpha + w)
-                gradient[source] = engine_gradient[target] * (
-                    noise_level / (self.alpha + noise_level)
-                )
-            else:
-                gradient[source] = engine_gradient[target]
+        for source, target in self.theta_map:
+            gradient[source] = engine_gradient[target]
         return float(value), gradient
 
     def fitted_log_marginal_likelihood(self):
-        """Sum over targets of the LML at the fitted hyperparameters."""
-        return float(sum(gp.log_marginal_likelihood() for gp in self.engines))
+        """LML summed over targets at the fitted hyperparameters."""
+        return float(self.gp.log_marginal_likelihood())
 
     def predict(self, X, return_std, return_cov):
         """Latent mean per target, plus the variance or covariance including WhiteKernel noise.
@@ -196,108 +192,21 @@ class _EngineModel:
         mean : ndarray of shape (n_queries, n_targets)
         spread : None, ndarray of shape (n_queries,) (variance) or (n_queries, n_queries)
         """
-        first = self.engines[0]
         spread = None
         if return_cov:
-            mean0, cov = first.predict(X, return_cov=True)
+            mean, cov = self.gp.predict(X, return_cov=True)
             spread = np.array(cov, dtype=np.float64)
             spread[np.diag_indices_from(spread)] += self.white_noise
         elif return_std:
-            mean0, std = first.predict(X, return_std=True)
+            mean, std = self.gp.predict(X, return_std=True)
             spread = np.square(np.asarray(std, dtype=np.float64)) + self.white_noise  # the engine clamps var >= 0
         else:
-            mean0 = first.predict(X)
-        means = [np.asarray(mean0, dtype=np.float64)]
-        means += [np.asarray(gp.predict(X), dtype=np.float64) for gp in self.engines[1:]]
-        return np.stack(means, axis=1), spread
+            mean = self.gp.predict(X)
+        return np.asarray(mean, dtype=np.float64).reshape(X.shape[0], -1), spread
 
     def cholesky_factor(self):
         """Dense lower Cholesky factor of K + noise_variance I, ndarray of shape (n, n)."""
-        return np.asarray(self.engines[0].cholesky_factor())
-
-
-class _DenseModel:
-    """Dense NumPy/SciPy path for a per-sample ``alpha`` or a zero noise variance.
-
-    The engine's noise variance is one positive scalar (its theta holds its logarithm).
-
-    Same interface as :class:`_EngineModel`; follows R&W Alg. 2.1 with scikit-learn's kernel
-    objects computing K and dK/dtheta, so it is correct for any accepted kernel, at dense
-    O(n^3) cost and O(n^2 n_hyperparameters) memory for the gradient.
-    """
-
-    def __init__(self, kernel, alpha, X, Y):
-        _skk.kernel_parts(kernel)
-        self.alpha = np.asarray(alpha, dtype=np.float64)
-        self.X, self.Y = X, Y
-        self.n_dims = int(kernel.n_dims)
-        self.set_kernel(kernel)
-
-    def _factor(self, kernel, eval_gradient):
-        n = self.X.shape[0]
-        matrices = 3 + (self.n_dims if eval_gradient else 0)  # K, L, K^{-1} (+ dK/dtheta)
-        check_fits(matrices * n * n * 8, f"the dense path on n={n} samples")
-        if eval_gradient:
-            K, K_gradient = kernel(self.X, eval_gradient=True)
-        else:
-            K, K_gradient = kernel(self.X), None
-        K[np.diag_indices_from(K)] += self.alpha
-        if not np.all(np.isfinite(K)):
-            raise InputScaleError(
-                f"the kernel {kernel} gives non-finite covariances on X (inputs too large for the length "
-                "scale?); rescale X"
-            )
-        L = scipy.linalg.cholesky(K, lower=True, check_finite=False)  # L L^T = K
-        return L, K_gradient
-
-    def set_kernel(self, kernel):
-        self.kernel = clone(kernel)
-        try:
-            self.L, _ = self._factor(self.kernel, False)
-        except np.linalg.LinAlgError as exc:
-            raise _not_positive_definite(kernel, exc) from exc
-        self.alpha_vector = scipy.linalg.cho_solve((self.L, True), self.Y, check_finite=False)
-
-    def _value(self, L, alpha_vector):
-        # -1/2 y^T alpha - sum log L_ii - n/2 log(2 pi), summed over targets
-        n, n_targets = self.Y.shape
-        return float(
-            -0.5 * np.einsum("ik,ik->", self.Y, alpha_vector)
-            - n_targets * np.log(np.diag(L)).sum()
-            - n_targets * n / 2 * np.log(2 * np.pi)
-        )
-
-    def log_marginal_likelihood(self, theta, eval_gradient=False):
-        kernel = self.kernel.clone_with_theta(theta)
-        try:
-            L, K_gradient = self._factor(kernel, eval_gradient)
-        except (np.linalg.LinAlgError, InputScaleError):
-            return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
-        alpha_vector = scipy.linalg.cho_solve((L, True), self.Y, check_finite=False)
-        value = self._value(L, alpha_vector)
-        if not eval_gradient:
-            return value
-        # 1/2 tr((alpha alpha^T - K^{-1}) dK/dtheta_j), summed over targets  (R&W eq. 5.9)
-        K_inv = scipy.linalg.cho_solve((L, True), np.eye(L.shape[0]), check_finite=False)
-        inner = alpha_vector @ alpha_vector.T - self.Y.shape[1] * K_inv
-        gradient = 0.5 * np.einsum("ij,jik->k", inner, K_gradient)
-        return value, gradient
-
-    def fitted_log_marginal_likelihood(self):
-        return self._value(self.L, self.alpha_vector)
-
-    def predict(self, X, return_std, return_cov):
-        K_trans = self.kernel(X, self.X)
-        mean = K_trans @ self.alpha_vector
-        if not (return_std or return_cov):
-            return mean, None
-        V = scipy.linalg.solve_triangular(self.L, K_trans.T, lower=True, check_finite=False)
-        if return_cov:
-            return mean, self.kernel(X) - V.T @ V
-        return mean, self.kernel.diag(X) - np.einsum("ij,ij->j", V, V)
-
-    def cholesky_factor(self):
-        return self.L
+        return np.asarray(self.gp.cholesky_factor())
 
 
 def _check_alpha(alpha, n_samples):
@@ -647,11 +556,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     def _make_model(self):
         Y = self.y_train_.reshape(self.y_train_.shape[0], -1)
-        white = _skk.kernel_parts(self.kernel_).white
-        noise = self._alpha + (0.0 if white is None else white.noise_level)
-        if np.ndim(noise) == 0 and noise > 0:
-            return _EngineModel(self.kernel_, self._alpha, self.X_train_, Y, self.tile_size)
-        return _DenseModel(self.kernel_, self._alpha, self.X_train_, Y)
+        return _EngineModel(self.kernel_, self._alpha, self.X_train_, Y, self.tile_size)
 
     def _get_model(self):
         """The fitted model, rebuilt from the fitted attributes after unpickling."""

@@ -1,8 +1,10 @@
 /// Tiled algorithms (task graphs over TiledMatrix) against naive dense loops, float and double,
 /// for n in {1, 2, 7, 100, 257} with tile sizes that divide n and tile sizes that do not.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <numbers>
 #include <stdexcept>
 #include <utility>
 #include <random>
@@ -576,6 +578,161 @@ TEST(exact_gp_predict_plan_chunks_within_the_budget)
     CHECK_THROWS_AS(G::predict_bytes(0, 5, 4, true, false, 2), gprat::InvalidArgument);
     CHECK_THROWS_AS(G::predict_bytes(5, 5, 0, true, false, 2), gprat::InvalidArgument);
     CHECK_THROWS_AS(G::training_step_bytes(5, 2, 0), gprat::InvalidArgument);
+}
+
+namespace {
+
+/// The ExactGP options (per-sample fixed noise, learned noise, p outputs, constant mean) against
+/// a dense long-double reference written from the formulas, per output j:
+///   K = s2 exp(-r^2 / (2 l^2)) + diag(s) + sigma2 I,  a_j = K^{-1} (y_j - c_j)
+///   lml = sum_j -1/2 (y_j - c_j)^T a_j - p sum log L_ii - p n/2 log(2 pi)
+///   d/dtheta_q = sum_j 1/2 a_j^T dK_q a_j - p/2 tr(K^{-1} dK_q),  d/dc_j = 1^T a_j
+void exact_gp_options_case(Index n, Index nb, bool learned, bool mean)
+{
+    const Index d = 2, p = 3, m = 4;
+    const double l = 0.8, s2 = 1.2, sigma2 = 0.03;
+    std::mt19937_64 rng(static_cast<std::uint64_t>(n * 31 + nb));
+    std::uniform_real_distribution<double> u(-1.5, 1.5), un(0.0, 0.2);
+    std::vector<double> X(static_cast<std::size_t>(n * d)), Y(static_cast<std::size_t>(n * p)), Xs(static_cast<std::size_t>(m * d));
+    for (double& v : X) v = u(rng);
+    for (double& v : Y) v = u(rng) + 2.0;
+    for (double& v : Xs) v = u(rng);
+    std::vector<double> s(static_cast<std::size_t>(n));
+    for (Index i = 0; i < n; ++i) s[static_cast<std::size_t>(i)] = i % 5 == 0 ? 0.0 : un(rng);
+    const std::vector<double> c = mean ? std::vector<double>{0.5, -1.0, 2.0} : std::vector<double>{0.0, 0.0, 0.0};
+
+    gprat::gp::ExactGPOptions o;
+    o.fixed_noise = s;
+    if (learned) o.learned_noise = sigma2;
+    o.outputs = p;
+    o.constant_mean = mean;
+    if (mean) o.mean = c;
+    gprat::gp::ExactGP<double> gp(gprat::kernels::SquaredExponential({l}, s2), o, X.data(), Y.data(), n, d, nb);
+    const Index n_params = 2 + (learned ? 1 : 0) + (mean ? p : 0);
+    REQUIRE_EQ(gp.n_params(), n_params);
+    const std::vector<double> theta = gp.theta();
+    REQUIRE_EQ(static_cast<Index>(theta.size()), n_params);
+    if (mean) CHECK_EQ(theta.back(), 2.0);  // the constants themselves, not logarithms
+
+    auto r2 = [&](const double* a, const double* b) {
+        long double t = 0;
+        for (Index k = 0; k < d; ++k) t += (long double)(a[k] - b[k]) * (a[k] - b[k]);
+        return t / (l * l);
+    };
+    Ref Kf(n, n), K(n, n), D(n, n);  // D = r^2 / l^2
+    for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < n; ++j) {
+            D(i, j) = r2(&X[i * d], &X[j * d]);
+            Kf(i, j) = s2 * std::exp(-0.5L * D(i, j));
+            K(i, j) = Kf(i, j) + (i == j ? s[static_cast<std::size_t>(i)] + (learned ? sigma2 : 0.0) : 0.0);
+        }
+    Ref L = K;
+    REQUIRE_EQ(gprat_test::cholesky_ref(L), 0);
+    Ref R(n, p);
+    for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < p; ++j) R(i, j) = Y[static_cast<std::size_t>(i * p + j)] - c[static_cast<std::size_t>(j)];
+    const Ref A = gprat_test::solve_triangular(gprat_test::transpose(L), false, gprat_test::solve_triangular(L, true, R));
+    const Ref Kinv = gprat_test::solve_triangular(gprat_test::transpose(L), false,
+                                                  gprat_test::solve_triangular(L, true, gprat_test::identity(n)));
+    long double lml = 0, logdet = 0;
+    for (Index i = 0; i < n; ++i) logdet += std::log(L(i, i));
+    for (Index j = 0; j < p; ++j)
+        for (Index i = 0; i < n; ++i) lml -= 0.5L * R(i, j) * A(i, j);
+    lml -= p * logdet + 0.5L * p * n * std::log(2.0L * std::numbers::pi_v<long double>);
+
+    std::vector<Ref> dK;
+    Ref dl(n, n), dnoise(n, n);
+    for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < n; ++j) dl(i, j) = Kf(i, j) * D(i, j);  // dk/dlog l = k r^2 / l^2
+    for (Index i = 0; i < n; ++i) dnoise(i, i) = sigma2;
+    dK.push_back(dl);
+    dK.push_back(Kf);  // dk/dlog s2 = k
+    if (learned) dK.push_back(dnoise);
+    std::vector<long double> want;
+    for (const Ref& dk : dK) {
+        long double g = 0, tr = 0;
+        for (Index j = 0; j < p; ++j)
+            for (Index a = 0; a < n; ++a)
+                for (Index b = 0; b < n; ++b) g += 0.5L * A(a, j) * dk(a, b) * A(b, j);
+        for (Index a = 0; a < n; ++a)
+            for (Index b = 0; b < n; ++b) tr += Kinv(a, b) * dk(b, a);
+        want.push_back(g - 0.5L * p * tr);
+    }
+    if (mean)
+        for (Index j = 0; j < p; ++j) {
+            long double t = 0;
+            for (Index i = 0; i < n; ++i) t += A(i, j);
+            want.push_back(t);
+        }
+
+    const std::string what = "exact_gp options n=" + std::to_string(n) + " nb=" + std::to_string(nb) +
+                             (learned ? " learned" : "") + (mean ? " mean" : "");
+    CHECK_MSG(std::fabs(gp.fit() - lml) <= 1e-10L * std::fabs(lml), what << ": lml");
+    std::vector<double> grad(theta.size());
+    const double step = gp.training_step(theta, grad.data());
+    CHECK_MSG(std::fabs(step - lml) <= 1e-10L * std::fabs(lml), what << ": lml of the training step");
+    long double scale = 0;
+    for (long double w : want) scale = std::max(scale, std::fabs(w));
+    for (std::size_t q = 0; q < want.size(); ++q)
+        CHECK_MSG(std::fabs(grad[q] - want[q]) <= 1e-9L * std::max(std::fabs(want[q]), 1e-3L * scale),
+                  what << ": gradient entry " << q << " = " << grad[q] << ", want " << static_cast<double>(want[q]));
+
+    std::vector<double> mu(static_cast<std::size_t>(m * p)), var(static_cast<std::size_t>(m));
+    gp.predict(Xs.data(), m, mu.data(), var.data(), nullptr, false);
+    for (Index t = 0; t < m; ++t) {
+        long double v = s2;
+        std::vector<long double> ks(static_cast<std::size_t>(n));
+        for (Index i = 0; i < n; ++i) ks[static_cast<std::size_t>(i)] = s2 * std::exp(-0.5L * r2(&Xs[t * d], &X[i * d]));
+        for (Index a = 0; a < n; ++a)
+            for (Index b = 0; b < n; ++b) v -= ks[static_cast<std::size_t>(a)] * Kinv(a, b) * ks[static_cast<std::size_t>(b)];
+        CHECK_MSG(std::fabs(var[static_cast<std::size_t>(t)] - v) <= 1e-9L * s2, what << ": variance " << t);
+        for (Index j = 0; j < p; ++j) {
+            long double want_mu = c[static_cast<std::size_t>(j)];
+            for (Index i = 0; i < n; ++i) want_mu += ks[static_cast<std::size_t>(i)] * A(i, j);
+            CHECK_MSG(std::fabs(mu[static_cast<std::size_t>(t * p + j)] - want_mu) <= 1e-9L * std::max(1.0L, std::fabs(want_mu)),
+                      what << ": mean (" << t << ", " << j << ")");
+        }
+    }
+}
+
+}  // namespace
+
+TEST(exact_gp_fixed_noise_outputs_and_mean_match_dense_reference)
+{
+    for (const bool learned : {true, false})
+        for (const bool mean : {false, true}) {
+            exact_gp_options_case(23, 5, learned, mean);  // ragged: 5 tiles, the last of 3 rows
+            exact_gp_options_case(23, 23, learned, mean);
+        }
+}
+
+TEST(exact_gp_options_reject_bad_input)
+{
+    std::vector<double> X(6, 0.5), Y(3, 1.0);
+    X[2] = 1.0;
+    X[4] = -1.0;
+    gprat::gp::ExactGPOptions o;
+    o.fixed_noise = {0.1, 0.1};  // n = 3
+    CHECK_THROWS_AS(gprat::gp::ExactGP<double>(gprat::kernels::SquaredExponential({1.0}, 1.0), o, X.data(), Y.data(), 3, 2, 2),
+                    gprat::InvalidArgument);
+    o.fixed_noise = {0.1, -0.1, 0.1};
+    CHECK_THROWS_AS(gprat::gp::ExactGP<double>(gprat::kernels::SquaredExponential({1.0}, 1.0), o, X.data(), Y.data(), 3, 2, 2),
+                    gprat::InvalidArgument);
+    o.fixed_noise = {0.1, std::numeric_limits<double>::quiet_NaN(), 0.1};
+    CHECK_THROWS_AS(gprat::gp::ExactGP<double>(gprat::kernels::SquaredExponential({1.0}, 1.0), o, X.data(), Y.data(), 3, 2, 2),
+                    gprat::InvalidArgument);
+    o.fixed_noise = {};
+    o.constant_mean = true;
+    o.mean = {0.0, 1.0};  // one output
+    CHECK_THROWS_AS(gprat::gp::ExactGP<double>(gprat::kernels::SquaredExponential({1.0}, 1.0), o, X.data(), Y.data(), 3, 2, 2),
+                    gprat::InvalidArgument);
+    // zero noise, no learned entry: theta holds the kernel only, and the jitter is outside it
+    gprat::gp::ExactGPOptions zero;
+    gprat::gp::ExactGP<double> gp(gprat::kernels::SquaredExponential({1.0}, 1.0), zero, X.data(), Y.data(), 3, 2, 2);
+    CHECK_EQ(gp.n_params(), 2);
+    gp.set_jitter(1e-6);
+    CHECK_EQ(gp.theta().size(), std::size_t(2));
+    CHECK_THROWS_AS(gp.set_jitter(-1.0), gprat::InvalidArgument);
 }
 
 int main(int argc, char** argv)

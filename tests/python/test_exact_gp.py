@@ -200,7 +200,7 @@ def test_errors(rng):
     with pytest.raises(TypeError):
         gprat.ExactGP("rbf")
     with pytest.raises(ValueError):
-        gprat.ExactGP(kernels.SquaredExponential(), noise_variance=0.0)
+        gprat.ExactGP(kernels.SquaredExponential(), noise_variance=-1.0)  # 0.0 is allowed (issue #13)
     with pytest.raises(ValueError):
         gprat.ExactGP(kernels.SquaredExponential(), tile_size=0)
 

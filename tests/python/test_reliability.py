@@ -66,7 +66,10 @@ BAD_FIT = [
     ("y bool", lambda X, y: (X, y > 0), TypeError, "y must hold real numbers; got a boolean array"),
     ("y complex", lambda X, y: (X, y + 1j), TypeError, "complex"),
     ("y strings", lambda X, y: (X, y.astype(str)), TypeError, "y must hold real numbers"),
-    ("y 2-D", lambda X, y: (X, np.stack([y, y], axis=1)), ValueError, r"y must be 1-D of shape \(n_samples,\)"),
+    ("y 3-D", lambda X, y: (X, y.reshape(-1, 1, 1)), ValueError,
+     r"y must be of shape \(n_samples,\) or \(n_samples, n_outputs\); got shape \(60, 1, 1\)"),
+    ("y 2-D rows", lambda X, y: (X, np.stack([y, y], axis=1)[:-1]), ValueError,
+     r"y must have one row per row of X; got y.shape=\(59, 2\), X.shape\[0\]=60"),
     ("ragged list", lambda X, y: ([[1.0, 2.0], [3.0]], [1.0, 2.0]), ValueError, "rectangular array"),
     ("X None", lambda X, y: (None, y), TypeError, "X must be an array of numbers; got None"),
     ("float32 overflow", lambda X, y: (np.where(X > 1.4, 1e39, X), y), ValueError, "overflows float32"),
@@ -88,7 +91,12 @@ def _se_gp(**kwargs):
 
 
 BAD_CONSTRUCTION = [
-    (lambda: _se_gp(noise_variance=0.0), ValueError, "noise_variance must be positive"),
+    (lambda: _se_gp(noise_variance=np.array([0.1, -1e-3])), ValueError, "entry 1 is -0.001"),
+    (lambda: _se_gp(noise_variance=np.array([0.1, np.nan])), ValueError, "finite values >= 0; entry 1 is nan"),
+    (lambda: _se_gp(noise_variance=np.array([np.inf])), ValueError, "finite values >= 0; entry 0 is inf"),
+    (lambda: _se_gp(noise_variance=np.ones((2, 2))), ValueError, "1-D of shape \\(n_samples,\\); got shape \\(2, 2\\)"),
+    (lambda: _se_gp(noise_variance=0.1, learned_noise=0.1), ValueError, "learned_noise=0.1 needs a per-sample"),
+    (lambda: _se_gp(mean_constant=np.nan), ValueError, "mean_constant must be a finite number"),
     (lambda: _se_gp(noise_variance=-1e-3), ValueError, "noise_variance must be positive"),
     (lambda: _se_gp(noise_variance=np.nan), ValueError, "noise_variance must be positive and finite; got nan"),
     (lambda: _se_gp(noise_variance=np.inf), ValueError, "noise_variance must be positive and finite; got inf"),

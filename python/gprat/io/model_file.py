@@ -7,7 +7,8 @@ holding these arrays:
 key                type, shape                 meaning
 =================  ==========================  =====================================================
 format             str, ()                     always ``"gprat-model"``
-format_version     int64, ()                   ``2`` (``1``: the same without model_type); newer ones are refused
+format_version     int64, ()                   ``2`` (``1``: the same without model_type; ``3``: a file with
+                                               noise_fixed or mean_constant); newer ones are refused
 model_type         str, ()                     the model class, ``"ExactGP"`` (absent in version 1: ExactGP)
 gprat_version      str, ()                     version of gprat that wrote the file
 kernel             str, ()                     short name from :mod:`gprat.kernels.registry`: ``"se"``, ``"matern12"``, ...
@@ -21,7 +22,14 @@ x_mean, x_scale    float64, (d,)               the GP sees ``(X - x_mean) / x_sc
 y_mean, y_scale    float64, ()                 ... and ``(y - y_mean) / y_scale``
 feature_names      str, (d,)                   column names (``"0"``, ``"3"`` ... for ``.npy`` data)
 target_name        str, ()
+noise_fixed        float64, (n,)               optional: known per-sample noise variances (standardized units,
+                                               >= 0) under the learned noise_variance
+mean_constant      float64, ()                 optional: the learned constant mean (standardized units)
 =================  ==========================  =====================================================
+
+A file without the optional entries is written as version 2, readable by every gprat that
+reads version 2; one with them is version 3, so that an older gprat refuses it instead of
+silently dropping the per-sample noise or the mean.
 
 Hyperparameters are those of the GP on the standardized data. Only the data and the
 hyperparameters are stored: loading is cheap, and the factorization is recomputed on the
@@ -50,7 +58,11 @@ from ..models.exact import ExactGP
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MODEL_TYPES", "GPModel", "ModelFileError", "load_model"]
 
 FORMAT_NAME = "gprat-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The version written for files without the optional entries of version 3.
+_BASE_VERSION = 2
+#: Optional entries (version 3).
+_OPTIONAL = ("noise_fixed", "mean_constant")
 
 #: Model types a file may hold -> the class that fits it.
 MODEL_TYPES = {"ExactGP": ExactGP}
@@ -134,6 +146,10 @@ class GPModel:
         Default ``"x0"``, ``"x1"``, ...
     target_name : str, default="y"
     dtype : {"float64", "float32"}, default="float64"
+    noise_fixed : array-like of shape (n_samples,) or None, default=None
+        Known per-sample noise variances (standardized units) added under ``noise_variance``.
+    mean_constant : float or None, default=None
+        A learned constant mean of the standardized target (None: zero mean).
 
     Examples
     --------
@@ -164,6 +180,8 @@ class GPModel:
         target_name="y",
         dtype="float64",
         model_type="ExactGP",
+        noise_fixed=None,
+        mean_constant=None,
     ):
         registry.by_short_name(kernel)  # ValueError naming the known kernels
         self.kernel = kernel
@@ -194,6 +212,13 @@ class GPModel:
         self.target_name = str(target_name)
         self.dtype = _one_of(str(np.dtype(dtype).name) if not isinstance(dtype, str) else dtype, "dtype",
                              ("float64", "float32"))
+        self.noise_fixed = None
+        if noise_fixed is not None:
+            self.noise_fixed = _finite_array(noise_fixed, "noise_fixed", shape=(n,), hint="one entry per row of X_train")
+            if np.any(self.noise_fixed < 0) or np.any(self.noise_fixed > HYPER_MAX):
+                raise ValueError(f"noise_fixed must hold variances between 0 and {HYPER_MAX:g}.")
+        self.mean_constant = None if mean_constant is None else float(
+            _finite_array(mean_constant, "mean_constant", shape=()))
         self._gp = None
 
     # -- training --------------------------------------------------------------------------
@@ -265,10 +290,14 @@ class GPModel:
         return model
 
     def _read_hyperparameters(self, gp):
-        values = np.exp(np.asarray(gp.theta, dtype=np.float64))
+        theta = np.asarray(gp.theta, dtype=np.float64)
+        n_log = len(theta) - (self.mean_constant is not None)  # the mean entry is not a logarithm
+        values = np.exp(theta[:n_log])
         self.lengthscale = values[:-2].copy() if self.lengthscale.ndim else np.array(values[0])
         self.signal_variance = float(values[-2])
         self.noise_variance = float(values[-1])
+        if self.mean_constant is not None:
+            self.mean_constant = float(theta[-1])
 
     # -- prediction ------------------------------------------------------------------------
 
@@ -287,7 +316,12 @@ class GPModel:
             kernel_class = registry.by_short_name(self.kernel)
             lengthscale = self.lengthscale if self.lengthscale.ndim else float(self.lengthscale)
             kernel = kernel_class(lengthscale=lengthscale, signal_variance=self.signal_variance)
-            gp = MODEL_TYPES[self.model_type](kernel, noise_variance=self.noise_variance, dtype=np.dtype(self.dtype))
+            if self.noise_fixed is None:
+                noise = {"noise_variance": self.noise_variance}
+            else:
+                noise = {"noise_variance": self.noise_fixed, "learned_noise": self.noise_variance}
+            gp = MODEL_TYPES[self.model_type](kernel, **noise, mean_constant=self.mean_constant,
+                                              dtype=np.dtype(self.dtype))
             self._gp = gp.fit(self._standardize(self.X_train), (self.y_train - self.y_mean) / self.y_scale)
         return self._gp
 
@@ -340,9 +374,14 @@ class GPModel:
         -------
         pathlib.Path
         """
+        extras = {}
+        if self.noise_fixed is not None:
+            extras["noise_fixed"] = self.noise_fixed
+        if self.mean_constant is not None:
+            extras["mean_constant"] = np.array(self.mean_constant)
         arrays = {
             "format": np.array(FORMAT_NAME),
-            "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+            "format_version": np.array(FORMAT_VERSION if extras else _BASE_VERSION, dtype=np.int64),
             "model_type": np.array(self.model_type),
             "gprat_version": np.array(__version__),
             "kernel": np.array(self.kernel),
@@ -358,6 +397,7 @@ class GPModel:
             "y_scale": np.array(self.y_scale),
             "feature_names": np.array(self.feature_names, dtype=np.str_),
             "target_name": np.array(self.target_name),
+            **extras,
         }
         path = Path(path)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -417,6 +457,7 @@ def load_model(path):
         try:
             data = {key: archive[key] for key in _REQUIRED}
             model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
+            optional = {key: archive[key] for key in _OPTIONAL if key in archive.files}
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
             raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
         version = data["format_version"]
@@ -451,6 +492,7 @@ def load_model(path):
             target_name=str(data["target_name"]),
             dtype=str(data["dtype"]),
             model_type=model_type,
+            **optional,
         )
     except (ValueError, TypeError) as error:
         raise ModelFileError(f"{path}: invalid model file: {error}") from None

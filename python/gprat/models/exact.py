@@ -5,6 +5,7 @@ import os
 import threading
 import warnings
 import weakref
+import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -20,6 +21,7 @@ from .._validation import (
     check_positive,
     check_positive_int,
     check_theta,
+    HYPER_MAX,
     THETA_MAX,
 )
 from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
@@ -53,7 +55,9 @@ _SCALED_INPUT_LIMIT = 5e149
 #: What predictions read, published as one tuple so that readers need no lock: the engine,
 #: the jitter in it, and the kernel, noise variance, training data, feature count and
 #: per-feature max |X| of the factorization it holds.
-_Fitted = namedtuple("_Fitted", "core jitter kernel noise X y n_features x_abs_max")
+#: ``noise`` is the learned noise variance (None: none), ``fixed`` the per-sample noise (None:
+#: none), ``mean`` the constant mean (None: zero mean) and ``outputs`` p, the columns of y.
+_Fitted = namedtuple("_Fitted", "core jitter kernel noise X y n_features x_abs_max fixed mean outputs")
 
 _INSTANCES = weakref.WeakSet()
 #: Engines abandoned in a fork() child: their lock may be held by a thread that does not exist
@@ -112,21 +116,88 @@ def _check_scale(abs_max, kernel, what):
         )
 
 
+def _check_noise(value):
+    """noise_variance as a float (positive, or 0.0) or a 1-D float64 array of entries >= 0."""
+    if np.ndim(value) == 0:
+        if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+                and float(value) == 0.0:
+            return 0.0
+        return check_hyperparameter(value, "noise_variance")
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"noise_variance must be a number or an array of numbers; got {value!r}") from None
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise ValueError(f"a per-sample noise_variance must be 1-D of shape (n_samples,); got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"a per-sample noise_variance must hold finite values >= 0; entry {i} is {float(arr[i])!r} "
+            f"({int(bad.sum())} bad entr{'y' if bad.sum() == 1 else 'ies'} of {arr.size})"
+        )
+    if np.any(arr > HYPER_MAX):
+        raise ValueError(f"a per-sample noise_variance must be at most {HYPER_MAX:g}; got max {arr.max():g}")
+    return arr
+
+
+def _check_mean(value):
+    """mean_constant as None, a finite float or a 1-D float64 array of finite values."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"mean_constant must be None, a number or an array of numbers; got {value!r}")
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"mean_constant must be None, a number or an array of numbers; got {value!r}") from None
+    if arr.ndim > 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"mean_constant must be a finite number or a 1-D array of finite numbers (one per output); "
+                         f"got {value!r}")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def _as_targets(y, dtype, n):
+    """y as a C-contiguous (n,) or (n, p) array of `dtype` (a column (n, 1) becomes (n,))."""
+    if np.ndim(y) > 2:
+        raise ValueError(f"y must be of shape (n_samples,) or (n_samples, n_outputs); got shape {np.shape(y)}")
+    if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+        Y = as_matrix(y, "y", dtype)
+        if Y.shape[0] != n:
+            raise ValueError(f"y must have one row per row of X; got y.shape={Y.shape}, X.shape[0]={n}")
+        return Y
+    return as_vector(y, "y", dtype, length=n)
+
+
 class ExactGP:
     """Exact Gaussian process regression on a tiled Cholesky factorization.
 
-    The model is ``y = f(X) + eps`` with ``f ~ GP(0, kernel)`` and ``eps ~ N(0, noise_variance)``.
-    ``fit`` assembles ``K = k(X, X) + noise_variance * I`` tile by tile, factors it and caches
-    ``L`` and ``alpha = K^{-1} y``; predictions reuse them (R&W Algorithm 2.1).
+    The model is ``y = c + f(X) + eps`` with ``f ~ GP(0, kernel)``, ``eps ~ N(0, noise)`` and a
+    mean ``c`` (zero by default). ``fit`` assembles ``K = k(X, X) + diag(noise)`` tile by tile,
+    factors it and caches ``L`` and ``alpha = K^{-1} (y - c)``; predictions reuse them (R&W
+    Algorithm 2.1). Several outputs (``y`` of shape (n, p)) share the kernel, the noise and the
+    factor: the log marginal likelihood is the sum over outputs.
 
     Parameters
     ----------
     kernel : gprat.kernels.Kernel
         Covariance function: a family (SquaredExponential, Matern12/32/52, RationalQuadratic, Periodic,
         Linear, Constant, White) or a sum or product of kernels, nested to any depth.
-    noise_variance : float, default=1e-2
-        Variance of i.i.d. Gaussian observation noise, added to diag(K). Between 1e-300
-        and 1e300.
+    noise_variance : float or array-like of shape (n_samples,), default=1e-2
+        Observation noise variance added to diag(K). A positive float (between 1e-300 and
+        1e300) is the learned i.i.d. noise variance: theta holds its log. ``0.0`` means no noise
+        (interpolation of a deterministic function; the jitter policy keeps the factorization
+        honest): theta has no noise entry. An array gives known per-sample (heteroscedastic)
+        noise variances, finite and >= 0, one per training row (checked at ``fit``); they are
+        fixed, not learned, and have no theta entry.
+    learned_noise : float or None, default=None
+        A learned i.i.d. noise variance added on top of a per-sample (or zero)
+        ``noise_variance``; theta holds its log. Not allowed with a positive scalar
+        ``noise_variance`` (that one is already the learned noise).
+    mean_constant : float, array-like of shape (n_outputs,) or None, default=None
+        None: zero mean. A number or one number per output: the initial value of a learned
+        constant mean (GPyTorch's ConstantMean), one constant per output; its theta entries
+        are the constants themselves (not logarithms) and the optimizer leaves them unbounded.
     tile_size : int or None, default=None
         Rows per tile (tuning only; results do not depend on it beyond rounding). None chooses
         from n and the thread count; a tile size larger than n is clamped to n.
@@ -145,7 +216,8 @@ class ExactGP:
     X_train_ : ndarray of shape (n_samples, n_features)
         Training inputs (the caller's array when it was C-contiguous of `dtype`: not copied,
         so it must not be modified in place while the model is in use).
-    y_train_ : ndarray of shape (n_samples,)
+    y_train_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        A column (n_samples, 1) is stored as (n_samples,).
     n_features_in_ : int
     jitter_ : float
         Jitter added to the diagonal of K by the last factorization (0.0 when none was
@@ -175,11 +247,29 @@ class ExactGP:
     With ``jitter_ > 0`` the model is that of ``K + (noise_variance + jitter_) I``:
     ``noise_variance`` and ``theta`` stay the values you gave, the posterior mean, variances,
     log marginal likelihood and its gradient are those of the jittered matrix, and
-    ``include_noise=True`` adds ``noise_variance`` (not the jitter) to predictive variances.
+    ``include_noise=True`` adds the learned noise variance (not the jitter, nor a per-sample
+    noise, which is unknown at new points) to predictive variances. With
+    ``noise_variance=0.0`` the mean diagonal of K is the kernel's mean prior variance
+    ``mean(kernel.diag(X))``; jitter is then the
+    usual outcome for points closer than the lengthscale.
     ``log_marginal_likelihood(theta)`` and the optimizer evaluate other hyperparameters with
     the same ``jitter_`` added and do not search for a new one: a trial point whose matrix is
     not positive definite is a failed step (L-BFGS-B backtracks, Adam halves its step).
     Changing ``theta`` or refitting starts the policy afresh (from no jitter).
+
+    **theta.** ``theta = [kernel theta..., log noise, c_1..c_p]``, the kernel entries being the
+    logs of its parameters in ``kernel.param_names`` order (for a family such as
+    SquaredExponential: log lengthscale(s)..., log signal_variance), where the noise entry
+    exists only for a learned noise (a positive scalar ``noise_variance``, or ``learned_noise``)
+    and the mean entries only with ``mean_constant``.
+    The default model (scalar noise, zero mean) keeps
+    ``theta = [kernel theta..., log noise_variance]``. The gradient of the
+    noise entry is ``1/2 sum_a (alpha_a^2 - K^{-1}_aa) sigma2`` (summed over outputs with the
+    ``alpha alpha^T - p K^{-1}`` weight), that of mean entry j is ``1^T alpha_j``.
+
+    **Several outputs.** ``alpha`` is (n, p), solved with all right-hand sides at once; the
+    gradient is ``1/2 tr((alpha alpha^T - p K^{-1}) dK)``. ``predict`` returns a mean of shape
+    (n_test, p) and one standard deviation or covariance shared by all outputs.
 
     **Memory.** ``fit``, the training step and ``predict`` estimate what they will allocate
     and raise MemoryError before allocating when it exceeds the memory available (environment
@@ -202,15 +292,18 @@ class ExactGP:
     True
     """
 
-    def __init__(self, kernel, *, noise_variance=1e-2, tile_size=None, dtype=np.float64,
-                 max_jitter=DEFAULT_MAX_JITTER, device="cpu"):
+    def __init__(self, kernel, *, noise_variance=1e-2, learned_noise=None, mean_constant=None, tile_size=None,
+                 dtype=np.float64, max_jitter=DEFAULT_MAX_JITTER, device="cpu"):
         if not isinstance(kernel, Kernel):
             raise TypeError(
                 "kernel must be a gprat.kernels kernel (a family such as SquaredExponential, or a sum or "
                 f"product of them); got {type(kernel).__name__}"
             )
         self.kernel = kernel
-        self.noise_variance = check_hyperparameter(noise_variance, "noise_variance")
+        self.noise_variance = _check_noise(noise_variance)
+        self.learned_noise = None if learned_noise is None else check_hyperparameter(learned_noise, "learned_noise")
+        self.mean_constant = _check_mean(mean_constant)
+        self._noise_parts()  # refuses a learned noise on top of a learned scalar noise
         self.tile_size = check_positive_int(tile_size, "tile_size")
         self.dtype = check_dtype(dtype)
         self.max_jitter = check_non_negative(max_jitter, "max_jitter")
@@ -258,11 +351,9 @@ class ExactGP:
             with self._lock:
                 if self._engine_abandoned:
                     state = self._fitted
-                    core = self._engine_type()(state.kernel._to_core(), state.X, state.y, state.noise,
-                                             state.core.tile_size)
-                    if state.jitter:
-                        core.theta = list(self._engine_theta(np.append(state.kernel.theta, np.log(state.noise)),
-                                                             state.jitter))
+                    core = self._make_core(state.kernel, state.X, state.y, state.noise, state.fixed, state.mean,
+                                           state.core.tile_size)
+                    core.jitter = state.jitter
                     core.fit()
                     _ABANDONED.append(state.core)
                     self._fitted = state._replace(core=core)
@@ -272,6 +363,80 @@ class ExactGP:
     def _engine_type(self):
         """The compiled engine class for this model's device and dtype."""
         return backends.engine_class(self.device, _ENGINE_NAME[self.dtype])
+
+    def _make_core(self, kernel, X, y, learned, fixed, mean, tile_size):
+        """A compiled engine for these data, noise parts and mean (not yet fitted)."""
+        return self._engine_type()(kernel._to_core(), X, y, learned, tile_size,
+                                   None if fixed is None else fixed,
+                                   None if mean is None else [float(c) for c in mean])
+
+    def _noise_parts(self):
+        """(fixed, learned): the per-sample noise array or None, and the learned noise or None.
+
+        A positive scalar ``noise_variance`` is the learned noise; ``0.0`` or an array is fixed
+        (no theta entry) and ``learned_noise`` may add a learned one on top.
+        """
+        nv, learned = self.noise_variance, self.learned_noise
+        if np.ndim(nv) == 0:
+            if nv > 0:
+                if learned is not None:
+                    raise ValueError(
+                        f"learned_noise={learned!r} needs a per-sample (array) or zero noise_variance; a positive "
+                        f"scalar noise_variance ({nv!r}) is itself the learned noise variance"
+                    )
+                return None, float(nv)
+            return None, learned
+        return nv, learned
+
+    def _set_learned(self, learned):
+        """Store a new value of the learned noise where it came from."""
+        if learned is None:
+            return
+        if np.ndim(self.noise_variance) == 0 and self.noise_variance > 0:
+            self.noise_variance = learned
+        else:
+            self.learned_noise = learned
+
+    def _n_outputs(self):
+        """p: the fitted number of outputs, or before fit the length of mean_constant (else 1)."""
+        if self._fitted is not None:
+            return self._fitted.outputs
+        return 1 if np.ndim(self.mean_constant) == 0 else len(self.mean_constant)
+
+    def _mean_values(self, outputs):
+        """The constant mean as an array of `outputs` entries, or None for a zero mean."""
+        if self.mean_constant is None:
+            return None
+        mean = np.asarray(_check_mean(self.mean_constant), dtype=np.float64)
+        if mean.ndim == 1 and mean.shape[0] != outputs:
+            raise ValueError(
+                f"mean_constant must be a number or have one entry per output; got {mean.shape[0]} entries "
+                f"for {outputs} output(s)"
+            )
+        return np.array(np.broadcast_to(mean, (outputs,)))
+
+    @staticmethod
+    def _theta_of(kernel, learned, mean):
+        """theta = [kernel theta, log learned (if any), mean constants (if any)]."""
+        parts = [np.asarray(kernel.theta, dtype=np.float64)]
+        if learned is not None:
+            parts.append([np.log(learned)])
+        if mean is not None:
+            parts.append(mean)
+        return np.concatenate(parts).astype(np.float64)
+
+    @staticmethod
+    def _split_theta(theta, kernel, learned, mean):
+        """(kernel, learned, mean) at `theta`, with the layout of (kernel, learned, mean)."""
+        kp = kernel.n_params
+        new_kernel = kernel.with_theta(theta[:kp])
+        new_learned = None if learned is None else float(np.exp(theta[kp]))
+        new_mean = None if mean is None else np.array(theta[kp + (learned is not None):], dtype=np.float64)
+        return new_kernel, new_learned, new_mean
+
+    def _n_log(self):
+        """Entries of theta that are logarithms (kernel and learned noise)."""
+        return self.kernel.n_params + (self._noise_parts()[1] is not None)
 
     # ------------------------------------------------------------------ state
     @property
@@ -295,40 +460,44 @@ class ExactGP:
 
     @property
     def n_params(self):
-        """int: number of hyperparameters (kernel's, then the noise variance)."""
-        return self.kernel.n_params + 1
+        """int: number of entries of theta (kernel's, the learned noise's if any, the means if any)."""
+        learned = self._noise_parts()[1]
+        return self.kernel.n_params + (learned is not None) + (0 if self.mean_constant is None else self._n_outputs())
 
     @property
     def theta(self):
-        """ndarray: the kernel's theta (log of its parameters, see ``kernel.param_names``), then log(noise_variance).
+        """ndarray: [kernel theta..., log noise, mean constants...].
 
-        Setting it changes the hyperparameters; the factorization is redone lazily (with the
-        jitter policy) on the next use.
+        The kernel entries are the logs of its parameters (see ``kernel.param_names``).
+
+        The noise entry exists only for a learned noise, the mean entries (not logarithms) only
+        with ``mean_constant`` (see Notes). The default model's theta is
+        [kernel theta..., log noise_variance]. Setting it changes the
+        hyperparameters; the factorization is redone lazily (with the jitter policy) on the next use.
         """
-        return np.append(self.kernel.theta, np.log(self.noise_variance))
+        return self._theta_of(self.kernel, self._noise_parts()[1], self._mean_values(self._n_outputs()))
 
     @theta.setter
     def theta(self, theta):
-        theta = check_theta(theta, self.n_params)
-        kernel = self.kernel.with_theta(theta[:-1])
+        theta = check_theta(theta, self.n_params, self._n_log())
+        kernel, learned, mean = self._split_theta(theta, self.kernel, self._noise_parts()[1],
+                                                  self._mean_values(self._n_outputs()))
         with self._lock:
-            self.kernel, self.noise_variance = kernel, float(np.exp(theta[-1]))
+            self.kernel = kernel
+            self._set_learned(learned)
+            if mean is not None:
+                self.mean_constant = mean
             if self._fitted is not None:
                 self._stale = True
 
-    def _engine_theta(self, theta, jitter):
-        """The engine's theta: the noise entry carries the jitter."""
-        out = np.array(theta, dtype=np.float64)
-        if jitter:
-            out[-1] = np.log(np.exp(out[-1]) + jitter)
-        return out
-
-    def _factorize(self, core, kernel, noise, set_theta, X):
-        """Factor `core` at (kernel, noise) following the jitter policy; return the jitter used.
+    def _factorize(self, core, kernel, learned, fixed, mean, set_theta, X):
+        """Factor `core` at (kernel, learned noise, mean) following the jitter policy; return the
+        jitter used (the fixed noise is the engine's own).
 
         Raises NotPositiveDefiniteError beyond ``max_jitter``.
         """
-        theta = np.append(kernel.theta, np.log(noise))
+        theta = self._theta_of(kernel, learned, mean)
+        noise = (0.0 if learned is None else learned) + (0.0 if fixed is None else float(np.mean(fixed)))
         prior_variance = float(np.mean(kernel.diag(X)))  # mean k(x, x) over the training points
         mean_diag = prior_variance + noise
         first_error, last_error, tried = None, None, []
@@ -336,8 +505,9 @@ class ExactGP:
             jitter = rel * mean_diag
             try:
                 with self._engine_call():
-                    if set_theta or rel > 0:
-                        core.theta = list(self._engine_theta(theta, jitter))
+                    if set_theta:
+                        core.theta = list(theta)
+                    core.jitter = jitter
                     lml = core.fit()
             except NotPositiveDefiniteError as err:
                 first_error = first_error or err
@@ -379,17 +549,18 @@ class ExactGP:
         with self._lock:
             if not self._stale:
                 return
-            state, kernel, noise = self._state(), self.kernel, self.noise_variance
+            state, kernel = self._state(), self.kernel
+            learned, mean = self._noise_parts()[1], self._mean_values(state.outputs)
             _check_scale(state.x_abs_max, kernel, "hyperparameters set through theta")
-            jitter = self._factorize(state.core, kernel, noise, set_theta=True, X=state.X)
-            self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=noise)
+            jitter = self._factorize(state.core, kernel, learned, state.fixed, mean, set_theta=True, X=state.X)
+            self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=learned, mean=mean)
             self._stale = False
 
     def _restore_engine_theta(self, state):
         """Point the engine back at `state`'s theta and jitter (it refactors lazily)."""
-        theta = np.append(state.kernel.theta, np.log(state.noise))
         with self._engine_call():
-            state.core.theta = list(self._engine_theta(theta, state.jitter))
+            state.core.theta = list(self._theta_of(state.kernel, state.noise, state.mean))
+            state.core.jitter = state.jitter
 
     # -------------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -400,7 +571,8 @@ class ExactGP:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Several outputs share the kernel, the noise and one factorization.
 
         Returns
         -------
@@ -414,38 +586,51 @@ class ExactGP:
         Raises
         ------
         ValueError, TypeError
-            For unusable X or y (wrong shape, NaN or infinity, non-numeric dtype...).
+            For unusable X or y (wrong shape, NaN or infinity, non-numeric dtype...), a
+            per-sample noise_variance of another length than y, or a mean_constant with
+            another number of entries than outputs.
         NotPositiveDefiniteError
             If K + noise_variance * I is not positive definite even with jitter.
         MemoryError
             If the factor would not fit in the memory available, before allocating it.
         """
-        kernel, noise = self.kernel, check_hyperparameter(self.noise_variance, "noise_variance")
+        kernel = self.kernel
         if not isinstance(kernel, Kernel):
             raise TypeError(f"kernel must be a gprat.kernels kernel; got {type(kernel).__name__}")
+        self.noise_variance = _check_noise(self.noise_variance)
+        if self.learned_noise is not None:
+            self.learned_noise = check_hyperparameter(self.learned_noise, "learned_noise")
+        fixed, learned = self._noise_parts()
         self.max_jitter = check_non_negative(self.max_jitter, "max_jitter")
         X = as_matrix(X, "X", self.dtype)
-        y = as_vector(y, "y", self.dtype, length=X.shape[0])
+        y = _as_targets(y, self.dtype, X.shape[0])
+        outputs = 1 if y.ndim == 1 else y.shape[1]
+        if fixed is not None and fixed.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"a per-sample noise_variance must have one entry per row of X; got len(noise_variance)="
+                f"{fixed.shape[0]}, X.shape[0]={X.shape[0]}"
+            )
+        mean = self._mean_values(outputs)
         kernel.check_features(X.shape[1])  # ValueError: ARD lengthscale count, active_dims range
         abs_max = _abs_max(X)
         _check_scale(abs_max, kernel, "fit")
         engine = self._engine_type()
-        core = engine(kernel._to_core(), X, y, noise, self.tile_size)
-        check_fits(engine.fit_bytes(X.shape[0], core.tile_size), f"fitting n={X.shape[0]} samples")
-        jitter = self._factorize(core, kernel, noise, set_theta=False, X=X)
+        core = self._make_core(kernel, X, y, learned, fixed, mean, self.tile_size)
+        check_fits(engine.fit_bytes(X.shape[0], core.tile_size, outputs), f"fitting n={X.shape[0]} samples")
+        jitter = self._factorize(core, kernel, learned, fixed, mean, set_theta=False, X=X)
         with self._lock:
             if self._engine_abandoned:
                 _ABANDONED.append(self._fitted.core)
                 self._engine_abandoned = False
-            self.kernel, self.noise_variance = kernel, noise
+            self.kernel = kernel
             self.X_train_, self.y_train_ = X, y
             self.n_features_in_ = X.shape[1]
-            self._fitted = _Fitted(core, jitter, kernel, noise, X, y, X.shape[1], abs_max)
+            self._fitted = _Fitted(core, jitter, kernel, learned, X, y, X.shape[1], abs_max, fixed, mean, outputs)
             self._stale = False
         return self
 
     @staticmethod
-    def fit_bytes(n_samples, tile_size=None, dtype=np.float64):
+    def fit_bytes(n_samples, tile_size=None, dtype=np.float64, n_outputs=1):
         """Bytes ``fit`` allocates for `n_samples` samples (lower tiles of K, and alpha).
 
         Parameters
@@ -454,6 +639,8 @@ class ExactGP:
         tile_size : int or None, default=None
             None: the tile size fit would choose with the current thread count.
         dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        n_outputs : int, default=1
+            Columns of y (of alpha).
 
         Returns
         -------
@@ -463,7 +650,8 @@ class ExactGP:
         nb = check_positive_int(tile_size, "tile_size")
         if nb is None:
             nb = _core.choose_tile_size(n, _core.num_threads())
-        return int(getattr(_core, _ENGINE_NAME[check_dtype(dtype)]).fit_bytes(n, min(nb, n)))
+        p = check_positive_int(n_outputs, "n_outputs", allow_none=False)
+        return int(getattr(_core, _ENGINE_NAME[check_dtype(dtype)]).fit_bytes(n, min(nb, n), p))
 
     @property
     def tile_size_(self):
@@ -480,16 +668,17 @@ class ExactGP:
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
         """Log marginal likelihood ``log p(y | X, theta)`` and optionally its gradient.
 
-        ``-1/2 y^T alpha - sum(log diag L) - n/2 log(2 pi)``; the gradient is
-        ``1/2 tr((alpha alpha^T - K^{-1}) dK/dtheta_j)``, computed in closed form with K^{-1}
-        formed in place of L and the dK/dtheta tiles regenerated on the fly. With
+        ``sum_j [-1/2 (y_j - c_j)^T alpha_j] - p sum(log diag L) - p n/2 log(2 pi)`` over the
+        p outputs; the gradient is ``1/2 tr((alpha alpha^T - p K^{-1}) dK/dtheta_j)`` for the
+        kernel and learned-noise entries and ``1^T alpha_j`` for mean entry j, computed in
+        closed form with K^{-1} formed in place of L and the dK/dtheta tiles regenerated on the fly. With
         ``jitter_ > 0`` these are the values for the jittered matrix (see Notes of the class).
 
         Parameters
         ----------
         theta : array-like of shape (n_params,) or None, default=None
-            Log-hyperparameters at which to evaluate; None means the model's. The model's own
-            hyperparameters are not changed.
+            Hyperparameters (layout of :attr:`theta`) at which to evaluate; None means the
+            model's. The model's own hyperparameters are not changed.
         eval_gradient : bool, default=False
 
         Returns
@@ -509,20 +698,23 @@ class ExactGP:
         if theta is None and not eval_gradient:
             with self._engine_call():
                 return float(state.core.log_marginal_likelihood())
+        theta_now = self._theta_of(state.kernel, state.noise, state.mean)
         if theta is None:
-            theta = np.append(state.kernel.theta, np.log(state.noise))
-        theta = check_theta(theta, state.kernel.n_params + 1)
-        _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:-1]), "log_marginal_likelihood")
+            theta = theta_now
+        n_log = state.kernel.n_params + (state.noise is not None)
+        theta = check_theta(theta, theta_now.shape[0], n_log)
+        _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:state.kernel.n_params]), "log_marginal_likelihood")
         return self._training_step(state, theta, bool(eval_gradient))
 
     def _training_step(self, state, theta, eval_gradient):
         core, jitter = state.core, state.jitter
         # The engine owns the estimate (cpp: ExactGP::training_step_bytes, next to the rule it describes).
-        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, self.n_params), "a training step")
-        engine_theta = self._engine_theta(theta, jitter)
+        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, len(theta)), "a training step")
         try:
             with self._engine_call():
-                out = core.training_step(list(engine_theta), eval_gradient)
+                if core.jitter != jitter:
+                    core.jitter = jitter
+                out = core.training_step(list(theta), eval_gradient)
         except NotPositiveDefiniteError as err:
             raise NotPositiveDefiniteError(
                 f"K + noise_variance * I is not positive definite at theta={np.array2string(theta, precision=4)}"
@@ -535,10 +727,9 @@ class ExactGP:
             if np.isnan(lml):
                 raise FloatingPointError(f"the log marginal likelihood at theta={theta} is NaN")
             return lml
+        # The jitter is the engine's own diagonal term, outside theta: the noise entry's gradient is
+        # d/dlog(sigma2) with dK/dlog(sigma2) = sigma2 I, jitter or not.
         lml, grad = float(out[0]), np.array(out[1], dtype=np.float64)
-        if jitter:  # d/dlog(noise) = d/dlog(noise + jitter) * noise / (noise + jitter)
-            noise = np.exp(theta[-1])
-            grad[-1] *= noise / (noise + jitter)
         if np.isnan(lml) or not np.all(np.isfinite(grad)):
             raise FloatingPointError(f"the log marginal likelihood or its gradient at theta={theta} is not finite")
         return lml, grad
@@ -555,13 +746,14 @@ class ExactGP:
         return_cov : bool, default=False
             Also return the full posterior covariance (n_test x n_test).
         include_noise : bool, default=False
-            Add noise_variance: the predictive distribution of new observations y*.
+            Add the learned noise variance: the predictive distribution of new observations y*
+            (a per-sample noise is known at the training points only and is not added).
 
         Returns
         -------
-        mean : ndarray of shape (n_test,)
-        std : ndarray of shape (n_test,), if `return_std`
-        cov : ndarray of shape (n_test, n_test), if `return_cov`
+        mean : ndarray of shape (n_test,), or (n_test, n_outputs) when y had several columns
+        std : ndarray of shape (n_test,), if `return_std` (shared by the outputs)
+        cov : ndarray of shape (n_test, n_test), if `return_cov` (shared by the outputs)
 
         Raises
         ------
@@ -576,16 +768,21 @@ class ExactGP:
         if return_std and return_cov:
             raise ValueError("at most one of return_std and return_cov can be requested")
         state = self._snapshot("predict")
-        core, jitter, noise = state.core, state.jitter, state.noise
+        core = state.core
         X = as_matrix(X, "X", self.dtype, n_features=state.n_features)
         _check_scale(np.maximum(_abs_max(X), state.x_abs_max), state.kernel, "predict")
         what = f"a full covariance of {X.shape[0]} test points" if return_cov else f"predicting {X.shape[0]} points"
-        needed = self._engine_type().predict_bytes(core.n, X.shape[0], core.tile_size, bool(return_std), bool(return_cov))
+        needed = self._engine_type().predict_bytes(core.n, X.shape[0], core.tile_size, bool(return_std), bool(return_cov),
+                                                   outputs=state.outputs)
         check_fits(needed, what)
+        # The engine adds the learned noise only (not the jitter, nor the fixed per-sample noise).
+        # With jitter, K is often badly conditioned and var small next to k(x, x): adding the
+        # noise afterwards keeps it exact (inside, k(x, x) + noise would round it away).
+        jitter, noise = state.jitter, state.noise
         engine_noise = bool(include_noise) and not jitter
         with self._engine_call():
             mean, var, cov = core.predict(X, bool(return_std), bool(return_cov), engine_noise)
-        if include_noise and jitter:  # add the user's noise, not noise + jitter
+        if include_noise and jitter and noise is not None:
             if var is not None:
                 var += self.dtype(noise)
             if cov is not None:
@@ -615,9 +812,20 @@ class ExactGP:
 
     # --------------------------------------------------------------- optimize
     def default_bounds(self):
-        """ndarray of shape (n_params, 2): the default optimization box in theta (log) space."""
+        """ndarray of shape (n_params, 2): the default optimization box in theta space.
+
+        The kernel's own box (``kernel.bounds``, log space), the noise box (log space) for a learned
+        noise, and ``(-inf, inf)`` for the constant mean entries, which are not logarithms and are
+        left unbounded.
+        """
         nlo, nhi = DEFAULT_BOUNDS["noise_variance"]
-        return np.vstack([self.kernel.bounds, np.log([nlo, nhi])])  # the kernel's box, then the noise
+        kp = self.kernel.n_params
+        b = np.empty((self.n_params, 2))
+        b[:kp] = self.kernel.bounds
+        if self._noise_parts()[1] is not None:
+            b[kp] = np.log([nlo, nhi])
+        b[self._n_log():] = (-np.inf, np.inf)
+        return b
 
     def optimize(self, method="L-BFGS-B", max_iter=100, trainable=None, progress=False, lr=0.05,
                  bounds=None, callback=None):
@@ -635,13 +843,14 @@ class ExactGP:
         max_iter : int, default=100
         trainable : array-like of bool, shape (n_params,), or None, default=None
             Which entries of theta to optimize; None means the kernel's ``trainable`` mask (False
-            for parameters it keeps ``fixed``) and the noise variance.
+            for parameters it keeps ``fixed``), then every noise and mean entry.
         progress : bool, default=False
             Print iteration, loss and elapsed time to stderr.
         lr : float, default=0.05
             Adam's learning rate (in log-hyperparameter units).
         bounds : array-like of shape (n_params, 2) or None
-            Box in theta (log) space; None uses :meth:`default_bounds`.
+            Box in theta space; None uses :meth:`default_bounds`. Rows of log entries must be
+            finite; rows of constant mean entries may be infinite (unbounded).
         callback : callable or None
             ``callback(iteration, loss)`` after each iteration, loss = -log marginal likelihood.
 
@@ -655,7 +864,8 @@ class ExactGP:
         self._require_fit("optimize")
         max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
         if trainable is None:
-            mask = np.append(self.kernel.trainable, True)
+            # the kernel's mask (False where it keeps a parameter fixed), then noise and mean entries
+            mask = np.concatenate([self.kernel.trainable, np.ones(self.n_params - self.kernel.n_params, dtype=bool)])
         else:
             mask = np.asarray(trainable)
             if mask.dtype != bool or mask.shape != (self.n_params,):
@@ -667,9 +877,12 @@ class ExactGP:
                 bounds = np.array(bounds, dtype=np.float64)
             except (TypeError, ValueError) as err:
                 raise ValueError(f"bounds must be ({self.n_params}, 2) numbers (low, high) in theta space; {err}") from None
-        if bounds.shape != (self.n_params, 2) or not np.all(np.isfinite(bounds)) or np.any(bounds[:, 0] > bounds[:, 1]):
-            raise ValueError(f"bounds must be finite (low, high) pairs of shape ({self.n_params}, 2); got {bounds}")
-        if np.any(np.abs(bounds) > THETA_MAX):
+        n_log = self._n_log()
+        if bounds.shape != (self.n_params, 2) or np.any(np.isnan(bounds)) or not np.all(np.isfinite(bounds[:n_log])) \
+                or np.any(bounds[:, 0] > bounds[:, 1]):
+            raise ValueError(f"bounds must be finite (low, high) pairs of shape ({self.n_params}, 2) (infinite "
+                             f"allowed for constant mean entries only, low <= high); got {bounds}")
+        if np.any(np.abs(bounds[:n_log]) > THETA_MAX):
             raise ValueError(f"bounds are log-hyperparameters and must lie in [-{THETA_MAX:.1f}, {THETA_MAX:.1f}]; got {bounds}")
         method_key = str(method).lower()
         if method_key not in ("l-bfgs-b", "lbfgsb", "fmin_l_bfgs_b", "adam"):
@@ -697,22 +910,25 @@ class ExactGP:
         """Set theta and refactor now (jitter policy); on failure keep the jitter the optimizer used."""
         with self._lock:
             state = self._state()
-            kernel = state.kernel.with_theta(theta[:-1])
-            noise = float(np.exp(theta[-1]))
+            kernel, learned, mean = self._split_theta(theta, state.kernel, state.noise, state.mean)
             try:
                 try:
-                    jitter = self._factorize(state.core, kernel, noise, set_theta=True, X=state.X)
+                    jitter = self._factorize(state.core, kernel, learned, state.fixed, mean, set_theta=True, X=state.X)
                 except NotPositiveDefiniteError:
                     # The optimizer evaluated this theta with state.jitter added: that factorization works.
                     with self._engine_call():
-                        state.core.theta = list(self._engine_theta(theta, state.jitter))
+                        state.core.theta = list(theta)
+                        state.core.jitter = state.jitter
                         state.core.fit()
                     jitter = state.jitter
             except BaseException:  # interrupted: keep the previous hyperparameters
                 self._restore_engine_theta(state)
                 raise
-            self.kernel, self.noise_variance = kernel, noise
-            self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=noise)
+            self.kernel = kernel
+            self._set_learned(learned)
+            if mean is not None:
+                self.mean_constant = mean
+            self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=learned, mean=mean)
             self._stale = False
 
     def _value_and_grad(self, theta, eval_gradient=True):
@@ -720,12 +936,17 @@ class ExactGP:
         state = self._state()
         theta = np.asarray(theta, dtype=np.float64)
         try:
-            _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:-1]), "optimize")
+            _check_scale(state.x_abs_max, state.kernel.with_theta(theta[:state.kernel.n_params]), "optimize")
             return self._training_step(state, theta, eval_gradient)
         except (InputScaleError, FloatingPointError):
             nan = np.nan  # a failed trial point for the optimizers
             return (nan, np.full(len(theta), nan)) if eval_gradient else nan
 
     def __repr__(self):
-        return (f"ExactGP({self.kernel!r}, noise_variance={self.noise_variance:.4g}, "
+        nv = self.noise_variance
+        noise = f"{nv:.4g}" if np.ndim(nv) == 0 else f"<per-sample array of {len(nv)}>"
+        extra = "" if self.learned_noise is None else f", learned_noise={self.learned_noise:.4g}"
+        if self.mean_constant is not None:
+            extra += f", mean_constant={np.array2string(np.asarray(self.mean_constant), precision=4)}"
+        return (f"ExactGP({self.kernel!r}, noise_variance={noise}{extra}, "
                 f"tile_size={self.tile_size}, dtype={np.dtype(self.dtype).name}, device={str(self.device)!r})")

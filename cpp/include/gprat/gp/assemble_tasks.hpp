@@ -15,11 +15,12 @@
 namespace gprat::gp {
 
 /// Submit tasks K(i,j) <- k(X_i, Y_j) for every stored tile of K; a symmetric K uses Y = X and
-/// adds `diagonal` on the global diagonal. `k`, X and Y must outlive g.wait().
+/// adds `diagonal` on the global diagonal (or diagonal_rows[r] on row r when diagonal_rows is not
+/// null: per-sample noise). `k`, X, Y and diagonal_rows must outlive g.wait().
 /// @param K rows = points of X, cols = points of Y (Y ignored when K is symmetric).
 template <typename T, kernels::CovarianceFunction Kernel>
 void assemble_covariance(const tiles::TiledMatrix<T>& K, const T* X, const T* Y, Index d, const Kernel& k,
-                         double diagonal, runtime::TaskGraph& g)
+                         double diagonal, runtime::TaskGraph& g, const double* diagonal_rows = nullptr)
 {
     using tiles::TileView;
     const bool symmetric = K.symmetric();
@@ -29,8 +30,8 @@ void assemble_covariance(const tiles::TiledMatrix<T>& K, const T* X, const T* Y,
             // K(i,j) <- k(X_i, Y_j) (+ diagonal I)
             // assembling column j comes just before the factorization of panel j needs it
             g.add("assemble", linalg::priority(K.nt(), j, linalg::Stage::Factor) + 1,
-                  [kp = &k, X, cols, d, symmetric, diagonal, r0 = K.row0(i), c0 = K.col0(j)](TileView<T> t) {
-                      kernels::fill_covariance_tile(t, X, r0, cols, c0, d, *kp, symmetric, diagonal);
+                  [kp = &k, X, cols, d, symmetric, diagonal, diagonal_rows, r0 = K.row0(i), c0 = K.col0(j)](TileView<T> t) {
+                      kernels::fill_covariance_tile(t, X, r0, cols, c0, d, *kp, symmetric, diagonal, diagonal_rows);
                   },
                   linalg::write(K, i, j));
         }
@@ -39,9 +40,9 @@ void assemble_covariance(const tiles::TiledMatrix<T>& K, const T* X, const T* Y,
 /// assemble_covariance for the kernel held by `k` (which must outlive g.wait()).
 template <typename T>
 void assemble_covariance(const tiles::TiledMatrix<T>& K, const T* X, const T* Y, Index d, const kernels::AnyKernel& k,
-                         double diagonal, runtime::TaskGraph& g)
+                         double diagonal, runtime::TaskGraph& g, const double* diagonal_rows = nullptr)
 {
-    std::visit([&](const auto& kernel) { assemble_covariance(K, X, Y, d, kernel, diagonal, g); }, k);
+    std::visit([&](const auto& kernel) { assemble_covariance(K, X, Y, d, kernel, diagonal, g, diagonal_rows); }, k);
 }
 
 /// Submit tasks v <- k(x, x) + add for the points of X (v: rows of X, one column): the prior

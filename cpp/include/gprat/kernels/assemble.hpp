@@ -41,6 +41,17 @@ inline void for_each_entry(Index rows, Index cols, const T* X, Index r0, const T
     }
 }
 
+/// The alpha = K^{-1} (y - mean) rows a gradient tile reads: rows a of the tile's row block and
+/// rows b of its column block, for `outputs` right-hand sides stored column by column
+/// (entry (i, c) at rows[i + c ld_rows]).
+template <typename T>
+struct GradientAlpha
+{
+    const T* rows;
+    const T* cols;
+    Index ld_rows = 0, ld_cols = 0, outputs = 1;
+};
+
 namespace detail {
 
 /// The points of a tile's rows and columns divided by the lengthscales, dimension-major, and
@@ -99,7 +110,7 @@ double same_point_gradient(const K& k, const T* x, Index d, std::span<double> gr
 /// Vectorized fill_covariance_tile: t(i, j) = s2 f(r2_ij).
 template <typename T, StationaryCovariance K>
 GPRAT_HOT_LOOP void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
-                          bool diagonal_tile, double diagonal)
+                          bool diagonal_tile, double diagonal, const double* diagonal_rows)
 {
     const double s2 = k.signal_variance();
     ScaledTile<K, T> block(k, X, r0, t.rows(), Y, c0, t.cols(), d);
@@ -110,28 +121,61 @@ GPRAT_HOT_LOOP void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index
         for (Index i = 0; i < first; ++i) column[i] = T(0);
 #pragma omp simd
         for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(s2 * K::profile(r2[i]));
-        if (diagonal_tile && j < t.rows()) column[j] = static_cast<T>(s2 * K::profile(r2[j]) + diagonal);
+        if (diagonal_tile && j < t.rows())
+            column[j] = static_cast<T>(s2 * K::profile(r2[j]) + (diagonal_rows ? diagonal_rows[r0 + j] : diagonal));
     }
 }
 
 /// Generic fill_covariance_tile: t(i, j) = k(x_i, y_j), one pair at a time.
 template <typename T, CovarianceFunction K>
 void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
-                       bool diagonal_tile, double diagonal)
+                       bool diagonal_tile, double diagonal, const double* diagonal_rows)
 {
     if (diagonal_tile)
         for (Index j = 1; j < t.cols(); ++j)
             for (Index i = 0; i < std::min(j, t.rows()); ++i) t(i, j) = T(0);
     for_each_entry(t.rows(), t.cols(), X, r0, Y, c0, d, diagonal_tile, [&](Index i, Index j, const T* x, const T* y) {
-        // a point with itself on the global diagonal: k.diagonal (White acts there only)
-        t(i, j) = static_cast<T>(diagonal_tile && i == j ? k.diagonal(x, d) + diagonal : k(x, y, d));
+        // On the global diagonal: a point with itself, k.diagonal (White acts there only), plus the
+        // added diagonal: diagonal_rows[global row] (per-sample noise) or the scalar `diagonal`.
+        if (diagonal_tile && i == j)
+            t(i, j) = static_cast<T>(k.diagonal(x, d) + (diagonal_rows ? diagonal_rows[r0 + i] : diagonal));
+        else
+            t(i, j) = static_cast<T>(k(x, y, d));
     });
 }
 
+/// w(i, j) = sum_c A(i, c) B(j, c) - outputs Kinv(i, j) for rows i in [first, rows) of one
+/// column j: the weights of the fused gradient, (alpha alpha^T - p K^{-1}) for p outputs.
+/// For one output this is alpha_i alpha_j - Kinv_ij, the same operations as before.
+template <typename T>
+inline void gradient_weights(const GradientAlpha<T>& a, const T* kinv_column, Index j, Index first, Index rows,
+                             double* w)
+{
+    if (a.outputs == 1) {
+        const double alpha_j = static_cast<double>(a.cols[j]);
+#pragma omp simd
+        for (Index i = first; i < rows; ++i)
+            w[i] = static_cast<double>(a.rows[i]) * alpha_j - static_cast<double>(kinv_column[i]);
+        return;
+    }
+    for (Index i = first; i < rows; ++i) w[i] = 0.0;
+    for (Index c = 0; c < a.outputs; ++c) {
+        const T* ac = a.rows + c * a.ld_rows;
+        const double alpha_j = static_cast<double>(a.cols[j + c * a.ld_cols]);
+#pragma omp simd
+        for (Index i = first; i < rows; ++i) w[i] += static_cast<double>(ac[i]) * alpha_j;
+    }
+    const double p = static_cast<double>(a.outputs);
+#pragma omp simd
+    for (Index i = first; i < rows; ++i) w[i] -= p * static_cast<double>(kinv_column[i]);
+}
+
 /// Column fill_covariance_tile (ColumnCovariance): t(:, j) = k(X rows, y_j) one column at a time.
+/// The kernel's own same-point value (White) comes from k.column through `same`; the added
+/// diagonal is diagonal_rows[global row] when given, else `diagonal`.
 template <typename T, ColumnCovariance K>
 GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
-                      bool diagonal_tile, double diagonal)
+                      bool diagonal_tile, double diagonal, const double* diagonal_rows)
 {
     typename K::ColumnWorkspace w;
     k.prepare_rows(w, X, r0, t.rows(), d);
@@ -142,16 +186,19 @@ GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0,
         k.column(w, Y + (c0 + j) * d, first, same, col.data());
         T* column = &t(0, j);
         for (Index i = 0; i < first; ++i) column[i] = T(0);
-        for (Index i = first; i < t.rows(); ++i)
-            column[i] = static_cast<T>(col[static_cast<std::size_t>(i)] + (i == same ? diagonal : 0.0));
+        for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(col[static_cast<std::size_t>(i)]);
+        if (same >= 0)
+            column[same] = static_cast<T>(col[static_cast<std::size_t>(same)] +
+                                          (diagonal_rows ? diagonal_rows[r0 + same] : diagonal));
     }
 }
 
-/// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij (2x below the
-/// diagonal) of one column go to k.column_gradient, which reduces them against dk/dtheta.
+/// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij of one column
+/// (gradient_weights, 2x below the diagonal) go to k.column_gradient, which reduces them
+/// against dk/dtheta; a learned noise (when `noise` is not null) gets sum_a w_aa sigma2.
 template <typename T, ColumnCovariance K>
-GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
-                                Index r0, Index c0, Index d, const K& k, double noise, double* out)
+GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
+                                Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;
     const Index p = k.n_params(), rows = kinv.rows();
@@ -161,23 +208,20 @@ GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const T*
     for (Index j = 0; j < kinv.cols(); ++j) {
         const Index first = diagonal_tile ? std::min(j, rows) : 0;
         const Index same = diagonal_tile && j < rows ? j : -1;
-        const T* kinv_column = &kinv(0, j);
-        const double alpha_j = static_cast<double>(alpha_cols[j]);
-        for (Index i = first; i < rows; ++i) {
-            const double wij = static_cast<double>(alpha_rows[i]) * alpha_j - static_cast<double>(kinv_column[i]);
-            weight[static_cast<std::size_t>(i)] = i == same ? wij : 2.0 * wij;
-        }
+        gradient_weights(a, &kinv(0, j), j, first, rows, weight.data());
+        for (Index i = first; i < rows; ++i)
+            if (i != same) weight[static_cast<std::size_t>(i)] *= 2.0;
         k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data(), sum.data());
-        if (same >= 0) sum[static_cast<std::size_t>(p)] += weight[static_cast<std::size_t>(same)] * noise;
+        if (noise && same >= 0) sum[static_cast<std::size_t>(p)] += weight[static_cast<std::size_t>(same)] * *noise;
     }
-    for (Index q = 0; q <= p; ++q) out[q] += sum[static_cast<std::size_t>(q)];
+    for (Index q = 0; q < p + (noise ? 1 : 0); ++q) out[q] += sum[static_cast<std::size_t>(q)];
 }
 
 /// Vectorized accumulate_gradient_tile. dK entries are regenerated from r2 (stationary.hpp:
 /// dk/dlog s2 = k, dk/dlog l_k = c u_k with c = -2 s2 f'(r2)) and never stored.
 template <typename T, StationaryCovariance K>
-GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
-                                    Index r0, Index c0, Index d, const K& k, double noise, double* out)
+GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
+                                    Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;
     const Index p = k.n_params();
@@ -185,17 +229,18 @@ GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, cons
     const double s2 = k.signal_variance();
     const Index rows = kinv.rows();
     ScaledTile<K, T> block(k, X, r0, rows, X, c0, kinv.cols(), d);
-    std::vector<double> weighted_slope(static_cast<std::size_t>(rows)), sum(static_cast<std::size_t>(p + 1), 0.0);
+    std::vector<double> weighted_slope(static_cast<std::size_t>(rows)), weight(static_cast<std::size_t>(rows)),
+        sum(static_cast<std::size_t>(p + 1), 0.0);
     double* cw = weighted_slope.data();
+    double* wt = weight.data();
     for (Index j = 0; j < kinv.cols(); ++j) {
         const Index first = diagonal_tile ? std::min(j, rows) : 0;
         const double* r2 = block.squared_distances(j, first);
-        const T* kinv_column = &kinv(0, j);
-        const double alpha_j = static_cast<double>(alpha_cols[j]);
+        gradient_weights(a, &kinv(0, j), j, first, rows, wt);
         double sum_signal = 0.0, sum_iso = 0.0;
 #pragma omp simd reduction(+ : sum_signal, sum_iso)
         for (Index i = first; i < rows; ++i) {
-            const double w = static_cast<double>(alpha_rows[i]) * alpha_j - static_cast<double>(kinv_column[i]);
+            const double w = wt[i];
             const double ww = (diagonal_tile && i == j) ? w : 2.0 * w;
             double f = 0.0, slope = 0.0;
             K::profile_and_slope(r2[i], f, slope);
@@ -219,53 +264,58 @@ GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, cons
         } else {
             sum[0] += sum_iso;
         }
-        if (diagonal_tile && j < rows) {
-            const double w = static_cast<double>(alpha_rows[j]) * alpha_j - static_cast<double>(kinv_column[j]);
-            sum[p] += w * noise;
-        }
+        if (noise && diagonal_tile && j < rows) sum[p] += wt[j] * *noise;
     }
-    for (Index q = 0; q <= p; ++q) out[q] += sum[q];
+    for (Index q = 0; q < p + (noise ? 1 : 0); ++q) out[q] += sum[q];
 }
 
 /// Generic accumulate_gradient_tile, from the per-pair gradient k.gradient.
 template <typename T, CovarianceFunction K>
-void accumulate_generic_gradient(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X,
-                                 Index r0, Index c0, Index d, const K& k, double noise, double* out)
+void accumulate_generic_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X, Index r0, Index c0,
+                                 Index d, const K& k, const double* noise, double* out)
 {
     const bool diagonal_tile = r0 == c0;
     const Index p = k.n_params();
-    std::vector<double> grad(static_cast<std::size_t>(p)), sum(static_cast<std::size_t>(p + 1), 0.0);
-    for_each_entry(kinv.rows(), kinv.cols(), X, r0, X, c0, d, diagonal_tile,
-                   [&](Index i, Index j, const T* x, const T* y) {
-                       const double w = static_cast<double>(alpha_rows[i]) * static_cast<double>(alpha_cols[j]) -
-                                        static_cast<double>(kinv(i, j));
-                       const bool on_diagonal = diagonal_tile && i == j;
-                       const double ww = on_diagonal ? w : 2.0 * w;
-                       if (on_diagonal)
-                           same_point_gradient(k, x, d, std::span<double>(grad));
-                       else
-                           k.gradient(x, y, d, std::span<double>(grad));
-                       for (Index q = 0; q < p; ++q) sum[static_cast<std::size_t>(q)] += ww * grad[static_cast<std::size_t>(q)];
-                       if (on_diagonal) sum[static_cast<std::size_t>(p)] += w * noise;
-                   });
-    for (Index q = 0; q <= p; ++q) out[q] += sum[static_cast<std::size_t>(q)];
+    const Index rows = kinv.rows();
+    std::vector<double> grad(static_cast<std::size_t>(p)), sum(static_cast<std::size_t>(p + 1), 0.0),
+        weight(static_cast<std::size_t>(rows));
+    for (Index j = 0; j < kinv.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, rows) : 0;
+        gradient_weights(a, &kinv(0, j), j, first, rows, weight.data());
+        const T* y = X + (c0 + j) * d;
+        for (Index i = first; i < rows; ++i) {
+            const double w = weight[static_cast<std::size_t>(i)];
+            const bool on_diagonal = diagonal_tile && i == j;
+            const double ww = on_diagonal ? w : 2.0 * w;
+            const T* x = X + (r0 + i) * d;
+            if (on_diagonal)
+                same_point_gradient(k, x, d, std::span<double>(grad));  // White's gradient is here only
+            else
+                k.gradient(x, y, d, std::span<double>(grad));
+            for (Index q = 0; q < p; ++q) sum[static_cast<std::size_t>(q)] += ww * grad[static_cast<std::size_t>(q)];
+            if (noise && on_diagonal) sum[static_cast<std::size_t>(p)] += w * *noise;
+        }
+    }
+    for (Index q = 0; q < p + (noise ? 1 : 0); ++q) out[q] += sum[static_cast<std::size_t>(q)];
 }
 
 }  // namespace detail
 
 /// t <- k(X[r0..], Y[c0..]) (+ diagonal on the global diagonal when `symmetric`). In a symmetric
 /// diagonal tile only the lower triangle is computed; the strict upper triangle is set to 0.
+/// @param diagonal_rows  when not null, the global diagonal entry of row r gets diagonal_rows[r]
+///        (indexed by global row, n entries) instead of `diagonal`: per-sample noise.
 template <typename T, CovarianceFunction K>
 void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
-                          bool symmetric, double diagonal)
+                          bool symmetric, double diagonal, const double* diagonal_rows = nullptr)
 {
     const bool diagonal_tile = symmetric && r0 == c0;
     if constexpr (StationaryCovariance<K>) {
-        detail::fill_stationary_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
+        detail::fill_stationary_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal, diagonal_rows);
     } else if constexpr (ColumnCovariance<K>) {
-        detail::fill_column_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
+        detail::fill_column_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal, diagonal_rows);
     } else {
-        detail::fill_generic_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal);
+        detail::fill_generic_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal, diagonal_rows);
     }
 }
 
@@ -304,21 +354,35 @@ void fill_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, 
 }
 
 /// Fused gradient reduction over one lower tile of K^{-1} (global rows r0.., columns c0..):
-///   out[p] += sum_{a,b} w_ab (alpha_a alpha_b - Kinv_ab) dK_ab/dtheta_p
+///   out[p] += sum_{a,b} w_ab (sum_c alpha_ac alpha_bc - outputs Kinv_ab) dK_ab/dtheta_p
 /// with w = 1 on the global diagonal and 2 below it (the tile stands for itself and its mirror),
-/// and out[n_params] += sum_a (alpha_a^2 - Kinv_aa) noise  (dK/dlog noise = noise I).
-/// out has n_params() + 1 entries. dK is regenerated entry by entry and never stored.
+/// and, when `noise` is not null (a learned noise variance sigma2),
+///   out[n_params] += sum_a (sum_c alpha_ac^2 - outputs Kinv_aa) sigma2   (dK/dlog sigma2 = sigma2 I).
+/// For `outputs` right-hand sides this is the gradient of the summed log likelihood:
+///   sum_c [1/2 a_c^T dK a_c - 1/2 tr(K^{-1} dK)] = 1/2 tr((A A^T - outputs K^{-1}) dK).
+/// A fixed (per-sample) noise has no derivative and no entry. out has n_params() (+ 1 with
+/// noise) entries. dK is regenerated entry by entry and never stored.
+template <typename T, CovarianceFunction K>
+void accumulate_gradient_tile(tiles::TileView<T> kinv, const GradientAlpha<T>& alpha, const T* X, Index r0, Index c0,
+                              Index d, const K& k, const double* noise, double* out)
+{
+    if constexpr (StationaryCovariance<K>) {
+        detail::accumulate_stationary_gradient(kinv, alpha, X, r0, c0, d, k, noise, out);
+    } else if constexpr (ColumnCovariance<K>) {
+        detail::accumulate_column_gradient(kinv, alpha, X, r0, c0, d, k, noise, out);
+    } else {
+        detail::accumulate_generic_gradient(kinv, alpha, X, r0, c0, d, k, noise, out);
+    }
+}
+
+/// accumulate_gradient_tile for one output (alpha vectors) and a learned noise variance `noise`:
+/// out has n_params() + 1 entries.
 template <typename T, CovarianceFunction K>
 void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, const T* alpha_cols, const T* X, Index r0,
                               Index c0, Index d, const K& k, double noise, double* out)
 {
-    if constexpr (StationaryCovariance<K>) {
-        detail::accumulate_stationary_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
-    } else if constexpr (ColumnCovariance<K>) {
-        detail::accumulate_column_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
-    } else {
-        detail::accumulate_generic_gradient(kinv, alpha_rows, alpha_cols, X, r0, c0, d, k, noise, out);
-    }
+    const GradientAlpha<T> a{alpha_rows, alpha_cols, kinv.rows(), kinv.cols(), 1};
+    accumulate_gradient_tile(kinv, a, X, r0, c0, d, k, &noise, out);
 }
 
 }  // namespace gprat::kernels
