@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <tuple>
 #include <string>
 
 #include "gprat/gp/assemble_tasks.hpp"
@@ -23,6 +24,15 @@ using kernels::AnyKernel;
 KernelHandle make_kernel(const std::string& name, std::vector<double> lengthscale, double signal_variance)
 {
     return {kernels::make_kernel(name, std::move(lengthscale), signal_variance)};
+}
+
+/// A KernelTree from its pre-order description: (kind, params, active_dims) per node.
+KernelHandle make_tree(const std::vector<std::tuple<std::string, std::vector<double>, std::vector<Index>>>& spec)
+{
+    std::vector<kernels::TreeNodeSpec> nodes;
+    nodes.reserve(spec.size());
+    for (const auto& [kind, params, dims] : spec) nodes.push_back({kind, params, dims});
+    return {kernels::KernelTree(nodes)};
 }
 
 template <typename T>
@@ -76,13 +86,32 @@ py::array_t<T> kernel_gradient(const KernelHandle& handle, const CArray<T>& X, s
     std::vector<tiles::TileView<T>> views;
     for (Index q = 0; q < p; ++q) views.emplace_back(dst + q * n * m, n, m, std::max<Index>(n, 1));
     if (n > 0 && m > 0)
-        std::visit([&](const auto& kern) { kernels::fill_gradient_tiles<T>(views, xs, 0, ys, 0, d, kern); }, k);
+        std::visit([&](const auto& kern) { kernels::fill_gradient_tiles<T>(views, xs, 0, ys, 0, d, kern, !Y); }, k);
     return out.attr("transpose")(0, 2, 1).template cast<py::array_t<T>>();
+}
+
+/// k(x, x) of every row of X: the prior variances (White included).
+template <typename T>
+py::array_t<T> kernel_diagonal(const KernelHandle& handle, const CArray<T>& X)
+{
+    const AnyKernel& k = handle.value;
+    GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D");
+    const Index n = X.shape(0), d = X.shape(1);
+    kernels::check_features(k, d);
+    py::array_t<T> out(n);
+    if (n > 0)
+        std::visit(
+            [&](const auto& kern) {
+                kernels::fill_diagonal_tile(tiles::TileView<T>(out.mutable_data(), n, 1, n), X.data(), 0, d, kern, 0.0);
+            },
+            k);
+    return out;
 }
 
 template <typename T>
 void define_evaluation(py::class_<KernelHandle>& cls)
 {
+    cls.def("diagonal", &kernel_diagonal<T>, py::arg("X").noconvert());
     cls.def("matrix", &kernel_matrix<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none(),
             py::arg("diagonal") = 0.0, py::arg("tile_size") = py::none());
     cls.def("gradient", &kernel_gradient<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none());
@@ -95,14 +124,28 @@ void register_kernels(py::module_& m)
     m.def(
         "kernel_names",
         [] {
-            py::tuple names(kernels::kernel_names.size());
-            for (std::size_t i = 0; i < kernels::kernel_names.size(); ++i)
-                names[i] = py::str(kernels::kernel_names[i].data(), kernels::kernel_names[i].size());
+            py::tuple names(kernels::family_names.size());
+            for (std::size_t i = 0; i < kernels::family_names.size(); ++i)
+                names[i] = py::str(kernels::family_names[i].data(), kernels::family_names[i].size());
             return names;
         },
-        "Names of the covariance functions the core runs, in registry order (Kernel(name, ...) takes each).");
+        "Names of the covariance families the core runs, in registry order: Kernel(name, lengthscale, "
+        "signal_variance) takes the stationary ones, Kernel.tree takes every one.");
+    m.def(
+        "kernel_operators",
+        [] {
+            py::tuple names(kernels::operator_names.size());
+            for (std::size_t i = 0; i < kernels::operator_names.size(); ++i)
+                names[i] = py::str(kernels::operator_names[i].data(), kernels::operator_names[i].size());
+            return names;
+        },
+        "Names of the composition nodes Kernel.tree takes besides the families.");
     py::class_<KernelHandle> cls(m, "Kernel");
     cls.def(py::init(&make_kernel), py::arg("name"), py::arg("lengthscale"), py::arg("signal_variance"));
+    cls.def_static("tree", &make_tree, py::arg("nodes"),
+                   "A composed kernel from its pre-order description: a list of (kind, params, active_dims) "
+                   "with kind 'Sum', 'Product' or a family name, params the family's positive parameter values "
+                   "and active_dims the features it acts on (empty: all).");
     cls.def_property_readonly("name", [](const KernelHandle& h) { return std::string(kernels::kernel_name(h.value)); });
     // Stationary kernels have a lengthscale and a signal variance; a kernel without them (the
     // composable kernels of the next issue) answers with a clear error instead of not compiling.

@@ -141,6 +141,12 @@ class GenericOnly
     {
         return k_.gradient(x, y, d, g);
     }
+    template <typename T>
+    double diagonal_gradient(const T* x, Index d, std::span<double> g) const
+        requires requires(const K& kk, const T* xx, Index dd, std::span<double> gg) { kk.diagonal_gradient(xx, dd, gg); }
+    {
+        return k_.diagonal_gradient(x, d, g);
+    }
 
   private:
     K k_;
@@ -289,9 +295,10 @@ TEST(non_stationary_kernel_gradient_and_diagonal_tiles)
     // Prior variance k(x, x) + add through the task assembler.
     TiledMatrix<double> v(n, 1, 4);
     gprat::runtime::TaskGraph g;
-    // the kernel must outlive g.wait() (the tasks hold a pointer to it): a named variable, not a temporary
-    const gprat::kernels::AnyKernel m32(gprat::kernels::Matern32({2.0}, 0.6));
-    gprat::gp::assemble_prior_variance(v, X.data(), d, m32, 0.1, g);
+    // The kernel must outlive g.wait() (the tasks hold a pointer to it): a named variable, not
+    // a temporary (ASan: stack-use-after-scope when a worker ran the task after the statement).
+    const gprat::kernels::AnyKernel prior_kernel(gprat::kernels::Matern32({2.0}, 0.6));
+    gprat::gp::assemble_prior_variance(v, X.data(), d, prior_kernel, 0.1, g);
     g.wait();
     for (Index i = 0; i < n; ++i) CHECK(rel(v.tile(i / 4, 0)(i % 4, 0), 0.6 + 0.1) <= 1e-15);
     std::vector<double> diag(static_cast<std::size_t>(n));
@@ -353,7 +360,8 @@ TEST(kernel_registry_is_the_variant)
 {
     using namespace gprat::kernels;
     const std::vector<std::string> expected{"SquaredExponential", "Matern12", "Matern32", "Matern52"};
-    REQUIRE_EQ(kernel_names.size(), expected.size());
+    REQUIRE_EQ(kernel_names.size(), expected.size() + 1);  // + KernelTree, built from a description
+    CHECK_EQ(std::string(kernel_names.back()), std::string("KernelTree"));
     for (std::size_t i = 0; i < expected.size(); ++i) {
         CHECK_EQ(std::string(kernel_names[i]), expected[i]);
         const AnyKernel k = make_kernel(expected[i], {0.5, 2.0}, 1.5);
@@ -379,6 +387,307 @@ TEST(kernel_registry_is_the_variant)
                  std::string("unknown kernel 'RBF'; expected SquaredExponential, Matern12, Matern32 or Matern52"));
     }
     CHECK_THROWS_AS(make_kernel("Matern32", {-1.0}, 1.0), gprat::InvalidArgument);  // values still checked
+}
+
+// ------------------------------------------------------------------------------------------------
+// KernelTree: families and compositions on one pair of points.
+
+namespace {
+
+using gprat::kernels::KernelTree;
+using gprat::kernels::TreeNodeSpec;
+
+/// A random tree of `leaves` leaves over d features, seeded: random families (every one of
+/// them), random Sum/Product shapes, random active dimensions and ARD, parameters in [0.5, 2].
+std::vector<TreeNodeSpec> random_tree(std::mt19937_64& gen, int leaves, Index d)
+{
+    std::uniform_real_distribution<double> u(0.5, 2.0);
+    std::uniform_int_distribution<int> family(0, 8), coin(0, 1);
+    if (leaves == 1) {
+        TreeNodeSpec s;
+        s.kind = std::string(gprat::kernels::family_names[static_cast<std::size_t>(family(gen))]);
+        if (coin(gen))  // a random non-empty subset of the features, in random order
+            for (Index k = d - 1; k >= 0; --k)
+                if (coin(gen) || (k == 0 && s.active_dims.empty())) s.active_dims.push_back(k);
+        const Index m = s.active_dims.empty() ? d : static_cast<Index>(s.active_dims.size());
+        const bool stationary = s.kind == "SquaredExponential" || s.kind.rfind("Matern", 0) == 0;
+        const Index count = stationary ? (coin(gen) ? m : 1) + 1
+                            : (s.kind == "RationalQuadratic" || s.kind == "Periodic") ? 2 : 1;
+        for (Index q = 0; q < count; ++q) s.params.push_back(u(gen));
+        return {s};
+    }
+    std::uniform_int_distribution<int> split(1, leaves - 1);
+    const int left = split(gen);
+    std::vector<TreeNodeSpec> out{TreeNodeSpec{coin(gen) ? "Sum" : "Product", {}, {}}};
+    for (auto& n : random_tree(gen, left, d)) out.push_back(n);
+    for (auto& n : random_tree(gen, leaves - left, d)) out.push_back(n);
+    return out;
+}
+
+/// Central finite differences of k(x, y) (same = false) or diagonal(x) (same = true) in theta.
+std::vector<double> finite_difference(const KernelTree& k, const double* x, const double* y, Index d, bool same)
+{
+    const double h = 1e-6;
+    std::vector<double> t = k.theta(), out(t.size());
+    for (std::size_t p = 0; p < t.size(); ++p) {
+        std::vector<double> up = t, down = t;
+        up[p] += h;
+        down[p] -= h;
+        const KernelTree ku = k.with_theta(up), kd = k.with_theta(down);
+        const double fu = same ? ku.diagonal(x, d) : ku(x, y, d), fd = same ? kd.diagonal(x, d) : kd(x, y, d);
+        out[p] = (fu - fd) / (2 * h);
+    }
+    return out;
+}
+
+}  // namespace
+
+static_assert(gprat::kernels::CovarianceFunction<KernelTree>);
+static_assert(!gprat::kernels::StationaryCovariance<KernelTree>);
+
+TEST(tree_gradient_matches_finite_differences_for_every_family_and_random_trees)
+{
+    const Index d = 3;
+    std::mt19937_64 gen(2026);
+    std::normal_distribution<double> normal;
+    int checked = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+        const int leaves = trial < 60 ? 1 : 2 + trial % 5;  // every family alone first, then trees
+        const KernelTree k(random_tree(gen, leaves, d));
+        double x[d], y[d];
+        for (Index q = 0; q < d; ++q) {
+            x[q] = normal(gen);
+            y[q] = normal(gen);
+        }
+        std::vector<double> grad(static_cast<std::size_t>(k.n_params()));
+        for (const bool same : {false, true}) {
+            const double value = same ? k.diagonal_gradient(x, d, grad) : k.gradient(x, y, d, grad);
+            CHECK_EQ(value, same ? k.diagonal(x, d) : k(x, y, d));  // gradient returns the value itself
+            const std::vector<double> fd = finite_difference(k, x, y, d, same);
+            for (std::size_t p = 0; p < grad.size(); ++p) {
+                CHECK_MSG(std::fabs(grad[p] - fd[p]) <= 1e-6 * std::max(1.0, std::fabs(fd[p])),
+                          "trial " << trial << " same=" << same << " p=" << p << ": " << grad[p] << " vs " << fd[p]);
+                ++checked;
+            }
+        }
+    }
+    CHECK(checked > 1000);
+}
+
+TEST(tree_families_equal_their_formulas)
+{
+    // Values written out from scikit-learn's definitions, on x, y in 2-D: d = |x - y|.
+    const double x[2] = {0.3, -1.2}, y[2] = {1.1, 0.5};
+    const double dist2 = 0.8 * 0.8 + 1.7 * 1.7, dist = std::sqrt(dist2), pi = std::acos(-1.0);
+    const auto one = [&](const std::string& kind, std::vector<double> p, std::vector<Index> dims = {}) {
+        return KernelTree({TreeNodeSpec{kind, std::move(p), std::move(dims)}})(x, y, 2);
+    };
+    CHECK(rel(one("RationalQuadratic", {0.7, 1.9}), std::pow(1 + dist2 / (2 * 1.9 * 0.49), -1.9)) <= 1e-15);
+    CHECK(rel(one("Periodic", {0.8, 2.5}), std::exp(-2 * std::pow(std::sin(pi * dist / 2.5), 2) / 0.64)) <= 1e-15);
+    CHECK(rel(one("Linear", {0.6}), 0.36 + 0.3 * 1.1 - 1.2 * 0.5) <= 1e-15);
+    CHECK_EQ(one("Constant", {1.7}), 1.7);
+    CHECK_EQ(one("White", {0.4}), 0.0);  // different points (and K(X, Y) in general)
+    CHECK(rel(one("SquaredExponential", {0.9, 1.3}), 1.3 * std::exp(-0.5 * dist2 / 0.81)) <= 1e-15);
+    CHECK(rel(one("SquaredExponential", {0.9, 1.3}, {1}), 1.3 * std::exp(-0.5 * 1.7 * 1.7 / 0.81)) <= 1e-15);
+    CHECK(rel(one("Linear", {0.6}, {0}), 0.36 + 0.3 * 1.1) <= 1e-15);
+    // (2 * SE_ARD) + RQ * White, and its diagonal (White counts on the same point only)
+    const KernelTree t({{"Sum", {}, {}},
+                        {"Product", {}, {}},
+                        {"Constant", {2.0}, {}},
+                        {"SquaredExponential", {0.5, 1.5, 1.0}, {}},
+                        {"Product", {}, {}},
+                        {"RationalQuadratic", {0.7, 1.9}, {}},
+                        {"White", {0.3}, {}}});
+    const double se = std::exp(-0.5 * (0.8 * 0.8 / 0.25 + 1.7 * 1.7 / 2.25));
+    CHECK(rel(t(x, y, 2), 2.0 * se) <= 1e-15);
+    CHECK(rel(t.diagonal(x, 2), 2.0 + 0.3) <= 1e-15);
+    CHECK_EQ(t.n_params(), 7);
+    const std::vector<double> theta = t.theta();
+    CHECK(rel(theta[0], std::log(2.0)) <= 1e-15 && rel(theta[6], std::log(0.3)) <= 1e-15);
+}
+
+TEST(tree_white_is_on_the_diagonal_of_k_of_x_only)
+{
+    const Index n = 11, d = 2, nb = 4;
+    const std::vector<double> X = random_points(n, d, 41);
+    const gprat::kernels::AnyKernel k{KernelTree({{"Sum", {}, {}}, {"Matern32", {0.9, 1.2}, {}}, {"White", {0.3}, {}}})};
+    const KernelTree& tree = std::get<KernelTree>(k);
+    TiledMatrix<double> K(n, n, nb, Structure::SymmetricLower);
+    TiledMatrix<double> C(n, n, nb, nb);  // K(X, X) as a cross-covariance
+    gprat::runtime::TaskGraph g;
+    gprat::gp::assemble_covariance(K, X.data(), X.data(), d, k, 0.05, g);
+    gprat::gp::assemble_covariance(C, X.data(), X.data(), d, k, 0.0, g);
+    g.wait();
+    const std::vector<double> kd = dense_symmetric(K);
+    std::vector<double> cd(static_cast<std::size_t>(n * n));
+    gprat::tiles::copy_to_row_major(C, cd.data(), n, false);
+    const gprat::kernels::Matern32 m32({0.9}, 1.2);
+    for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < n; ++j) {
+            const double base = m32(&X[i * d], &X[j * d], d);
+            CHECK(rel(kd[static_cast<std::size_t>(i * n + j)], base + (i == j ? 0.3 + 0.05 : 0.0)) <= 1e-14);
+            CHECK(rel(cd[static_cast<std::size_t>(i * n + j)], base) <= 1e-14);
+        }
+    // The fused gradient reduction: White's entry is sum_a w_aa noise_level (dK/dlog noise = noise I).
+    std::vector<double> W, alpha;
+    random_weights(n, 9, W, alpha);
+    const std::vector<double> got = fused_gradient(tree, X, n, d, nb, W, alpha, 0.05);
+    long double want_white = 0, want_noise = 0;
+    for (Index i = 0; i < n; ++i) {
+        const long double w = static_cast<long double>(alpha[i]) * alpha[i] - W[static_cast<std::size_t>(i * n + i)];
+        want_white += w * 0.3;
+        want_noise += w * 0.05;
+    }
+    CHECK(rel(got[2], want_white) <= 1e-13);
+    CHECK(rel(got[3], want_noise) <= 1e-13);
+    // dense gradient tiles: symmetric puts White's gradient on the diagonal, cross does not
+    std::vector<double> g0(static_cast<std::size_t>(n * n)), g1(g0.size()), g2(g0.size());
+    const std::vector<TileView<double>> tiles{TileView<double>(g0.data(), n, n, n), TileView<double>(g1.data(), n, n, n),
+                                              TileView<double>(g2.data(), n, n, n)};
+    gprat::kernels::fill_gradient_tiles<double>(tiles, X.data(), 0, X.data(), 0, d, tree, true);
+    CHECK_EQ(tiles[2](3, 3), 0.3);
+    CHECK_EQ(tiles[2](3, 4), 0.0);
+    gprat::kernels::fill_gradient_tiles<double>(tiles, X.data(), 0, X.data(), 0, d, tree, false);
+    CHECK_EQ(tiles[2](3, 3), 0.0);
+}
+
+TEST(tree_fused_gradient_matches_dense_reduction_of_finite_differences)
+{
+    // sum_ab w_ab dK_ab/dtheta for a random composite tree, dK from central differences of K.
+    const Index n = 13, d = 3, nb = 5;
+    std::mt19937_64 gen(77);
+    const std::vector<double> X = random_points(n, d, 51);
+    std::vector<double> W, alpha;
+    random_weights(n, 10, W, alpha);
+    for (int trial = 0; trial < 10; ++trial) {
+        const KernelTree k(random_tree(gen, 4, d));
+        const std::vector<double> got = fused_gradient(k, X, n, d, nb, W, alpha, 0.1);
+        const std::vector<double> t = k.theta();
+        for (std::size_t p = 0; p < t.size(); ++p) {
+            long double want = 0;
+            std::vector<double> up = t, down = t;
+            up[p] += 1e-6;
+            down[p] -= 1e-6;
+            const KernelTree ku = k.with_theta(up), kd = k.with_theta(down);
+            for (Index i = 0; i < n; ++i)
+                for (Index j = 0; j < n; ++j) {
+                    const double* xi = &X[i * d];
+                    const double* xj = &X[j * d];
+                    const double du = i == j ? ku.diagonal(xi, d) : ku(xi, xj, d);
+                    const double dd = i == j ? kd.diagonal(xi, d) : kd(xi, xj, d);
+                    const long double w = static_cast<long double>(alpha[i]) * alpha[j] - W[static_cast<std::size_t>(i * n + j)];
+                    want += w * (du - dd) / 2e-6;
+                }
+            CHECK_MSG(std::fabs(got[p] - want) <= 1e-5 * std::max(1.0L, std::fabs(want)),
+                      "trial " << trial << " p=" << p << ": " << got[p] << " vs " << static_cast<double>(want));
+        }
+    }
+}
+
+static_assert(gprat::kernels::ColumnCovariance<KernelTree>);
+static_assert(!gprat::kernels::ColumnCovariance<GenericOnly<KernelTree>>);
+
+TEST(tree_column_path_equals_the_per_pair_path)
+{
+    // The column path (KernelTree models ColumnCovariance) against the per-pair generic path
+    // (GenericOnly hides the column members): value tiles, symmetric with a diagonal and cross,
+    // and the fused gradient reduction over ragged tiles, for random trees with every family.
+    const Index n = 29, d = 3;
+    std::mt19937_64 gen(99);
+    const std::vector<double> X = random_points(n, d, 61), Y = random_points(n, d, 62);
+    std::vector<float> Xf(X.begin(), X.end());
+    std::vector<double> W, alpha;
+    random_weights(n, 11, W, alpha);
+    for (int trial = 0; trial < 40; ++trial) {
+        const KernelTree k(random_tree(gen, 1 + trial % 6, d));
+        const GenericOnly<KernelTree> g(k);
+        for (const bool symmetric : {true, false}) {
+            std::vector<double> a(static_cast<std::size_t>(n * n)), b(a.size());
+            const double* cols = symmetric ? X.data() : Y.data();
+            gprat::kernels::fill_covariance_tile(TileView<double>(a.data(), n, n, n), X.data(), 0, cols, 0, d, k, symmetric, 0.3);
+            gprat::kernels::fill_covariance_tile(TileView<double>(b.data(), n, n, n), X.data(), 0, cols, 0, d, g, symmetric, 0.3);
+            double worst = 0.0;
+            for (std::size_t e = 0; e < a.size(); ++e) worst = std::max(worst, rel(a[e], b[e]));
+            CHECK_MSG(worst <= 1e-13, "trial " << trial << " symmetric=" << symmetric << " worst=" << worst);
+        }
+        // an off-diagonal block of rows 7.. against columns 2.. (r0 != c0), float points
+        std::vector<float> a(static_cast<std::size_t>(20 * 9)), b(a.size());
+        gprat::kernels::fill_covariance_tile(TileView<float>(a.data(), 20, 9, 20), Xf.data(), 7, Xf.data(), 2, d, k, true, 0.3);
+        gprat::kernels::fill_covariance_tile(TileView<float>(b.data(), 20, 9, 20), Xf.data(), 7, Xf.data(), 2, d, g, true, 0.3);
+        for (std::size_t e = 0; e < a.size(); ++e) CHECK(std::fabs(a[e] - b[e]) <= 1e-5f * std::max(1.0f, std::fabs(b[e])));
+        for (const Index nb : {4, 10, 29}) {
+            const std::vector<double> fast = fused_gradient(k, X, n, d, nb, W, alpha, 0.2);
+            const std::vector<double> slow = fused_gradient(g, X, n, d, nb, W, alpha, 0.2);
+            for (std::size_t q = 0; q < fast.size(); ++q)
+                CHECK_MSG(rel(fast[q], slow[q]) <= 1e-12,
+                          "trial " << trial << " nb=" << nb << " q=" << q << ": " << fast[q] << " vs " << slow[q]);
+        }
+    }
+}
+
+TEST(sin_cos_pi_reduced_matches_long_double_libm)
+{
+    // sin(pi t)^2 and sin(pi t) cos(pi t), what the Periodic kernel uses, against sinl/cosl of a
+    // long double pi t (whose argument error is below 1e-18 for t < 8).
+    std::mt19937_64 gen(5);
+    std::uniform_real_distribution<double> u(0.0, 8.0);
+    const long double pi = 3.141592653589793238462643383279502884L;
+    double worst = 0.0;
+    for (int i = 0; i < 200000; ++i) {
+        const double t = i < 9 ? 0.5 * i : u(gen);
+        double sn = 0.0, cs = 0.0;
+        gprat::kernels::detail::sin_cos_pi_reduced(t, sn, cs);
+        const long double a = pi * static_cast<long double>(t);
+        worst = std::max(worst, static_cast<double>(std::fabs(sn * sn - sinl(a) * sinl(a))));
+        worst = std::max(worst, static_cast<double>(std::fabs(sn * cs - sinl(a) * cosl(a))));
+        CHECK(std::fabs(sn * sn + cs * cs - 1.0) <= 1e-15);
+    }
+    CHECK_MSG(worst <= 8e-16, "worst " << worst);  // a few ulp of values up to 1
+    double s1 = 0, c1 = 0, s2 = 0, c2 = 0;  // periodic in t with period 1 (for sin^2 and sin cos)
+    gprat::kernels::detail::sin_cos_pi_reduced(0.3, s1, c1);
+    gprat::kernels::detail::sin_cos_pi_reduced(1000.3, s2, c2);
+    CHECK(std::fabs(s1 * s1 - s2 * s2) <= 1e-12 && std::fabs(s1 * c1 - s2 * c2) <= 1e-12);
+}
+
+TEST(log1p_nonnegative_within_four_ulp_of_libm)
+{
+    std::mt19937_64 gen(6);
+    std::uniform_real_distribution<double> expo(-20.0, 30.0);
+    double worst = 0.0;
+    for (int i = 0; i < 1000000; ++i) {
+        const double s = i == 0 ? 0.0 : std::pow(10.0, expo(gen));  // 1e-20 .. 1e30
+        worst = std::max(worst, ulp_distance(gprat::kernels::detail::log1p_nonnegative(s), std::log1p(s)));
+    }
+    CHECK_MSG(worst <= 4.0, "worst " << worst << " ulp");  // seen: 4
+    CHECK_EQ(gprat::kernels::detail::log1p_nonnegative(0.0), 0.0);
+}
+
+TEST(tree_bad_descriptions_name_the_parameter)
+{
+    const auto message = [](std::vector<TreeNodeSpec> spec) -> std::string {
+        try {
+            KernelTree k(spec);
+            k.check_features(2);
+        } catch (const gprat::InvalidArgument& e) {
+            return e.what();
+        }
+        return "no error";
+    };
+    CHECK_EQ(message({{"Cosine", {1.0}, {}}}).rfind("KernelTree: unknown kernel 'Cosine'; expected Sum, Product or ", 0), 0u);
+    CHECK_EQ(message({{"Periodic", {1.0, -2.0}, {}}}), std::string("Periodic: period must be positive and finite; got -2"));
+    CHECK_EQ(message({{"RationalQuadratic", {1.0, 0.0}, {}}}),
+             std::string("RationalQuadratic: alpha must be positive and finite; got 0"));
+    CHECK_EQ(message({{"Linear", {1.0}, {0, 0}}}), std::string("Linear: active_dims entry 0 is duplicated"));
+    CHECK_EQ(message({{"Linear", {1.0}, {5}}}),
+             std::string("Linear: active_dims entry 5 is out of range for data with 2 features"));
+    CHECK_EQ(message({{"Linear", {1.0}, {-1}}}), std::string("Linear: active_dims entries must be non-negative; got -1"));
+    CHECK_EQ(message({{"Sum", {}, {}}, {"Constant", {1.0}, {}}}),
+             std::string("KernelTree: the description ends inside a Sum or Product"));
+    CHECK_EQ(message({{"Constant", {1.0}, {}}, {"Constant", {1.0}, {}}}),
+             std::string("KernelTree: the description has 1 entries after a complete tree"));
+    CHECK_EQ(message({{"SquaredExponential", {1.0, 2.0, 3.0, 1.0}, {}}}),
+             std::string("SquaredExponential: ARD lengthscale has 3 entries but the data have 2 features"));
+    CHECK_EQ(message({{"White", {1.0, 2.0}, {}}}), std::string("White: expects 1 parameters; got 2"));
 }
 
 int main(int argc, char** argv) { return gprat_test::run_all(argc, argv); }

@@ -6,11 +6,24 @@ import pytest
 
 from gprat import _core
 
+#: The stationary families, which _core.Kernel(name, lengthscale, signal_variance) builds (the
+#: vectorized single-family path); every family is a leaf of _core.Kernel.tree.
 CORE_KERNELS = ("SquaredExponential", "Matern12", "Matern32", "Matern52")
+CORE_FAMILIES = CORE_KERNELS + ("RationalQuadratic", "Periodic", "Linear", "Constant", "White")
 
 
 def test_kernel_names_in_registry_order():
-    assert _core.kernel_names() == CORE_KERNELS
+    assert _core.kernel_names() == CORE_FAMILIES
+    assert _core.kernel_operators() == ("Sum", "Product")
+
+
+@pytest.mark.parametrize("name", CORE_FAMILIES[len(CORE_KERNELS):])
+def test_other_families_build_as_trees_only(name):
+    with pytest.raises(ValueError, match=f"unknown kernel '{name}'; expected SquaredExponential"):
+        _core.Kernel(name, [1.0], 1.0)
+    params = {"RationalQuadratic": [1.0, 2.0], "Periodic": [1.0, 2.0]}.get(name, [1.5])
+    k = _core.Kernel.tree([(name, params, [])])
+    assert k.name == "KernelTree" and k.n_params == len(params)
 
 
 @pytest.mark.parametrize("name", CORE_KERNELS)

@@ -105,8 +105,8 @@ class InputScaleError(ValueError):
 
 def _check_scale(abs_max, kernel, what):
     """Refuse inputs whose scaled squared distances would overflow (NaN entries in K)."""
-    ls = np.broadcast_to(np.asarray(kernel.lengthscale, dtype=np.float64), abs_max.shape)
-    scaled = float(np.max(abs_max / ls))
+    # per feature, the smallest scale the kernel divides the inputs by (inf: not read that way)
+    scaled = float(np.max(abs_max / kernel.input_scales(abs_max.size)))
     limit = _SCALED_INPUT_LIMIT / np.sqrt(abs_max.size)
     if not scaled <= limit:
         raise InputScaleError(
@@ -181,7 +181,8 @@ class ExactGP:
     Parameters
     ----------
     kernel : gprat.kernels.Kernel
-        Covariance function (SquaredExponential, Matern12, Matern32 or Matern52).
+        Covariance function: a family (SquaredExponential, Matern12/32/52, RationalQuadratic, Periodic,
+        Linear, Constant, White) or a sum or product of kernels, nested to any depth.
     noise_variance : float or array-like of shape (n_samples,), default=1e-2
         Observation noise variance added to diag(K). A positive float (between 1e-300 and
         1e300) is the learned i.i.d. noise variance: theta holds its log. ``0.0`` means no noise
@@ -248,18 +249,21 @@ class ExactGP:
     log marginal likelihood and its gradient are those of the jittered matrix, and
     ``include_noise=True`` adds the learned noise variance (not the jitter, nor a per-sample
     noise, which is unknown at new points) to predictive variances. With
-    ``noise_variance=0.0`` the mean diagonal of K is the signal variance; jitter is then the
+    ``noise_variance=0.0`` the mean diagonal of K is the kernel's mean prior variance
+    ``mean(kernel.diag(X))``; jitter is then the
     usual outcome for points closer than the lengthscale.
     ``log_marginal_likelihood(theta)`` and the optimizer evaluate other hyperparameters with
     the same ``jitter_`` added and do not search for a new one: a trial point whose matrix is
     not positive definite is a failed step (L-BFGS-B backtracks, Adam halves its step).
     Changing ``theta`` or refitting starts the policy afresh (from no jitter).
 
-    **theta.** ``theta = [log lengthscale(s)..., log signal_variance, log noise, c_1..c_p]``
-    where the noise entry exists only for a learned noise (a positive scalar
-    ``noise_variance``, or ``learned_noise``) and the mean entries only with ``mean_constant``.
+    **theta.** ``theta = [kernel theta..., log noise, c_1..c_p]``, the kernel entries being the
+    logs of its parameters in ``kernel.param_names`` order (for a family such as
+    SquaredExponential: log lengthscale(s)..., log signal_variance), where the noise entry
+    exists only for a learned noise (a positive scalar ``noise_variance``, or ``learned_noise``)
+    and the mean entries only with ``mean_constant``.
     The default model (scalar noise, zero mean) keeps
-    ``theta = log [lengthscale(s)..., signal_variance, noise_variance]``. The gradient of the
+    ``theta = [kernel theta..., log noise_variance]``. The gradient of the
     noise entry is ``1/2 sum_a (alpha_a^2 - K^{-1}_aa) sigma2`` (summed over outputs with the
     ``alpha alpha^T - p K^{-1}`` weight), that of mean entry j is ``1^T alpha_j``.
 
@@ -292,8 +296,8 @@ class ExactGP:
                  dtype=np.float64, max_jitter=DEFAULT_MAX_JITTER, device="cpu"):
         if not isinstance(kernel, Kernel):
             raise TypeError(
-                "kernel must be a gprat.kernels kernel (SquaredExponential, Matern12, Matern32, Matern52); "
-                f"got {type(kernel).__name__}"
+                "kernel must be a gprat.kernels kernel (a family such as SquaredExponential, or a sum or "
+                f"product of them); got {type(kernel).__name__}"
             )
         self.kernel = kernel
         self.noise_variance = _check_noise(noise_variance)
@@ -462,11 +466,13 @@ class ExactGP:
 
     @property
     def theta(self):
-        """ndarray: [log lengthscale(s)..., log signal_variance, log noise, mean constants...].
+        """ndarray: [kernel theta..., log noise, mean constants...].
+
+        The kernel entries are the logs of its parameters (see ``kernel.param_names``).
 
         The noise entry exists only for a learned noise, the mean entries (not logarithms) only
         with ``mean_constant`` (see Notes). The default model's theta is
-        log [lengthscale(s)..., signal_variance, noise_variance]. Setting it changes the
+        [kernel theta..., log noise_variance]. Setting it changes the
         hyperparameters; the factorization is redone lazily (with the jitter policy) on the next use.
         """
         return self._theta_of(self.kernel, self._noise_parts()[1], self._mean_values(self._n_outputs()))
@@ -484,7 +490,7 @@ class ExactGP:
             if self._fitted is not None:
                 self._stale = True
 
-    def _factorize(self, core, kernel, learned, fixed, mean, set_theta):
+    def _factorize(self, core, kernel, learned, fixed, mean, set_theta, X):
         """Factor `core` at (kernel, learned noise, mean) following the jitter policy; return the
         jitter used (the fixed noise is the engine's own).
 
@@ -492,7 +498,8 @@ class ExactGP:
         """
         theta = self._theta_of(kernel, learned, mean)
         noise = (0.0 if learned is None else learned) + (0.0 if fixed is None else float(np.mean(fixed)))
-        mean_diag = kernel.signal_variance + noise
+        prior_variance = float(np.mean(kernel.diag(X)))  # mean k(x, x) over the training points
+        mean_diag = prior_variance + noise
         first_error, last_error, tried = None, None, []
         for rel in [0.0] + _jitter_schedule(self.dtype, self.max_jitter):
             jitter = rel * mean_diag
@@ -530,7 +537,7 @@ class ExactGP:
             tail = " (jitter is disabled: max_jitter=0)"
         raise NotPositiveDefiniteError(
             f"K + noise_variance * I is not positive definite: {first_error}{tail}. Fix: increase noise_variance "
-            f"(now {noise:.3g}; signal_variance {kernel.signal_variance:.3g}), remove duplicate rows of X, rescale "
+            f"(now {noise:.3g}; mean prior variance {prior_variance:.3g}), remove duplicate rows of X, rescale "
             "the inputs or targets, or allow more jitter with ExactGP(max_jitter=...).",
             order,
         ) from first_error
@@ -545,7 +552,7 @@ class ExactGP:
             state, kernel = self._state(), self.kernel
             learned, mean = self._noise_parts()[1], self._mean_values(state.outputs)
             _check_scale(state.x_abs_max, kernel, "hyperparameters set through theta")
-            jitter = self._factorize(state.core, kernel, learned, state.fixed, mean, set_theta=True)
+            jitter = self._factorize(state.core, kernel, learned, state.fixed, mean, set_theta=True, X=state.X)
             self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=learned, mean=mean)
             self._stale = False
 
@@ -604,16 +611,13 @@ class ExactGP:
                 f"{fixed.shape[0]}, X.shape[0]={X.shape[0]}"
             )
         mean = self._mean_values(outputs)
-        if kernel.ard and len(kernel.lengthscale) != X.shape[1]:
-            raise ValueError(
-                f"the kernel has {len(kernel.lengthscale)} ARD lengthscales but X has {X.shape[1]} features"
-            )
+        kernel.check_features(X.shape[1])  # ValueError: ARD lengthscale count, active_dims range
         abs_max = _abs_max(X)
         _check_scale(abs_max, kernel, "fit")
         engine = self._engine_type()
         core = self._make_core(kernel, X, y, learned, fixed, mean, self.tile_size)
         check_fits(engine.fit_bytes(X.shape[0], core.tile_size, outputs), f"fitting n={X.shape[0]} samples")
-        jitter = self._factorize(core, kernel, learned, fixed, mean, set_theta=False)
+        jitter = self._factorize(core, kernel, learned, fixed, mean, set_theta=False, X=X)
         with self._lock:
             if self._engine_abandoned:
                 _ABANDONED.append(self._fitted.core)
@@ -810,13 +814,14 @@ class ExactGP:
     def default_bounds(self):
         """ndarray of shape (n_params, 2): the default optimization box in theta space.
 
-        Log space for the kernel and the learned noise; ``(-inf, inf)`` for the constant mean
-        entries, which are not logarithms and are left unbounded.
+        The kernel's own box (``kernel.bounds``, log space), the noise box (log space) for a learned
+        noise, and ``(-inf, inf)`` for the constant mean entries, which are not logarithms and are
+        left unbounded.
         """
-        lo, hi = DEFAULT_BOUNDS["kernel"]
         nlo, nhi = DEFAULT_BOUNDS["noise_variance"]
         kp = self.kernel.n_params
-        b = np.tile(np.log([lo, hi]), (self.n_params, 1))
+        b = np.empty((self.n_params, 2))
+        b[:kp] = self.kernel.bounds
         if self._noise_parts()[1] is not None:
             b[kp] = np.log([nlo, nhi])
         b[self._n_log():] = (-np.inf, np.inf)
@@ -837,7 +842,8 @@ class ExactGP:
             SciPy's L-BFGS-B fed by the closed-form gradient, or Adam.
         max_iter : int, default=100
         trainable : array-like of bool, shape (n_params,), or None, default=None
-            Which entries of theta to optimize; None means all.
+            Which entries of theta to optimize; None means the kernel's ``trainable`` mask (False
+            for parameters it keeps ``fixed``), then every noise and mean entry.
         progress : bool, default=False
             Print iteration, loss and elapsed time to stderr.
         lr : float, default=0.05
@@ -858,7 +864,8 @@ class ExactGP:
         self._require_fit("optimize")
         max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
         if trainable is None:
-            mask = np.ones(self.n_params, dtype=bool)
+            # the kernel's mask (False where it keeps a parameter fixed), then noise and mean entries
+            mask = np.concatenate([self.kernel.trainable, np.ones(self.n_params - self.kernel.n_params, dtype=bool)])
         else:
             mask = np.asarray(trainable)
             if mask.dtype != bool or mask.shape != (self.n_params,):
@@ -906,7 +913,7 @@ class ExactGP:
             kernel, learned, mean = self._split_theta(theta, state.kernel, state.noise, state.mean)
             try:
                 try:
-                    jitter = self._factorize(state.core, kernel, learned, state.fixed, mean, set_theta=True)
+                    jitter = self._factorize(state.core, kernel, learned, state.fixed, mean, set_theta=True, X=state.X)
                 except NotPositiveDefiniteError:
                     # The optimizer evaluated this theta with state.jitter added: that factorization works.
                     with self._engine_call():

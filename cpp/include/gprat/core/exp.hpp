@@ -11,9 +11,11 @@
 #include <bit>
 #include <cstdint>
 
+#include "gprat/core/host_device.hpp"
+
 namespace gprat {
 
-inline double exp_nonpositive(double x) noexcept
+GPRAT_HOST_DEVICE inline double exp_nonpositive(double x) noexcept
 {
     constexpr double log2e = 1.4426950408889634;
     constexpr double ln2_hi = 6.93147180369123816490e-01;  // high bits of ln 2 (exact k * ln2_hi)

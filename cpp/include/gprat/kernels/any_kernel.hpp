@@ -18,12 +18,16 @@
 
 #include "gprat/core/check.hpp"
 #include "gprat/kernels/covariance_function.hpp"
+#include "gprat/kernels/kernel_tree.hpp"
 #include "gprat/kernels/matern.hpp"
 #include "gprat/kernels/squared_exponential.hpp"
 
 namespace gprat::kernels {
 
-using AnyKernel = std::variant<SquaredExponential, Matern12, Matern32, Matern52>;
+/// The single stationary families first (they take the vectorized tile path), then KernelTree,
+/// which holds every other family and every composition (kernel_tree.hpp; its leaves are the
+/// families of `family_names`).
+using AnyKernel = std::variant<SquaredExponential, Matern12, Matern32, Matern52, KernelTree>;
 
 namespace detail {
 
@@ -58,13 +62,17 @@ static_assert(
         return true;
     }(),
     "kernel names must be unique");
+static_assert(kernel_names.back() == std::string_view(KernelTree::name()),
+              "KernelTree must be the last alternative (kernel_name_list lists the others)");
 
-/// "A, B, C or D": the registry names for messages.
+/// "A, B, C or D": the names make_kernel takes (the single stationary families: every
+/// alternative but the last, KernelTree, which is built from a description instead).
 inline std::string kernel_name_list()
 {
     std::string s;
-    for (std::size_t i = 0; i < kernel_names.size(); ++i) {
-        if (i > 0) s += i + 1 == kernel_names.size() ? " or " : ", ";
+    const std::size_t count = kernel_names.size() - 1;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (i > 0) s += i + 1 == count ? " or " : ", ";
         s += kernel_names[i];
     }
     return s;

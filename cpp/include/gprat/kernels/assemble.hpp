@@ -8,7 +8,8 @@
 /// Each function has one generic path, written on the pair functions k(x, y), k.gradient and
 /// k.diagonal, that any CovarianceFunction compiles through; StationaryCovariance kernels take a
 /// vectorized path instead, which computes the scaled squared distances r2 of a whole tile
-/// column at once and applies the kernel's profile f(r2) (`if constexpr` picks the path).
+/// column at once and applies the kernel's profile f(r2), and ColumnCovariance kernels (the
+/// KernelTree) evaluate a whole column per call (`if constexpr` picks the path).
 /// Points are rows of row-major arrays: point i of X is X[i*d .. i*d + d).
 ///
 /// Derivatives with respect to the inputs (SVGP: dk(x, z)/dz for the inducing points) will be
@@ -94,6 +95,18 @@ class ScaledTile
     Index n_rows_, n_cols_, d_;
 };
 
+/// The gradient of an entry on the global diagonal of a symmetric K(X): the kernel's
+/// diagonal_gradient where it has one (same-point terms such as White), else k.gradient(x, x).
+template <CovarianceFunction K, typename T>
+double same_point_gradient(const K& k, const T* x, Index d, std::span<double> grad)
+{
+    if constexpr (requires { k.diagonal_gradient(x, d, grad); }) {
+        return k.diagonal_gradient(x, d, grad);
+    } else {
+        return k.gradient(x, x, d, grad);
+    }
+}
+
 /// Vectorized fill_covariance_tile: t(i, j) = s2 f(r2_ij).
 template <typename T, StationaryCovariance K>
 GPRAT_HOT_LOOP void fill_stationary_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
@@ -122,8 +135,12 @@ void fill_generic_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, I
         for (Index j = 1; j < t.cols(); ++j)
             for (Index i = 0; i < std::min(j, t.rows()); ++i) t(i, j) = T(0);
     for_each_entry(t.rows(), t.cols(), X, r0, Y, c0, d, diagonal_tile, [&](Index i, Index j, const T* x, const T* y) {
-        const double add = diagonal_rows ? diagonal_rows[r0 + i] : diagonal;
-        t(i, j) = static_cast<T>(k(x, y, d) + (diagonal_tile && i == j ? add : 0.0));
+        // On the global diagonal: a point with itself, k.diagonal (White acts there only), plus the
+        // added diagonal: diagonal_rows[global row] (per-sample noise) or the scalar `diagonal`.
+        if (diagonal_tile && i == j)
+            t(i, j) = static_cast<T>(k.diagonal(x, d) + (diagonal_rows ? diagonal_rows[r0 + i] : diagonal));
+        else
+            t(i, j) = static_cast<T>(k(x, y, d));
     });
 }
 
@@ -151,6 +168,53 @@ inline void gradient_weights(const GradientAlpha<T>& a, const T* kinv_column, In
     const double p = static_cast<double>(a.outputs);
 #pragma omp simd
     for (Index i = first; i < rows; ++i) w[i] -= p * static_cast<double>(kinv_column[i]);
+}
+
+/// Column fill_covariance_tile (ColumnCovariance): t(:, j) = k(X rows, y_j) one column at a time.
+/// The kernel's own same-point value (White) comes from k.column through `same`; the added
+/// diagonal is diagonal_rows[global row] when given, else `diagonal`.
+template <typename T, ColumnCovariance K>
+GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y, Index c0, Index d, const K& k,
+                      bool diagonal_tile, double diagonal, const double* diagonal_rows)
+{
+    typename K::ColumnWorkspace w;
+    k.prepare_rows(w, X, r0, t.rows(), d);
+    std::vector<double> col(static_cast<std::size_t>(t.rows()));
+    for (Index j = 0; j < t.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, t.rows()) : 0;
+        const Index same = diagonal_tile && j < t.rows() ? j : -1;  // the point y_j itself (White)
+        k.column(w, Y + (c0 + j) * d, first, same, col.data());
+        T* column = &t(0, j);
+        for (Index i = 0; i < first; ++i) column[i] = T(0);
+        for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(col[static_cast<std::size_t>(i)]);
+        if (same >= 0)
+            column[same] = static_cast<T>(col[static_cast<std::size_t>(same)] +
+                                          (diagonal_rows ? diagonal_rows[r0 + same] : diagonal));
+    }
+}
+
+/// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij of one column
+/// (gradient_weights, 2x below the diagonal) go to k.column_gradient, which reduces them
+/// against dk/dtheta; a learned noise (when `noise` is not null) gets sum_a w_aa sigma2.
+template <typename T, ColumnCovariance K>
+GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
+                                Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
+{
+    const bool diagonal_tile = r0 == c0;
+    const Index p = k.n_params(), rows = kinv.rows();
+    typename K::ColumnWorkspace w;
+    k.prepare_rows(w, X, r0, rows, d);
+    std::vector<double> weight(static_cast<std::size_t>(rows)), sum(static_cast<std::size_t>(p + 1), 0.0);
+    for (Index j = 0; j < kinv.cols(); ++j) {
+        const Index first = diagonal_tile ? std::min(j, rows) : 0;
+        const Index same = diagonal_tile && j < rows ? j : -1;
+        gradient_weights(a, &kinv(0, j), j, first, rows, weight.data());
+        for (Index i = first; i < rows; ++i)
+            if (i != same) weight[static_cast<std::size_t>(i)] *= 2.0;
+        k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data(), sum.data());
+        if (noise && same >= 0) sum[static_cast<std::size_t>(p)] += weight[static_cast<std::size_t>(same)] * *noise;
+    }
+    for (Index q = 0; q < p + (noise ? 1 : 0); ++q) out[q] += sum[static_cast<std::size_t>(q)];
 }
 
 /// Vectorized accumulate_gradient_tile. dK entries are regenerated from r2 (stationary.hpp:
@@ -223,7 +287,11 @@ void accumulate_generic_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>
             const double w = weight[static_cast<std::size_t>(i)];
             const bool on_diagonal = diagonal_tile && i == j;
             const double ww = on_diagonal ? w : 2.0 * w;
-            k.gradient(X + (r0 + i) * d, y, d, std::span<double>(grad));
+            const T* x = X + (r0 + i) * d;
+            if (on_diagonal)
+                same_point_gradient(k, x, d, std::span<double>(grad));  // White's gradient is here only
+            else
+                k.gradient(x, y, d, std::span<double>(grad));
             for (Index q = 0; q < p; ++q) sum[static_cast<std::size_t>(q)] += ww * grad[static_cast<std::size_t>(q)];
             if (noise && on_diagonal) sum[static_cast<std::size_t>(p)] += w * *noise;
         }
@@ -244,6 +312,8 @@ void fill_covariance_tile(tiles::TileView<T> t, const T* X, Index r0, const T* Y
     const bool diagonal_tile = symmetric && r0 == c0;
     if constexpr (StationaryCovariance<K>) {
         detail::fill_stationary_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal, diagonal_rows);
+    } else if constexpr (ColumnCovariance<K>) {
+        detail::fill_column_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal, diagonal_rows);
     } else {
         detail::fill_generic_tile(t, X, r0, Y, c0, d, k, diagonal_tile, diagonal, diagonal_rows);
     }
@@ -265,15 +335,20 @@ void fill_diagonal_tile(tiles::TileView<T> v, const T* X, Index r0, Index d, con
 }
 
 /// tiles[p] <- dk/dtheta_p (X[r0..], Y[c0..]) for every hyperparameter p of k (full tiles).
+/// With `symmetric` (Y is X), the entries on the global diagonal (r0 + i == c0 + j) are those of
+/// a point with itself (same_point_gradient: White's gradient is there and nowhere else).
 template <typename T, CovarianceFunction K>
 void fill_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, Index r0, const T* Y, Index c0,
-                         Index d, const K& k)
+                         Index d, const K& k, bool symmetric = false)
 {
     GPRAT_ASSERT(static_cast<Index>(tiles.size()) == k.n_params());
     std::vector<double> grad(static_cast<std::size_t>(k.n_params()));
     for_each_entry(tiles[0].rows(), tiles[0].cols(), X, r0, Y, c0, d, false,
                    [&](Index i, Index j, const T* x, const T* y) {
-                       k.gradient(x, y, d, std::span<double>(grad));
+                       if (symmetric && r0 + i == c0 + j)
+                           detail::same_point_gradient(k, x, d, std::span<double>(grad));
+                       else
+                           k.gradient(x, y, d, std::span<double>(grad));
                        for (std::size_t p = 0; p < grad.size(); ++p) tiles[p](i, j) = static_cast<T>(grad[p]);
                    });
 }
@@ -293,6 +368,8 @@ void accumulate_gradient_tile(tiles::TileView<T> kinv, const GradientAlpha<T>& a
 {
     if constexpr (StationaryCovariance<K>) {
         detail::accumulate_stationary_gradient(kinv, alpha, X, r0, c0, d, k, noise, out);
+    } else if constexpr (ColumnCovariance<K>) {
+        detail::accumulate_column_gradient(kinv, alpha, X, r0, c0, d, k, noise, out);
     } else {
         detail::accumulate_generic_gradient(kinv, alpha, X, r0, c0, d, k, noise, out);
     }

@@ -7,7 +7,13 @@
 /// gradient reduction.
 ///   k(x, y, d)                  covariance of two d-dimensional points (float or double)
 ///   k.gradient(x, y, d, grad)   k(x, y), and dk/dtheta_p into grad[0 .. n_params())
-///   k.diagonal(x, d)            k(x, x) (the prior variance; often cheaper than k(x, x, d))
+///   k.diagonal(x, d)            k(x, x) of a point with ITSELF (the prior variance; often
+///                               cheaper than k(x, x, d)). The assembler uses it for the entries
+///                               on the global diagonal of a symmetric K(X), so a kernel with a
+///                               term that only acts on the same point (White: K(X) = noise I,
+///                               K(X, X) = 0) puts it here and not in k(x, y, d).
+///   k.diagonal_gradient(x, d, grad)  optional: diagonal(x) and its gradient, for those entries;
+///                               without it the assembler uses k.gradient(x, x, d, grad).
 ///   k.n_params(), k.theta(), k.with_theta(theta)   theta: the kernel's free log-parameters
 ///   k.check_features(d)         throws InvalidArgument if the kernel cannot take d features
 ///   K::name()                   the registry name (any_kernel.hpp; model files, Python)
@@ -18,7 +24,14 @@
 ///   K::profile(r2), K::profile_and_slope(r2, f, slope), k.signal_variance(), k.ard(),
 ///   k.scale_points(X, first, count, d, out)
 ///
-/// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`.
+/// ColumnCovariance refines it for kernels that evaluate a whole tile column at once (KernelTree:
+/// the tree is walked once per column instead of once per pair, each leaf's distances computed
+/// in contiguous loops over the rows, gradients by reverse accumulation):
+///   K::ColumnWorkspace, k.prepare_rows(w, X, r0, rows, d), k.column(w, y, first, same_row, out),
+///   k.column_gradient(w, y, first, same_row, weight, sums)
+///
+/// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`, then
+/// `ColumnCovariance<K>`, else the generic per-pair loops.
 /// Derivatives with respect to the inputs (SVGP, dk(x, z)/dz) will be one more optional
 /// per-pair member, `input_gradient(x, z, d, grad)`, with its own refinement concept.
 #include <concepts>
@@ -57,6 +70,19 @@ concept StationaryCovariance =
         { k.ard() } -> std::convertible_to<bool>;
         k.scale_points(x, i, i, i, out);
         k.scale_points(xf, i, i, i, out);
+    };
+
+template <typename K>
+concept ColumnCovariance =
+    CovarianceFunction<K> &&
+    requires(const K& k, typename K::ColumnWorkspace& w, const double* x, const float* xf, double* out,
+             const double* weight, Index i) {
+        k.prepare_rows(w, x, i, i, i);
+        k.prepare_rows(w, xf, i, i, i);
+        k.column(w, x, i, i, out);
+        k.column(w, xf, i, i, out);
+        k.column_gradient(w, x, i, i, weight, out);
+        k.column_gradient(w, xf, i, i, weight, out);
     };
 
 }  // namespace gprat::kernels

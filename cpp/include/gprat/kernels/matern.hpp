@@ -16,8 +16,8 @@ namespace gprat::kernels {
 struct Matern12Shape
 {
     static constexpr const char* name = "Matern12";
-    static double value(double r2) { return exp_nonpositive(-std::sqrt(r2)); }
-    static void value_and_slope(double r2, double& f, double& slope)
+    GPRAT_HOST_DEVICE static double value(double r2) { return exp_nonpositive(-std::sqrt(r2)); }
+    GPRAT_HOST_DEVICE static void value_and_slope(double r2, double& f, double& slope)
     {
         const double r = std::sqrt(r2);
         f = exp_nonpositive(-r);
@@ -28,12 +28,12 @@ struct Matern12Shape
 struct Matern32Shape
 {
     static constexpr const char* name = "Matern32";
-    static double value(double r2)
+    GPRAT_HOST_DEVICE static double value(double r2)
     {
         const double s = std::sqrt(3.0 * r2);
         return (1.0 + s) * exp_nonpositive(-s);
     }
-    static void value_and_slope(double r2, double& f, double& slope)
+    GPRAT_HOST_DEVICE static void value_and_slope(double r2, double& f, double& slope)
     {
         const double s = std::sqrt(3.0 * r2);
         const double e = exp_nonpositive(-s);
@@ -45,12 +45,12 @@ struct Matern32Shape
 struct Matern52Shape
 {
     static constexpr const char* name = "Matern52";
-    static double value(double r2)
+    GPRAT_HOST_DEVICE static double value(double r2)
     {
         const double s = std::sqrt(5.0 * r2);
         return (1.0 + s + 5.0 / 3.0 * r2) * exp_nonpositive(-s);
     }
-    static void value_and_slope(double r2, double& f, double& slope)
+    GPRAT_HOST_DEVICE static void value_and_slope(double r2, double& f, double& slope)
     {
         const double s = std::sqrt(5.0 * r2);
         const double e = exp_nonpositive(-s);

@@ -11,8 +11,8 @@ namespace gprat::kernels {
 struct SquaredExponentialShape
 {
     static constexpr const char* name = "SquaredExponential";
-    static double value(double r2) { return exp_nonpositive(-0.5 * r2); }
-    static void value_and_slope(double r2, double& f, double& slope)
+    GPRAT_HOST_DEVICE static double value(double r2) { return exp_nonpositive(-0.5 * r2); }
+    GPRAT_HOST_DEVICE static void value_and_slope(double r2, double& f, double& slope)
     {
         f = exp_nonpositive(-0.5 * r2);
         slope = -0.5 * f;
