@@ -311,16 +311,7 @@ class _Composite(Kernel):
         return np.vstack([self.k1.bounds, self.k2.bounds])
 
     def with_theta(self, theta):
-        """Return a copy with ``theta`` split between k1 and k2.
-
-        Parameters
-        ----------
-        theta : array-like of shape (n_params,)
-
-        Returns
-        -------
-        Kernel
-        """
+        """A copy with ``theta`` (array-like of shape (n_params,)) split between k1 and k2."""
         theta = check_theta(theta, self.n_params)
         p = self.k1.n_params
         return type(self)(self.k1.with_theta(theta[:p]), self.k2.with_theta(theta[p:]))

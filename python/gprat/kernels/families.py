@@ -24,6 +24,11 @@ from .base import Family, _check_parameter
 __all__ = ["RationalQuadratic", "Periodic", "Linear", "Constant", "White"]
 
 
+def _reads_no_inputs(self, n_features):
+    """inf for every feature: this kernel does not read the inputs (see :meth:`Family.input_scales`)."""
+    return np.full(n_features, np.inf)
+
+
 class _Simple(Family):
     """A family of named scalar parameters (``_PARAMS``), each positive and finite."""
 
@@ -137,18 +142,7 @@ class Constant(_Simple):
     def __init__(self, constant_value=1.0, active_dims=None, fixed=()):
         super().__init__(constant_value, active_dims=active_dims, fixed=fixed)
 
-    def input_scales(self, n_features):
-        """inf for every feature: the constant does not read the inputs.
-
-        Parameters
-        ----------
-        n_features : int
-
-        Returns
-        -------
-        ndarray of shape (n_features,)
-        """
-        return np.full(n_features, np.inf)
+    input_scales = _reads_no_inputs
 
 
 class White(_Simple):
@@ -175,15 +169,4 @@ class White(_Simple):
     def __init__(self, noise_level=1.0, active_dims=None, fixed=()):
         super().__init__(noise_level, active_dims=active_dims, fixed=fixed)
 
-    def input_scales(self, n_features):
-        """inf for every feature: white noise does not read the inputs.
-
-        Parameters
-        ----------
-        n_features : int
-
-        Returns
-        -------
-        ndarray of shape (n_features,)
-        """
-        return np.full(n_features, np.inf)
+    input_scales = _reads_no_inputs

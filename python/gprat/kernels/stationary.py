@@ -86,16 +86,7 @@ class Stationary(Family):
         return super()._to_core()
 
     def input_scales(self, n_features):
-        """Per-feature lengthscale (inf on inactive features): distances are taken of x / lengthscale.
-
-        Parameters
-        ----------
-        n_features : int
-
-        Returns
-        -------
-        ndarray of shape (n_features,)
-        """
+        """Per-feature lengthscale, inf on inactive features (see :meth:`Family.input_scales`): distances are of x / lengthscale."""
         if not self.ard:
             return self._on_active(n_features, self.lengthscale)
         out = np.full(n_features, np.inf)
