@@ -576,7 +576,6 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else None
 
             result = lbfgsb_with_failed_points(finite_obj_func, initial_theta, bounds, max_iter=15000)
-            failed = finite_obj_func(result.x) is None if not np.isfinite(result.fun) or result.fun >= 1e10 else False
             if not result.success:
                 warnings.warn(
                     f"lbfgs failed to converge (status={result.status}): {result.message}. "
@@ -584,7 +583,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     ConvergenceWarning,
                     stacklevel=3,
                 )
-            return result.x, (np.inf if failed else result.fun)
+            return result.x, (np.inf if result.ended_on_failed_point else result.fun)
         if callable(self.optimizer):
             theta_opt, func_min = self.optimizer(obj_func, initial_theta, bounds=bounds)
             theta_opt = np.asarray(theta_opt, dtype=np.float64)

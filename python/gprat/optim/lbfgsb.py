@@ -29,20 +29,27 @@ def lbfgsb_with_failed_points(fun, x0, bounds, max_iter, callback=None):
     Returns
     -------
     scipy.optimize.OptimizeResult
+        With ``ended_on_failed_point``: whether the value it reports is one of the stand-in
+        values given for failed points (its true value is then unknown).
     """
     best = [np.inf]
+    stand_ins = set()
 
     def wrapped(x):
         out = fun(x)
         if out is None:
-            return failed_point_value(best[0]), np.zeros_like(x)
+            value = failed_point_value(best[0])
+            stand_ins.add(value)
+            return value, np.zeros_like(x)
         best[0] = min(best[0], out[0])
         return out
 
-    return scipy.optimize.minimize(
+    result = scipy.optimize.minimize(
         wrapped, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
         options={"maxiter": int(max_iter)},
     )
+    result.ended_on_failed_point = float(result.fun) in stand_ins
+    return result
 
 
 def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callback=None):

@@ -108,12 +108,21 @@ class Objective:
 
     def __call__(self, x):
         """(loss, gradient over the trainable entries) at trainable entries `x`, or None if failed."""
+        return self._evaluate(x, True)
+
+    def value_only(self, x):
+        """The loss at trainable entries `x` without its gradient (None if failed); counts for the best point."""
+        return self._evaluate(x, False)
+
+    def _evaluate(self, x, eval_gradient):
+        """One trial point: a failed one is counted and gives None; a good one updates last and best."""
         full = self.full(x)
         try:
-            value, grad = self.fun(full, True)
+            out = self.fun(full, eval_gradient)
         except NotPositiveDefiniteError:
             self.failures += 1
             return None
+        value, grad = out if eval_gradient else (out, 0.0)
         loss = self.sign * float(value)
         grad = self.sign * np.asarray(grad, dtype=np.float64)
         if not np.isfinite(loss) or not np.all(np.isfinite(grad)):
@@ -122,23 +131,7 @@ class Objective:
         self.last_x, self.last_loss = full, loss
         if loss < self.best_loss:
             self.best_x, self.best_loss = full.copy(), loss
-        return loss, grad[self.mask]
-
-    def value_only(self, x):
-        """The loss at trainable entries `x` without its gradient (None if failed); counts for the best point."""
-        full = self.full(x)
-        try:
-            loss = self.sign * float(self.fun(full, False))
-        except NotPositiveDefiniteError:
-            self.failures += 1
-            return None
-        if not np.isfinite(loss):
-            self.failures += 1
-            return None
-        self.last_x, self.last_loss = full, loss
-        if loss < self.best_loss:
-            self.best_x, self.best_loss = full.copy(), loss
-        return loss
+        return (loss, grad[self.mask]) if eval_gradient else loss
 
     def evaluated(self):
         """Whether any trial point succeeded."""
