@@ -199,9 +199,6 @@ class Family(Kernel):
     def _tree_spec(self):
         return [(self._core_name, [float(v) for v in self._values()], list(self.active_dims or ()))]
 
-    def _n_active(self, n_features):
-        return len(self.active_dims) if self.active_dims is not None else n_features
-
     def _on_active(self, n_features, scale):
         """Per-feature array: `scale` on the active features, inf elsewhere."""
         out = np.full(n_features, np.inf)
