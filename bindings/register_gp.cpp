@@ -28,6 +28,41 @@ struct BoundExactGP
                  X.shape(1), nb)
     {}
 
+    /// A copy of `other` (factor included) with k rows added: X_all, y_all hold other's data then
+    /// the new rows (condition_on).
+    BoundExactGP(const BoundExactGP& other, CArray<T> X_all, CArray<T> y_all, const std::vector<double>& fixed_new)
+        : X(std::move(X_all)), y(std::move(y_all)), engine(other.engine)
+    {
+        const Index k = checked_new_rows(other, X, y);
+        const T* xp = X.data();
+        const T* yp = y.data();
+        without_gil([&] { engine.add_observations(xp, yp, k, fixed_new); });
+    }
+
+    /// k = rows added, after checking X_all and y_all against the fitted data's shape.
+    static Index checked_new_rows(const BoundExactGP& g, const CArray<T>& X_all, const CArray<T>& y_all)
+    {
+        const Index n = g.engine.n();
+        GPRAT_EXPECTS(X_all.ndim() == 2 && X_all.shape(1) == g.engine.d() && X_all.shape(0) > n,
+                      "X must be 2-D with " << g.engine.d() << " features and more than " << n << " rows");
+        GPRAT_EXPECTS(y_all.ndim() == g.y.ndim() && y_all.shape(0) == X_all.shape(0) &&
+                          (y_all.ndim() == 1 || y_all.shape(1) == g.engine.outputs()),
+                      "y must have one row per row of X and " << g.engine.outputs() << " output(s) as at fit");
+        return X_all.shape(0) - n;
+    }
+
+    /// Add the rows of X_all, y_all past the current n (add_observations); the wrapper then keeps
+    /// the new arrays alive.
+    void add_observations(CArray<T> X_all, CArray<T> y_all, const std::vector<double>& fixed_new)
+    {
+        const Index k = checked_new_rows(*this, X_all, y_all);
+        const T* xp = X_all.data();
+        const T* yp = y_all.data();
+        without_gil([&] { engine.add_observations(xp, yp, k, fixed_new); });
+        X = std::move(X_all);
+        y = std::move(y_all);
+    }
+
     /// noise: the learned noise variance (None: none); fixed_noise: per-sample noise (None: none);
     /// mean: initial constant mean, one per output (None: zero mean, not learned).
     static gp::ExactGPOptions options(const CArray<T>& X, const CArray<T>& y, std::optional<double> noise,
@@ -114,6 +149,19 @@ void define(py::module_& m, const char* name)
                 return py::make_tuple(mean, var, cov);
             },
             py::arg("Xs").noconvert(), py::arg("return_var"), py::arg("return_cov"), py::arg("include_noise"))
+        .def("add_observations", &G::add_observations, py::arg("X").noconvert(), py::arg("y").noconvert(),
+             py::arg("fixed_noise"),
+             "Extend the fitted factor by the rows of X, y past n (the first n rows must be the training "
+             "data): a block update, hyperparameters unchanged. fixed_noise: the new rows' per-sample noise "
+             "(empty without one).")
+        .def(
+            "conditioned_on",
+            [](const G& g, CArray<T> X_all, CArray<T> y_all, const std::vector<double>& fixed_new) {
+                return std::make_unique<G>(g, std::move(X_all), std::move(y_all), fixed_new);
+            },
+            py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("fixed_noise"),
+            "A new engine: this one's factor extended by the rows past n (as add_observations); this one is "
+            "unchanged.")
         .def("cholesky_factor",
              [](G& g) {
                  py::array_t<T> out({g.engine.n(), g.engine.n()});

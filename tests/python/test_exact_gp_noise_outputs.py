@@ -308,7 +308,7 @@ def test_default_theta_layout_is_unchanged(rng):
 def test_fit_memory_estimate_counts_the_outputs():
     one = gprat.ExactGP.fit_bytes(1000, tile_size=100)
     eight = gprat.ExactGP.fit_bytes(1000, tile_size=100, n_outputs=8)
-    assert eight - one == 7 * 1000 * 8  # seven more columns of alpha in float64
+    assert eight - one == 2 * 7 * 1000 * 8  # seven more columns of alpha and of z = L \ y, in float64
 
 
 # ----------------------------------------------------------------------------- model files

@@ -58,6 +58,8 @@ _SCALED_INPUT_LIMIT = 5e149
 #: ``noise`` is the learned noise variance (None: none), ``fixed`` the per-sample noise (None:
 #: none), ``mean`` the constant mean (None: zero mean) and ``outputs`` p, the columns of y.
 _Fitted = namedtuple("_Fitted", "core jitter kernel noise X y n_features x_abs_max fixed mean outputs")
+#: Training data with new rows appended (add_observations): new_noise is the new rows' fixed noise.
+_Grown = namedtuple("_Grown", "X y fixed abs_max k new_noise")
 
 _INSTANCES = weakref.WeakSet()
 #: Engines abandoned in a fork() child: their lock may be held by a thread that does not exist
@@ -628,6 +630,138 @@ class ExactGP:
             self._fitted = _Fitted(core, jitter, kernel, learned, X, y, X.shape[1], abs_max, fixed, mean, outputs)
             self._stale = False
         return self
+
+    # ------------------------------------------------------- new observations
+    def add_observations(self, X, y, noise_variance=None):
+        """Add training points without refactoring: a block update of the Cholesky factor.
+
+        With ``L`` the current factor, ``B = L^{-1} K(X, X_new)`` and
+        ``C = chol(K(X_new, X_new) + noise - B^T B)``, the factor of the grown matrix is
+        ``[[L, 0], [B^T, C]]``, and alpha follows from one triangular solve: O(n^2 k) work for
+        k new points instead of O(n^3). The hyperparameters (and ``jitter_``) do not change; the
+        result equals ``fit`` on the combined data at the same hyperparameters up to rounding.
+
+        Two cases refit instead, with the jitter policy, and give what ``fit`` would: when the new
+        block is not numerically positive definite at the current jitter (e.g. a new point
+        duplicates an old one with zero noise), and when the model has grown to more than twice
+        the rows its tiles were chosen for (the tile size stays that of the first fit otherwise,
+        and a model grown point by point from a handful of rows would run on tiny tiles). Both are
+        rare in a BO loop: the second happens about once per doubling of n.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_new, n_features)
+        y : array-like of shape (n_new,) or (n_new, n_outputs), as the training targets
+        noise_variance : array-like of shape (n_new,) or None, default=None
+            The new rows' per-sample noise variances; required when the model has a per-sample
+            ``noise_variance``, refused otherwise (a scalar noise applies to the new rows too).
+
+        Returns
+        -------
+        self : ExactGP
+            ``X_train_``, ``y_train_`` and a per-sample ``noise_variance`` now include the new rows.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError, TypeError
+            For unusable X, y or noise_variance (another feature or output count, mismatched
+            rows, NaN, negative noise...). The model is unchanged, as after any failure.
+        NotPositiveDefiniteError
+            If the grown matrix is not positive definite even with jitter (from the refit).
+        """
+        with self._lock:
+            state = self._snapshot("add_observations")
+            grown = self._grown(state, X, y, noise_variance)
+            self._fitted = self._extended_state(state, grown, in_place=True)
+            self.X_train_, self.y_train_ = grown.X, grown.y
+            if grown.fixed is not None:
+                self.noise_variance = grown.fixed
+        return self
+
+    def condition_on(self, X, y, noise_variance=None):
+        """A new model conditioned on more observations (a "fantasy" model for batch BO).
+
+        The same block update as :meth:`add_observations`, applied to a copy of this model's
+        factor: the new model has the combined data and this model's hyperparameters, and this
+        model is left unchanged. Costs a copy of the factor (O(n^2) memory traffic) plus the
+        O(n^2 k) update.
+
+        Parameters
+        ----------
+        X, y, noise_variance
+            As for :meth:`add_observations`.
+
+        Returns
+        -------
+        ExactGP
+            A fitted model (same kernel, noise, mean, dtype, device and options as this one).
+        """
+        state = self._snapshot("condition_on")
+        grown = self._grown(state, X, y, noise_variance)
+        noise = self.noise_variance if grown.fixed is None else grown.fixed
+        model = ExactGP(state.kernel, noise_variance=noise, learned_noise=self.learned_noise,
+                        mean_constant=state.mean, tile_size=self.tile_size, dtype=self.dtype,
+                        max_jitter=self.max_jitter, device=self.device)
+        model._fitted = model._extended_state(state, grown, in_place=False)
+        model.X_train_, model.y_train_ = grown.X, grown.y
+        model.n_features_in_ = state.n_features
+        return model
+
+    def _grown(self, state, X, y, noise_variance):
+        """The training data with the new rows appended, after checking them against `state`."""
+        X = as_matrix(X, "X", self.dtype, n_features=state.n_features)
+        k = X.shape[0]
+        y = _as_targets(y, self.dtype, k)
+        outputs = 1 if y.ndim == 1 else y.shape[1]
+        if outputs != state.outputs:
+            raise ValueError(f"y must have {state.outputs} output(s) as at fit; got y.shape={y.shape}")
+        if state.fixed is None:
+            if noise_variance is not None:
+                raise ValueError(
+                    "noise_variance for the new rows is for a model with a per-sample noise_variance; this one has "
+                    f"noise_variance={self.noise_variance!r}, which applies to the new rows too: pass None"
+                )
+            fixed = None
+        else:
+            if noise_variance is None:
+                raise ValueError(f"this model has a per-sample noise_variance: give noise_variance for the {k} new row(s)")
+            new_noise = _check_noise(noise_variance)
+            if np.ndim(new_noise) == 0 or new_noise.shape[0] != k:
+                raise ValueError(f"noise_variance must have one entry per new row; got {np.shape(noise_variance)} for "
+                                 f"{k} row(s)")
+            fixed = np.concatenate([state.fixed, new_noise])
+        abs_max = np.maximum(state.x_abs_max, _abs_max(X))
+        _check_scale(abs_max, state.kernel, "add_observations")
+        X_all = np.ascontiguousarray(np.concatenate([state.X, X]))
+        y_all = np.ascontiguousarray(np.concatenate([state.y, y]))
+        n = X_all.shape[0]
+        nb = state.core.tile_size
+        # new bytes: the grown tiles (the kept ones move) and the update's B (n x k)
+        check_fits(self._engine_type().fit_bytes(n, nb, outputs) - self._engine_type().fit_bytes(state.X.shape[0], nb, outputs)
+                   + state.X.shape[0] * k * np.dtype(self.dtype).itemsize, f"adding {k} observations")
+        return _Grown(X_all, y_all, fixed, abs_max, k, None if fixed is None else [float(v) for v in fixed[-k:]])
+
+    def _extended_state(self, state, grown, in_place):
+        """The fitted state with `grown`'s rows: a block update of state's engine (in place, or of
+        a copy), or a refit where the update does not apply (see add_observations)."""
+        n = grown.X.shape[0]
+        wanted = self.tile_size or _core.choose_tile_size(n, _core.num_threads())
+        if 2 * state.core.tile_size >= min(wanted, n):
+            try:
+                with self._engine_call():
+                    if in_place:
+                        state.core.add_observations(grown.X, grown.y, grown.new_noise or [])
+                        core = state.core
+                    else:
+                        core = state.core.conditioned_on(grown.X, grown.y, grown.new_noise or [])
+                return state._replace(core=core, X=grown.X, y=grown.y, x_abs_max=grown.abs_max, fixed=grown.fixed)
+            except NotPositiveDefiniteError:
+                pass  # the new block needs another jitter: refit below, with the policy
+        core = self._make_core(state.kernel, grown.X, grown.y, state.noise, grown.fixed, state.mean, self.tile_size)
+        jitter = self._factorize(core, state.kernel, state.noise, grown.fixed, state.mean, set_theta=False, X=grown.X)
+        return state._replace(core=core, jitter=jitter, X=grown.X, y=grown.y, x_abs_max=grown.abs_max, fixed=grown.fixed)
 
     @staticmethod
     def fit_bytes(n_samples, tile_size=None, dtype=np.float64, n_outputs=1):

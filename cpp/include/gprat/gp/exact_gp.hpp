@@ -218,19 +218,66 @@ class ExactGP
         tiles::copy_to_row_major(K_, out, n_);
     }
 
+    /// A model equal to `other` (same data pointers, hyperparameters, jitter and factor, copied):
+    /// the start of a fantasy model (condition_on).
+    ExactGP(const ExactGP& other)
+        : ExactGP(other, std::shared_lock(other.mutex_))
+    {}
+    ExactGP& operator=(const ExactGP&) = delete;
+
+    /// Add k observations (rows X_all[n:], Y_all[n:]) with the hyperparameters unchanged, by a
+    /// block update of the factor instead of a refactorization:
+    ///   K' = [K  K_XN; K_NX  K_NN + D_N] = L' L'^T,   L' = [L  0; B^T  C],
+    ///   B = L \ K_XN (n x k),   C = chol(K_NN + D_N - B^T B) (k x k),
+    ///   z' = L' \ (Y' - 1 c^T) = [z; C \ (Y_N - 1 c^T - B^T z)],   A' = L'^T \ z',
+    /// with D_N the new rows' diagonal (their fixed noise + sigma2 + jitter) and z = L \ (Y - 1 c^T)
+    /// kept from the last factorization. Cost n^2 k (B) + n k^2 + k^3 (C) + n^2 p (A'), against
+    /// n^3/3 for a refactorization; the tiles of L that keep their shape are moved, not copied.
+    /// Without a current factor (never fitted, theta changed, or K^{-1} in place after a training
+    /// step) only the data change and the next use factorizes at n + k.
+    /// @param X_all row-major (n + k, d): the current inputs followed by the new ones; Y_all (n + k, p)
+    ///        likewise. Both are borrowed like X and Y; their first n rows must equal the current data.
+    /// @param fixed_noise_new the new rows' per-sample noise (k entries) when the model has a fixed
+    ///        noise, else empty.
+    /// @throws NotPositiveDefinite if K_NN + D_N - B^T B is not positive definite; the model is then
+    ///        unchanged, as on any other failure.
+    void add_observations(const T* X_all, const T* Y_all, Index k, std::span<const double> fixed_noise_new)
+    {
+        GPRAT_EXPECTS(k >= 1, "add_observations needs at least one new row; got " << k);
+        GPRAT_EXPECTS(static_cast<Index>(fixed_noise_new.size()) == (has_fixed_noise() ? k : 0),
+                      (has_fixed_noise() ? "the model has a per-sample noise: give one noise value per new row ("
+                                         : "the model has no per-sample noise: give no noise values (")
+                          << (has_fixed_noise() ? k : 0) << " expected); got " << fixed_noise_new.size());
+        for (double v : fixed_noise_new)
+            GPRAT_EXPECTS(std::isfinite(v) && v >= 0.0, "per-sample noise variances must be finite and >= 0; got " << v);
+        std::unique_lock lock(mutex_);
+        std::vector<double> fixed = fixed_noise_;
+        fixed.insert(fixed.end(), fixed_noise_new.begin(), fixed_noise_new.end());
+        if (!factor_valid_locked()) {
+            factor_holds_cholesky_ = false;
+            X_ = X_all;
+            y_ = Y_all;
+            n_ += k;
+            fixed_noise_ = std::move(fixed);
+            return;
+        }
+        extend_factor_locked(X_all, Y_all, k, std::move(fixed));
+    }
+
     // Memory estimates. The engine owns them: each is computed from the same helpers the
     // algorithms below use to size what they allocate, so they cannot drift apart. nb is the
     // model's tile size (tile_size(); larger values are clamped to n as the constructor does).
 
-    /// Bytes the model holds once fitted (K and alpha tiles): what fit will allocate.
+    /// Bytes the model holds once fitted (K, alpha and z tiles): what fit will allocate.
     /// @param outputs p, the columns of alpha.
     static std::size_t fit_bytes(Index n, Index nb, Index outputs = 1)
     {
         check_sizes(n, 1, nb);
         GPRAT_EXPECTS(outputs >= 1, "outputs must be positive; got " << outputs);
         nb = std::min(nb, n);
+        // K, alpha and z = L \ (Y - 1 c^T) (kept for add_observations)
         return Matrix::bytes_needed(n, n, nb, tiles::Structure::SymmetricLower) +
-               Matrix::bytes_needed(n, outputs, nb, alpha_column_tile(nb, outputs), tiles::Structure::General);
+               2 * Matrix::bytes_needed(n, outputs, nb, alpha_column_tile(nb, outputs), tiles::Structure::General);
     }
 
     /// Bytes a training step with the gradient allocates beyond fit_bytes: the per-tile partial
@@ -382,6 +429,7 @@ class ExactGP
         if (K_.rows() != n_) {
             K_ = Matrix(n_, n_, nb_, tiles::Structure::SymmetricLower);
             alpha_ = Matrix(n_, p_, nb_, alpha_column_tile(nb_, p_));
+            z_ = Matrix(n_, p_, nb_, alpha_column_tile(nb_, p_));
         }
         const Index nt = K_.nt();
         std::vector<double> log_diag(static_cast<std::size_t>(nt), 0.0);
@@ -404,6 +452,7 @@ class ExactGP
                   },
                   linalg::write(alpha_, i, 0));
         linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
+        if (!gradient) copy_tiles(alpha_, z_, g);         // z <- L \ y, for add_observations
         linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
         for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
             g.add("logdet", 0,
@@ -438,27 +487,10 @@ class ExactGP
         }
         g.wait();
 
-        // sum_j (y_j - c_j)^T a_j, and 1^T a_j for the mean gradient
-        double y_alpha = 0.0, log_det = 0.0;
+        double log_det = 0.0;
+        for (Index i = 0; i < nt; ++i) log_det += 2.0 * log_diag[static_cast<std::size_t>(i)];
         std::vector<double> alpha_sum(static_cast<std::size_t>(p_), 0.0);
-        for (Index i = 0; i < nt; ++i) {
-            const tiles::TileView<T> a = alpha_.tile(i, 0);
-            const T* y = y_ + K_.row0(i) * p_;
-            if (p_ == 1 && !constant_mean_) {
-                for (Index r = 0; r < a.rows(); ++r) y_alpha += static_cast<double>(y[r]) * static_cast<double>(a(r, 0));
-            } else {
-                for (Index col = 0; col < p_; ++col)
-                    for (Index r = 0; r < a.rows(); ++r) {
-                        const double ar = static_cast<double>(a(r, col));
-                        y_alpha += (static_cast<double>(y[r * p_ + col]) - c[static_cast<std::size_t>(col)]) * ar;
-                        alpha_sum[static_cast<std::size_t>(col)] += ar;
-                    }
-            }
-            log_det += 2.0 * log_diag[static_cast<std::size_t>(i)];
-        }
-        const double p = static_cast<double>(p_);
-        const double lml = -0.5 * y_alpha - 0.5 * p * log_det -
-                           0.5 * static_cast<double>(n_ * p_) * std::log(2.0 * std::numbers::pi);
+        const double lml = lml_from_solution(c, log_det, alpha_sum);
         if (gradient) {
             for (Index q = 0; q < grad_entries; ++q) gradient[q] = 0.0;
             for (std::size_t s = 0; s < partial.size(); s += static_cast<std::size_t>(grad_entries))
@@ -473,6 +505,148 @@ class ExactGP
             lml_ = lml;
         }
         return lml;
+    }
+
+    ExactGP(const ExactGP& other, std::shared_lock<std::shared_mutex>)
+        : kernel_(other.kernel_), learned_noise_(other.learned_noise_), fixed_noise_(other.fixed_noise_),
+          mean_(other.mean_), jitter_(other.jitter_), X_(other.X_), y_(other.y_), n_(other.n_), d_(other.d_),
+          p_(other.p_), nb_(other.nb_), constant_mean_(other.constant_mean_), K_(other.K_.clone()),
+          alpha_(other.alpha_.clone()), z_(other.z_.clone()), factor_holds_cholesky_(other.factor_holds_cholesky_),
+          factor_theta_(other.factor_theta_), factor_jitter_(other.factor_jitter_), lml_(other.lml_)
+    {}
+
+    /// The block update of add_observations on a valid factor (see there).
+    void extend_factor_locked(const T* X_all, const T* Y_all, Index k, std::vector<double> fixed)
+    {
+        const Index n0 = n_, n1 = n_ + k, cols = alpha_column_tile(nb_, p_);
+        const T* Xn = X_all + n0 * d_;
+        const T* Yn = Y_all + n0 * p_;
+        const double scalar = learned_noise_.value_or(0.0) + jitter_;
+        std::vector<double> rows_new;  // D_N per row, with a fixed noise
+        if (has_fixed_noise())
+            for (Index r = 0; r < k; ++r) rows_new.push_back(fixed[static_cast<std::size_t>(n0 + r)] + scalar);
+
+        // Phase 1, nothing of the model touched: B, C and the new rows of z.
+        Matrix B(n0, k, nb_), C(k, k, nb_, tiles::Structure::SymmetricLower), Bz(k, p_, nb_, cols), zn(k, p_, nb_, cols);
+        {
+            runtime::TaskGraph g;
+            assemble_covariance(B, X_, Xn, d_, kernel_, 0.0, g);  // K_XN
+            linalg::solve_lower(K_, Op::NoTrans, B, g);           // B = L \ K_XN
+            assemble_covariance(C, Xn, Xn, d_, kernel_, scalar, g, rows_new.empty() ? nullptr : rows_new.data());
+            linalg::subtract_gram(B, C, g);  // K_NN + D_N - B^T B
+            linalg::cholesky(C, g);          // C
+            linalg::transpose_times(B, z_, Bz, g);  // B^T z
+            for (Index i = 0; i < zn.mt(); ++i)      // zn <- Y_N - 1 c^T - B^T z
+                g.add("copy_y", 0,
+                      [y = Yn + zn.row0(i) * p_, p = p_, this](tiles::TileView<T> bz, tiles::TileView<T> out) {
+                          for (Index col = 0; col < p; ++col)
+                              for (Index r = 0; r < out.rows(); ++r)
+                                  out(r, col) = static_cast<T>(static_cast<double>(y[r * p + col]) -
+                                                               mean_[static_cast<std::size_t>(col)] -
+                                                               static_cast<double>(bz(r, col)));
+                      },
+                      linalg::read(Bz, i, 0), linalg::write(zn, i, 0));
+            linalg::solve_lower(C, Op::NoTrans, zn, g);  // C \ (...)
+            g.wait();
+        }
+
+        // Phase 2: allocate the grown matrices (may throw; nothing moved yet), then move the kept
+        // tiles in, fill the others from L (its ragged last tile row), B^T, C and zn, and solve.
+        Matrix K1 = K_.grown_shell(n1, n1), z1 = z_.grown_shell(n1, p_), a1 = alpha_.grown_shell(n1, p_);
+        K1.adopt_kept_tiles(K_);
+        z1.adopt_kept_tiles(z_);
+        a1.adopt_kept_tiles(alpha_);
+        {
+            runtime::TaskGraph g;
+            const Index t0 = n0 / nb_;  // first tile row that holds a new row
+            for (Index j = 0; j <= K1.nt() - 1; ++j)
+                for (Index i = std::max(j, t0); i < K1.mt(); ++i)
+                    g.add("grow_factor", 0,
+                          [&, i, j](tiles::TileView<T> t) {
+                              const Index r0 = K1.row0(i), c0 = K1.col0(j);
+                              const Index old_rows = std::clamp<Index>(n0 - r0, 0, t.rows());
+                              for (Index cc = 0; cc < t.cols(); ++cc) {
+                                  const Index c = c0 + cc;
+                                  T* out = t.data() + cc * t.ld();
+                                  if (old_rows > 0 && c < n0)  // rows < n0: L's ragged tile (i, j)
+                                      std::copy_n(K_.tile(i, j).data() + cc * K_.tile(i, j).ld(), old_rows, out);
+                                  else if (old_rows > 0)  // rows < n0 <= c: above the diagonal
+                                      std::fill_n(out, old_rows, T(0));
+                                  for (Index rr = old_rows; rr < t.rows(); ++rr) {
+                                      const Index r = r0 + rr - n0;  // row of the new block
+                                      out[rr] = c < n0 ? entry(B, c, r) : (c - n0 <= r ? entry(C, r, c - n0) : T(0));
+                                  }
+                                  if (i == j)  // the strict upper part of a diagonal tile is zero
+                                      for (Index rr = 0; rr < std::min(cc, t.rows()); ++rr) out[rr] = T(0);
+                              }
+                          },
+                          linalg::write(K1, i, j));
+            for (Index i = t0; i < z1.mt(); ++i)
+                g.add("grow_z", 0,
+                      [&, i](tiles::TileView<T> t) {
+                          const Index r0 = z1.row0(i);
+                          const Index old_rows = std::clamp<Index>(n0 - r0, 0, t.rows());
+                          for (Index col = 0; col < t.cols(); ++col) {
+                              if (old_rows > 0) std::copy_n(z_.tile(i, 0).data() + col * z_.tile(i, 0).ld(), old_rows, t.data() + col * t.ld());
+                              for (Index rr = old_rows; rr < t.rows(); ++rr) t(rr, col) = entry(zn, r0 + rr - n0, col);
+                          }
+                      },
+                      linalg::write(z1, i, 0));
+            copy_tiles(z1, a1, g);
+            linalg::solve_lower(K1, Op::Trans, a1, g);  // A' = L'^T \ z'
+            g.wait();
+        }
+        K_ = std::move(K1);
+        z_ = std::move(z1);
+        alpha_ = std::move(a1);
+        X_ = X_all;
+        y_ = Y_all;
+        n_ = n1;
+        fixed_noise_ = std::move(fixed);
+        std::vector<double> alpha_sum(static_cast<std::size_t>(p_), 0.0);
+        lml_ = lml_from_solution(mean_, linalg::log_determinant_from_factor(K_), alpha_sum);
+    }
+
+    /// Entry (r, c) of a tiled matrix (stored part).
+    static T entry(const Matrix& A, Index r, Index c)
+    {
+        return A.tile(r / A.nb(), c / A.nbc())(r % A.nb(), c % A.nbc());
+    }
+
+    /// log p(Y|X) = sum_j [-1/2 (y_j - c_j)^T a_j] - p/2 log det K - p n/2 log(2 pi) from alpha_ and
+    /// log det K; alpha_sum[j] <- 1^T a_j (the mean gradient).
+    double lml_from_solution(const std::vector<double>& c, double log_det, std::vector<double>& alpha_sum) const
+    {
+        double y_alpha = 0.0;
+        for (Index i = 0; i < alpha_.mt(); ++i) {
+            const tiles::TileView<T> a = alpha_.tile(i, 0);
+            const T* y = y_ + alpha_.row0(i) * p_;
+            if (p_ == 1 && !constant_mean_) {
+                for (Index r = 0; r < a.rows(); ++r) y_alpha += static_cast<double>(y[r]) * static_cast<double>(a(r, 0));
+            } else {
+                for (Index col = 0; col < p_; ++col)
+                    for (Index r = 0; r < a.rows(); ++r) {
+                        const double ar = static_cast<double>(a(r, col));
+                        y_alpha += (static_cast<double>(y[r * p_ + col]) - c[static_cast<std::size_t>(col)]) * ar;
+                        alpha_sum[static_cast<std::size_t>(col)] += ar;
+                    }
+            }
+        }
+        return -0.5 * y_alpha - 0.5 * static_cast<double>(p_) * log_det -
+               0.5 * static_cast<double>(n_ * p_) * std::log(2.0 * std::numbers::pi);
+    }
+
+    /// Tasks dst(i, j) <- src(i, j) for every tile (same shape and tiling).
+    static void copy_tiles(const Matrix& src, const Matrix& dst, runtime::TaskGraph& g)
+    {
+        for (Index j = 0; j < src.nt(); ++j)
+            for (Index i = 0; i < src.mt(); ++i)
+                g.add("copy", 0,
+                      [](tiles::TileView<T> a, tiles::TileView<T> b) {
+                          for (Index col = 0; col < a.cols(); ++col)
+                              std::copy(a.data() + col * a.ld(), a.data() + col * a.ld() + a.rows(), b.data() + col * b.ld());
+                      },
+                      linalg::read(src, i, j), linalg::write(dst, i, j));
     }
 
     void predict_locked(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise) const
@@ -540,7 +714,8 @@ class ExactGP
 
     mutable std::shared_mutex mutex_;
     Matrix K_;      ///< lower tiles: K, L (factor_holds_cholesky_) or K^{-1} after a gradient step
-    Matrix alpha_;  ///< n x 1
+    Matrix alpha_;  ///< A = K^{-1} (Y - 1 c^T), n x p
+    Matrix z_;      ///< z = L \ (Y - 1 c^T), n x p: with L, what add_observations extends
     bool factor_holds_cholesky_ = false;
     std::vector<double> factor_theta_;
     double factor_jitter_ = 0.0;

@@ -144,6 +144,62 @@ class TiledMatrix
         return bytes_needed(rows, cols, nb, nb, structure);
     }
 
+    /// A deep copy (every stored tile copied).
+    TiledMatrix clone() const
+    {
+        TiledMatrix c(rows_, cols_, nb_, nbc_, structure_);
+        for (Index j = 0; j < nt_; ++j)
+            for (Index i = 0; i < mt_; ++i)
+                if (stored(i, j))
+                    std::memcpy(c.tiles_[c.slot(i, j)].get(), tiles_[slot(i, j)].get(),
+                                sizeof(T) * static_cast<std::size_t>(tile_rows(i) * tile_cols(j)));
+        return c;
+    }
+
+    // Growing a matrix (adding rows and columns at the end) without copying what stays: a tile of
+    // the grown matrix whose shape equals this one's tile (i, j) holds the same entries, so it can be
+    // moved instead of copied. Two phases keep a failure harmless: grown_shell allocates every
+    // other tile (it may throw std::bad_alloc; nothing is moved yet), adopt_kept_tiles then moves the
+    // kept tiles in and cannot fail.
+
+    /// A rows x cols matrix with this one's tiling and structure (rows >= rows(), cols >= cols())
+    /// whose tiles are allocated, uninitialised, except those this matrix can give
+    /// (kept_shape(i, j)), which stay empty until adopt_kept_tiles.
+    TiledMatrix grown_shell(Index rows, Index cols) const
+    {
+        GPRAT_EXPECTS(rows >= rows_ && cols >= cols_, "grown_shell: a matrix can only grow; got " << rows << "x" << cols
+                                                                                                   << " from " << rows_ << "x"
+                                                                                                   << cols_);
+        TiledMatrix g;
+        g.rows_ = rows;
+        g.cols_ = cols;
+        g.nb_ = nb_;
+        g.nbc_ = nbc_;
+        g.structure_ = structure_;
+        g.mt_ = (rows + nb_ - 1) / nb_;
+        g.nt_ = (cols + nbc_ - 1) / nbc_;
+        g.tiles_.resize(static_cast<std::size_t>(g.mt_ * g.nt_));
+        for (Index j = 0; j < g.nt_; ++j)
+            for (Index i = 0; i < g.mt_; ++i)
+                if (g.stored(i, j) && !keeps_tile_in(g, i, j))
+                    g.tiles_[g.slot(i, j)] = detail::aligned_array<T>(g.tile_rows(i) * g.tile_cols(j));
+        return g;
+    }
+
+    /// Whether tile (i, j) of `grown` (from grown_shell) is this matrix's tile (i, j), same shape.
+    bool keeps_tile_in(const TiledMatrix& grown, Index i, Index j) const noexcept
+    {
+        return i < mt_ && j < nt_ && stored(i, j) && tile_rows(i) == grown.tile_rows(i) && tile_cols(j) == grown.tile_cols(j);
+    }
+
+    /// Move the tiles `from` keeps in this grown shell (from.keeps_tile_in) into it; `from` loses them.
+    void adopt_kept_tiles(TiledMatrix& from) noexcept
+    {
+        for (Index j = 0; j < nt_; ++j)
+            for (Index i = 0; i < mt_; ++i)
+                if (from.keeps_tile_in(*this, i, j)) tiles_[slot(i, j)] = std::move(from.tiles_[from.slot(i, j)]);
+    }
+
   private:
     std::size_t slot(Index i, Index j) const noexcept { return static_cast<std::size_t>(i + j * mt_); }
 
