@@ -5,6 +5,7 @@
 #include <limits>
 #include <memory>
 #include <numbers>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <random>
@@ -506,7 +507,8 @@ void memory_case(Index n, Index m, Index nb)
     const std::size_t fitted = TileMemory::live() - before;
     CHECK_MSG(fitted == G::fit_bytes(n, nb), what << ": fit holds " << fitted << ", estimate " << G::fit_bytes(n, nb));
     CHECK_MSG(TileMemory::peak() - before == fitted, what << ": fit peak");
-    CHECK_EQ(fitted, static_cast<std::size_t>(stored_elements(n, n, nbm, nbm, true) + n) * sizeof(T));
+    // the lower tiles of K, alpha (n) and z = L \ y (n, kept for add_observations)
+    CHECK_EQ(fitted, static_cast<std::size_t>(stored_elements(n, n, nbm, nbm, true) + 2 * n) * sizeof(T));
 
     std::vector<T> mean(static_cast<std::size_t>(m)), var(static_cast<std::size_t>(m)), cov(static_cast<std::size_t>(m * m));
     for (const bool want_var : {false, true})
@@ -587,7 +589,10 @@ namespace {
 ///   K = s2 exp(-r^2 / (2 l^2)) + diag(s) + sigma2 I,  a_j = K^{-1} (y_j - c_j)
 ///   lml = sum_j -1/2 (y_j - c_j)^T a_j - p sum log L_ii - p n/2 log(2 pi)
 ///   d/dtheta_q = sum_j 1/2 a_j^T dK_q a_j - p/2 tr(K^{-1} dK_q),  d/dc_j = 1^T a_j
-void exact_gp_options_case(Index n, Index nb, bool learned, bool mean)
+/// With n0 < n the model is first fitted on the first n0 rows and then grown by add_observations
+/// (the block update of the factor), and must equal the same reference at n before any refit;
+/// a copy made before the update (the start of condition_on) must keep the n0-row model.
+void exact_gp_options_case(Index n, Index nb, bool learned, bool mean, Index n0 = 0)
 {
     const Index d = 2, p = 3, m = 4;
     const double l = 0.8, s2 = 1.2, sigma2 = 0.03;
@@ -607,7 +612,21 @@ void exact_gp_options_case(Index n, Index nb, bool learned, bool mean)
     o.outputs = p;
     o.constant_mean = mean;
     if (mean) o.mean = c;
-    gprat::gp::ExactGP<double> gp(gprat::kernels::SquaredExponential({l}, s2), o, X.data(), Y.data(), n, d, nb);
+    const bool grow = n0 > 0 && n0 < n;
+    std::vector<double> s_new;
+    if (grow) {
+        s_new.assign(s.begin() + n0, s.end());
+        o.fixed_noise.resize(static_cast<std::size_t>(n0));
+    }
+    gprat::gp::ExactGP<double> gp(gprat::kernels::SquaredExponential({l}, s2), o, X.data(), Y.data(), grow ? n0 : n, d, nb);
+    std::optional<gprat::gp::ExactGP<double>> before;
+    double lml_before = 0.0;
+    if (grow) {
+        lml_before = gp.fit();
+        before.emplace(gp);
+        gp.add_observations(X.data(), Y.data(), n - n0, s_new);
+        REQUIRE_EQ(gp.n(), n);
+    }
     const Index n_params = 2 + (learned ? 1 : 0) + (mean ? p : 0);
     REQUIRE_EQ(gp.n_params(), n_params);
     const std::vector<double> theta = gp.theta();
@@ -666,7 +685,32 @@ void exact_gp_options_case(Index n, Index nb, bool learned, bool mean)
         }
 
     const std::string what = "exact_gp options n=" + std::to_string(n) + " nb=" + std::to_string(nb) +
-                             (learned ? " learned" : "") + (mean ? " mean" : "");
+                             (learned ? " learned" : "") + (mean ? " mean" : "") +
+                             (grow ? " grown from n0=" + std::to_string(n0) : "");
+    auto check_predict = [&](const std::string& when) {
+        std::vector<double> mu(static_cast<std::size_t>(m * p)), var(static_cast<std::size_t>(m));
+        gp.predict(Xs.data(), m, mu.data(), var.data(), nullptr, false);
+        for (Index t = 0; t < m; ++t) {
+            long double v = s2;
+            std::vector<long double> ks(static_cast<std::size_t>(n));
+            for (Index i = 0; i < n; ++i) ks[static_cast<std::size_t>(i)] = s2 * std::exp(-0.5L * r2(&Xs[t * d], &X[i * d]));
+            for (Index a = 0; a < n; ++a)
+                for (Index b = 0; b < n; ++b) v -= ks[static_cast<std::size_t>(a)] * Kinv(a, b) * ks[static_cast<std::size_t>(b)];
+            CHECK_MSG(std::fabs(var[static_cast<std::size_t>(t)] - v) <= 1e-9L * s2, what << when << ": variance " << t);
+            for (Index j = 0; j < p; ++j) {
+                long double want_mu = c[static_cast<std::size_t>(j)];
+                for (Index i = 0; i < n; ++i) want_mu += ks[static_cast<std::size_t>(i)] * A(i, j);
+                CHECK_MSG(std::fabs(mu[static_cast<std::size_t>(t * p + j)] - want_mu) <= 1e-9L * std::max(1.0L, std::fabs(want_mu)),
+                          what << when << ": mean (" << t << ", " << j << ")");
+            }
+        }
+    };
+    if (grow) {  // the block-updated factor, before anything refactors
+        CHECK_MSG(std::fabs(gp.log_marginal_likelihood() - lml) <= 1e-10L * std::fabs(lml), what << ": lml after the update");
+        check_predict(" after the update");
+        CHECK_EQ(before->n(), n0);
+        CHECK_EQ(before->log_marginal_likelihood(), lml_before);
+    }
     CHECK_MSG(std::fabs(gp.fit() - lml) <= 1e-10L * std::fabs(lml), what << ": lml");
     std::vector<double> grad(theta.size());
     const double step = gp.training_step(theta, grad.data());
@@ -677,22 +721,7 @@ void exact_gp_options_case(Index n, Index nb, bool learned, bool mean)
         CHECK_MSG(std::fabs(grad[q] - want[q]) <= 1e-9L * std::max(std::fabs(want[q]), 1e-3L * scale),
                   what << ": gradient entry " << q << " = " << grad[q] << ", want " << static_cast<double>(want[q]));
 
-    std::vector<double> mu(static_cast<std::size_t>(m * p)), var(static_cast<std::size_t>(m));
-    gp.predict(Xs.data(), m, mu.data(), var.data(), nullptr, false);
-    for (Index t = 0; t < m; ++t) {
-        long double v = s2;
-        std::vector<long double> ks(static_cast<std::size_t>(n));
-        for (Index i = 0; i < n; ++i) ks[static_cast<std::size_t>(i)] = s2 * std::exp(-0.5L * r2(&Xs[t * d], &X[i * d]));
-        for (Index a = 0; a < n; ++a)
-            for (Index b = 0; b < n; ++b) v -= ks[static_cast<std::size_t>(a)] * Kinv(a, b) * ks[static_cast<std::size_t>(b)];
-        CHECK_MSG(std::fabs(var[static_cast<std::size_t>(t)] - v) <= 1e-9L * s2, what << ": variance " << t);
-        for (Index j = 0; j < p; ++j) {
-            long double want_mu = c[static_cast<std::size_t>(j)];
-            for (Index i = 0; i < n; ++i) want_mu += ks[static_cast<std::size_t>(i)] * A(i, j);
-            CHECK_MSG(std::fabs(mu[static_cast<std::size_t>(t * p + j)] - want_mu) <= 1e-9L * std::max(1.0L, std::fabs(want_mu)),
-                      what << ": mean (" << t << ", " << j << ")");
-        }
-    }
+    check_predict("");
 }
 
 }  // namespace
@@ -703,6 +732,17 @@ TEST(exact_gp_fixed_noise_outputs_and_mean_match_dense_reference)
         for (const bool mean : {false, true}) {
             exact_gp_options_case(23, 5, learned, mean);  // ragged: 5 tiles, the last of 3 rows
             exact_gp_options_case(23, 23, learned, mean);
+        }
+}
+
+TEST(exact_gp_add_observations_matches_dense_reference)
+{
+    for (const bool learned : {true, false})
+        for (const bool mean : {false, true}) {
+            exact_gp_options_case(23, 5, learned, mean, 13);  // ragged before (13 = 2*5 + 3) and after
+            exact_gp_options_case(23, 5, learned, mean, 22);  // k = 1
+            exact_gp_options_case(23, 5, learned, mean, 10);  // tile-aligned n0, k larger than a tile
+            exact_gp_options_case(23, 23, learned, mean, 4);  // nb clamped to n0 = 4: 5 tiles after
         }
 }
 
