@@ -162,6 +162,19 @@ void define(py::module_& m, const char* name)
             py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("fixed_noise"),
             "A new engine: this one's factor extended by the rows past n (as add_observations); this one is "
             "unchanged.")
+        .def(
+            "solve",
+            [](G& g, const CArray<T>& B) {
+                GPRAT_EXPECTS((B.ndim() == 1 || B.ndim() == 2) && B.shape(0) == g.engine.n(),
+                              "B must be 1-D or 2-D with " << g.engine.n() << " rows (one per training row)");
+                const Index k = B.ndim() == 2 ? B.shape(1) : 1;
+                py::array_t<T> out = B.ndim() == 2 ? py::array_t<T>({g.engine.n(), k}) : py::array_t<T>(g.engine.n());
+                const T* b = B.data();
+                T* o = out.mutable_data();
+                without_gil([&] { g.engine.solve(b, k, o); });
+                return out;
+            },
+            py::arg("B").noconvert(), "K^{-1} B with the current factor (K includes the noise and jitter).")
         .def("cholesky_factor",
              [](G& g) {
                  py::array_t<T> out({g.engine.n(), g.engine.n()});

@@ -198,16 +198,23 @@ class ExactGP
     void predict(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise)
     {
         GPRAT_EXPECTS(m >= 1, "Xs must have at least one row; got 0");
-        std::shared_lock lock(mutex_);
-        while (!factor_valid_locked()) {
-            lock.unlock();
-            {
-                std::unique_lock exclusive(mutex_);
-                if (!factor_valid_locked()) { factorize_locked(theta_locked(), nullptr); }
-            }
-            lock.lock();
-        }
+        std::shared_lock lock = shared_lock_with_factor();
         predict_locked(Xs, m, mean, variance, covariance, include_noise);
+    }
+
+    /// out <- K^{-1} B for B row-major (n, k) (out likewise): L \ B then L^T \ (.) with the factor,
+    /// refactoring first if it is not current. 2 n^2 k flops.
+    void solve(const T* B, Index k, T* out)
+    {
+        GPRAT_EXPECTS(k >= 1, "solve needs at least one right-hand side; got " << k);
+        std::shared_lock lock = shared_lock_with_factor();
+        Matrix R(n_, k, nb_, std::max(nb_, k));
+        tiles::copy_from_row_major(B, k, R);
+        runtime::TaskGraph g;
+        linalg::solve_lower(K_, Op::NoTrans, R, g);
+        linalg::solve_lower(K_, Op::Trans, R, g);
+        g.wait();
+        tiles::copy_to_row_major(R, out, k);
     }
 
     /// The lower Cholesky factor L as a dense row-major (n, n) array (upper part zero).
@@ -514,6 +521,21 @@ class ExactGP
           alpha_(other.alpha_.clone()), z_(other.z_.clone()), factor_holds_cholesky_(other.factor_holds_cholesky_),
           factor_theta_(other.factor_theta_), factor_jitter_(other.factor_jitter_), lml_(other.lml_)
     {}
+
+    /// A shared lock on the model with a current factor (factorizing first, exclusively, if needed).
+    std::shared_lock<std::shared_mutex> shared_lock_with_factor()
+    {
+        std::shared_lock lock(mutex_);
+        while (!factor_valid_locked()) {
+            lock.unlock();
+            {
+                std::unique_lock exclusive(mutex_);
+                if (!factor_valid_locked()) { factorize_locked(theta_locked(), nullptr); }
+            }
+            lock.lock();
+        }
+        return lock;
+    }
 
     /// The block update of add_observations on a valid factor (see there).
     void extend_factor_locked(const T* X_all, const T* Y_all, Index k, std::vector<double> fixed)

@@ -1,0 +1,261 @@
+"""Small-n hyperparameter fits for Bayesian-optimization loops (issue #13): gprat against
+GPyTorch and scikit-learn, side by side on the same data.
+
+Usage:
+    python benchmarks/bo_small_n.py                          # n = 50..1000, SE-ARD, 5 repeats
+    python benchmarks/bo_small_n.py --kernel matern52 --n 50 200 --repeats 3 --threads 2
+    python benchmarks/bo_small_n.py --add-observations       # also the block update at n = 4096
+
+The problem: the Hartmann-6 function on X ~ U[0, 1]^6 (seeded), y standardized (mean 0, std 1).
+Every library starts from the same hyperparameters, the "default start" of a new user:
+lengthscale 1 (each of 6), signal variance 1, noise variance 0.01, zero mean, float64, and
+runs to convergence with its usual optimizer:
+- gprat: ``ExactGP(...).fit(X, y).optimize()`` (L-BFGS-B on the closed-form gradient);
+- scikit-learn: ``GaussianProcessRegressor(ConstantKernel(1) * RBF(ones(6)) + WhiteKernel(0.01))``
+  with its own fmin_l_bfgs_b, no restarts;
+- GPyTorch: ExactGP (ZeroMean, ScaleKernel(RBFKernel(ard_num_dims=6)), GaussianLikelihood),
+  float64, Cholesky (max_cholesky_size above n), ExactMarginalLogLikelihood minimized with SciPy's
+  L-BFGS-B over the raw (softplus) parameters, gradients by autograd: how BoTorch's
+  fit_gpytorch_mll fits, without its priors.
+The timed region is everything a BO step pays: building the model, the fit and the optimization.
+Each library's final hyperparameters are then scored by ONE independent dense reference
+(NumPy: Cholesky of K + noise I, sum log N) so that the LML column compares like with like.
+Repeats alternate the libraries (drifts of a shared machine hit all alike); the table gives the
+min and median seconds, the final LML and the speed ratios against gprat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+
+# Hartmann-6 (Dixon & Szegö 1978): f(x) = -sum_i a_i exp(-sum_j A_ij (x_j - P_ij)^2) on [0, 1]^6.
+HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                       [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+HARTMANN_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                              [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+START = dict(lengthscale=1.0, signal_variance=1.0, noise_variance=0.01)
+
+
+def hartmann6(X):
+    d2 = ((X[:, None, :] - HARTMANN_P[None]) ** 2 * HARTMANN_A[None]).sum(axis=2)
+    return -(np.exp(-d2) * HARTMANN_ALPHA).sum(axis=1)
+
+
+def problem(n, seed=0):
+    rng = np.random.default_rng([seed, n])
+    X = rng.uniform(size=(n, 6))
+    y = hartmann6(X)
+    return X, (y - y.mean()) / y.std()
+
+
+# ---------------------------------------------------------------- the independent reference
+def dense_kernel(kind, X, lengthscale, signal_variance):
+    r = np.sqrt(np.maximum(((X[:, None, :] - X[None]) / lengthscale) ** 2, 0).sum(axis=2))
+    if kind == "se":
+        return signal_variance * np.exp(-0.5 * r ** 2)
+    s5 = np.sqrt(5.0) * r
+    return signal_variance * (1 + s5 + s5 ** 2 / 3) * np.exp(-s5)
+
+
+def reference_lml(kind, X, y, lengthscale, signal_variance, noise):
+    """log N(y; 0, K + noise I) by NumPy's Cholesky (not gprat's)."""
+    K = dense_kernel(kind, X, np.asarray(lengthscale, dtype=np.float64), signal_variance) + noise * np.eye(len(y))
+    L = np.linalg.cholesky(K)
+    a = np.linalg.solve(L, y)
+    return float(-0.5 * a @ a - np.log(np.diag(L)).sum() - 0.5 * len(y) * np.log(2 * np.pi))
+
+
+# ------------------------------------------------------------------------------ the libraries
+def fit_gprat(gprat, kind, X, y):
+    family = gprat.kernels.SquaredExponential if kind == "se" else gprat.kernels.Matern52
+    gp = gprat.ExactGP(family(lengthscale=np.full(6, START["lengthscale"]), signal_variance=START["signal_variance"]),
+                       noise_variance=START["noise_variance"]).fit(X, y)
+    result = gp.optimize()
+    k = gp.kernel
+    return dict(lengthscale=np.asarray(k.lengthscale), signal_variance=float(k.signal_variance),
+                noise=float(gp.noise_variance), n_iter=int(result.n_iter))
+
+
+def fit_sklearn(kind, X, y):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
+
+    base = RBF(np.full(6, START["lengthscale"])) if kind == "se" else Matern(np.full(6, START["lengthscale"]), nu=2.5)
+    kernel = ConstantKernel(START["signal_variance"]) * base + WhiteKernel(START["noise_variance"])
+    gpr = GaussianProcessRegressor(kernel, n_restarts_optimizer=0, normalize_y=False).fit(X, y)
+    k = gpr.kernel_
+    return dict(lengthscale=np.asarray(k.k1.k2.length_scale), signal_variance=float(k.k1.k1.constant_value),
+                noise=float(k.k2.noise_level), n_iter=int(gpr._gprat_n_iter) if hasattr(gpr, "_gprat_n_iter") else -1)
+
+
+def fit_gpytorch(kind, X, y):
+    import gpytorch
+    import torch
+    from scipy.optimize import minimize
+
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+
+    class Model(gpytorch.models.ExactGP):
+        def __init__(self):
+            likelihood = gpytorch.likelihoods.GaussianLikelihood()
+            super().__init__(Xt, yt, likelihood)
+            self.mean_module = gpytorch.means.ZeroMean()
+            base = gpytorch.kernels.RBFKernel(ard_num_dims=6) if kind == "se" else \
+                gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=6)
+            self.covar_module = gpytorch.kernels.ScaleKernel(base)
+
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    with gpytorch.settings.max_cholesky_size(10 ** 9):
+        model = Model().double()
+        model.covar_module.base_kernel.lengthscale = torch.full((1, 6), START["lengthscale"], dtype=torch.float64)
+        model.covar_module.outputscale = START["signal_variance"]
+        model.likelihood.noise = START["noise_variance"]
+        model.train()
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        shapes = [p.shape for p in params]
+        sizes = [p.numel() for p in params]
+
+        def set_flat(x):
+            at = 0
+            for p, shape, size in zip(params, shapes, sizes):
+                p.data.copy_(torch.from_numpy(x[at:at + size]).reshape(shape))
+                at += size
+
+        def loss_and_grad(x):
+            set_flat(x)
+            for p in params:
+                p.grad = None
+            loss = -mll(model(Xt), yt)
+            loss.backward()
+            return float(loss), np.concatenate([p.grad.detach().numpy().ravel() for p in params])
+
+        x0 = np.concatenate([p.detach().numpy().ravel() for p in params])
+        res = minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", options=dict(maxiter=200))
+        set_flat(res.x)
+    return dict(lengthscale=model.covar_module.base_kernel.lengthscale.detach().numpy().ravel().copy(),
+                signal_variance=float(model.covar_module.outputscale), noise=float(model.likelihood.noise),
+                n_iter=int(res.nit))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
+    ap.add_argument("--kernel", choices=["se", "matern52"], default="se")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--libraries", nargs="+", default=["gprat", "sklearn", "gpytorch"])
+    ap.add_argument("--add-observations", action="store_true",
+                    help="also time add_observations (k = 1, 10) against a refit at n = 4096")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    limits = threadpool_limits(args.threads)  # NumPy/SciPy BLAS of scikit-learn and the reference  # noqa: F841
+    gprat = common.import_gprat()
+    gprat.start(args.threads)
+    libs = {}
+    if "gprat" in args.libraries:
+        libs["gprat"] = lambda X, y: fit_gprat(gprat, args.kernel, X, y)
+    if "sklearn" in args.libraries:
+        libs["sklearn"] = lambda X, y: fit_sklearn(args.kernel, X, y)
+    if "gpytorch" in args.libraries:
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            libs["gpytorch"] = lambda X, y: fit_gpytorch(args.kernel, X, y)
+        except ImportError as err:
+            common.eprint(f"gpytorch skipped: {err}")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    jsonl = args.out / f"bo-small-n-{args.kernel}-{stamp}.jsonl"
+    meta = dict(cpu=common.cpu_model(), cores=common.available_cores(), threads=args.threads,
+                versions=common.package_versions(), git=common.git_revision(), kernel=args.kernel,
+                repeats=args.repeats, load_average=common.load_average())
+    common.write_jsonl(jsonl, dict(meta=meta))
+    rows = []
+    for n in args.n:
+        X, y = problem(n)
+        times = {name: [] for name in libs}
+        final = {}
+        for name, fn in libs.items():  # warm-up (imports, first-call costs), untimed
+            fn(X, y)
+        for _ in range(args.repeats):
+            for name, fn in libs.items():
+                t0 = time.perf_counter()
+                out = fn(X, y)
+                times[name].append(time.perf_counter() - t0)
+                final[name] = out
+        row = dict(n=n)
+        for name in libs:
+            f = final[name]
+            lml = reference_lml(args.kernel, X, y, f["lengthscale"], f["signal_variance"], f["noise"])
+            row[name] = dict(min=min(times[name]), median=statistics.median(times[name]), lml=lml,
+                             n_iter=f["n_iter"], noise=f["noise"],
+                             lengthscale=[float(v) for v in np.ravel(f["lengthscale"])])
+        rows.append(row)
+        common.write_jsonl(jsonl, row)
+        common.eprint(json.dumps({k: (v if k == "n" else {kk: vv for kk, vv in v.items() if kk != "lengthscale"})
+                                  for k, v in row.items()}))
+
+    lines = [f"# Small-n fits, Hartmann-6, {args.kernel}, default start", "",
+             f"CPU {meta['cpu']}, {args.threads} threads, {args.repeats} repeats; versions {meta['versions']}", "",
+             "| n | " + " | ".join(f"{k} min s | {k} median s | {k} LML | {k} iters" for k in libs)
+             + " | " + " | ".join(f"{k}/gprat (median)" for k in libs if k != "gprat") + " |",
+             "|" + "---|" * (1 + 4 * len(libs) + len(libs) - 1)]
+    for row in rows:
+        cells = [str(row["n"])]
+        for k in libs:
+            r = row[k]
+            cells += [f"{r['min']:.4f}", f"{r['median']:.4f}", f"{r['lml']:.2f}", str(r["n_iter"])]
+        if "gprat" in libs:
+            cells += [f"{row[k]['median'] / row['gprat']['median']:.1f}x" for k in libs if k != "gprat"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if args.add_observations:
+        lines += ["", add_observations_table(gprat, args.repeats)]
+    text = "\n".join(lines) + "\n"
+    (args.out / f"bo-small-n-{args.kernel}-{stamp}.md").write_text(text)
+    print(text)
+
+
+def add_observations_table(gprat, repeats, n=4096):
+    """add_observations of k = 1 and 10 points against a refit on the n + k points, alternating."""
+    X, y = problem(n + 10, seed=1)
+    kernel = gprat.kernels.SquaredExponential(lengthscale=np.full(6, 0.5))
+    out = ["| n | k | add_observations min s | median s | refit min s | median s | add / refit (median) |",
+           "|---|---|---|---|---|---|---|"]
+    for k in (1, 10):
+        add_t, refit_t = [], []
+        for _ in range(repeats):
+            gp = gprat.ExactGP(kernel, noise_variance=1e-2).fit(X[:n], y[:n])
+            t0 = time.perf_counter()
+            gp.add_observations(X[n:n + k], y[n:n + k])
+            add_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            gprat.ExactGP(kernel, noise_variance=1e-2).fit(X[:n + k], y[:n + k])
+            refit_t.append(time.perf_counter() - t0)
+        a, r = statistics.median(add_t), statistics.median(refit_t)
+        out.append(f"| {n} | {k} | {min(add_t):.4f} | {a:.4f} | {min(refit_t):.4f} | {r:.4f} | {a / r:.3f} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
