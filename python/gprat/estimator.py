@@ -1,17 +1,19 @@
 """scikit-learn estimator face of gprat: :class:`GaussianProcessRegressor`.
 
 The estimator has scikit-learn's signature and semantics and runs on gprat's tiled exact-GP
-engine (:class:`gprat.ExactGP`). A kernel of an accepted form (see
-:mod:`gprat.kernels.sklearn`) maps onto the engine as
+engine (:class:`gprat.ExactGP`). Any tree of RBF, Matern (nu 0.5, 1.5, 2.5),
+RationalQuadratic, ExpSineSquared, DotProduct, ConstantKernel and WhiteKernel under Sum and
+Product runs there, converted once per fit (:class:`gprat.kernels.sklearn.EngineKernel`):
 
-    C * RBF                  -> SquaredExponential(lengthscale, signal_variance=C)
-    C * Matern(nu=0.5/1.5/2.5) -> Matern12 / Matern32 / Matern52
+    each node                     -> the engine node of the same kernel (C * RBF/Matern: one leaf
+                                     with signal_variance=C)
     alpha (scalar or per sample)  -> the engine's fixed per-sample noise
-    WhiteKernel noise_level       -> the engine's learned noise (fixed bounds: added to alpha)
+    WhiteKernel addend of the root -> the engine's learned noise (fixed bounds: added to alpha)
 
 and scikit-learn's ``theta`` (log of the free hyperparameters, in the kernel's own order)
-maps onto the engine's ``theta`` (log of [lengthscale(s)..., signal_variance,
-(noise_level)]) by a permutation. Several targets are several outputs of one engine.
+maps onto the engine's ``theta`` (log of its parameters, in its order, then the noise) by an
+index map; fixed hyperparameters keep their values. Several targets are several outputs of
+one engine.
 
 This module imports scikit-learn, an optional dependency of gprat.
 """
@@ -57,16 +59,18 @@ class _EngineModel:
     """A fitted estimator's engine side: ONE :class:`ExactGP` for all targets, and the theta map.
 
     The targets are the engine's outputs (one kernel, one factor, one training step; the log
-    marginal likelihood is the sum over targets, as in scikit-learn). ``alpha`` (scalar or
-    per sample) and a fixed WhiteKernel are the engine's fixed per-sample noise; a WhiteKernel
-    with free noise_level is its learned noise, so the engine's noise entry is
-    ``log(noise_level)`` itself and needs no chain rule. With neither, the engine's theta has no
-    noise entry (``alpha=0`` is a zero noise; as in scikit-learn there is no jitter).
+    marginal likelihood is the sum over targets, as in scikit-learn). The kernel tree is
+    converted once (:class:`gprat.kernels.sklearn.EngineKernel`): ``alpha`` (scalar or per
+    sample) and the fixed WhiteKernels of the root sum are the engine's fixed per-sample
+    noise; a free WhiteKernel of the root sum is its learned noise, so the engine's noise
+    entry is ``log(noise_level)`` itself and needs no chain rule. With neither, the engine's
+    theta has no noise entry (``alpha=0`` is a zero noise; as in scikit-learn there is no
+    jitter).
 
     Parameters
     ----------
     kernel : sklearn.gaussian_process.kernels.Kernel
-        A kernel of an accepted form; its structure and fixed hyperparameters are read once.
+        An accepted kernel tree; its structure and fixed hyperparameters are read once.
     alpha : float or ndarray of shape (n_samples,)
         Value(s) added to the diagonal of K.
     X : ndarray of shape (n_samples, n_features)
@@ -77,41 +81,16 @@ class _EngineModel:
     def __init__(self, kernel, alpha, X, Y, tile_size):
         self.alpha = alpha
         self.X, self.Y, self.tile_size = X, Y, tile_size
-        self.parts = _skk.kernel_parts(kernel)
-        base = self.parts.base
-        n_features = X.shape[1]
-        self.engine_kernel = _skk.engine_family(base)
-        self.ard = bool(base.anisotropic)
-        if np.ndim(base.length_scale) == 1 and len(base.length_scale) != n_features:
-            raise ValueError(
-                "An anisotropic length_scale needs one entry per feature; got "
-                f"{len(base.length_scale)} length scales for X with {n_features} features."
-            )
-        self.n_lengthscales = n_features if self.ard else 1
-        white = self.parts.white
-        self.learned_white = white is not None and int(white.n_dims) > 0
-        self.noise_index = self.n_lengthscales + 1
-        # (kernel theta slice, engine theta slice) in the kernel's theta order
-        self.theta_map = []
-        start = 0
-        for role in self.parts.order:
-            leaf = getattr(self.parts, role)
-            size = int(leaf.n_dims)
-            if size:
-                if role == "base":
-                    target = slice(0, self.n_lengthscales)
-                elif role == "constant":
-                    target = slice(self.n_lengthscales, self.n_lengthscales + 1)
-                else:
-                    target = slice(self.noise_index, self.noise_index + 1)
-                self.theta_map.append((slice(start, start + size), target))
-            start += size
-        self.n_dims = start
+        converted = _skk.EngineKernel(kernel, X.shape[1])
+        # engine theta index of each entry of the kernel's theta (one-to-one), built once
+        self.theta_index = converted.theta_index
+        self.learned_white = converted.learned_noise is not None
+        self.n_dims = int(kernel.n_dims)
         self.gp = None
         self.white_noise = 0.0
-        self.set_kernel(kernel)
+        self.set_kernel(kernel, converted)
 
-    def set_kernel(self, kernel):
+    def set_kernel(self, kernel, converted=None):
         """Take hyperparameter values from ``kernel`` (same structure) and fit the engine.
 
         Raises
@@ -119,14 +98,11 @@ class _EngineModel:
         NotPositiveDefiniteError
             If K + alpha I (+ WhiteKernel) is not positive definite.
         """
-        parts = _skk.kernel_parts(kernel)
-        length_scale = parts.base.length_scale
-        if self.ard:
-            lengthscale = np.array(length_scale, dtype=np.float64)
-        else:
-            lengthscale = float(np.ravel(length_scale)[0])
-        signal_variance = 1.0 if parts.constant is None else float(parts.constant.constant_value)
-        self.white_noise = 0.0 if parts.white is None else float(parts.white.noise_level)
+        if converted is None:
+            converted = _skk.EngineKernel(kernel, self.X.shape[1])
+        learned = converted.learned_noise
+        # the noise scikit-learn's kernel_.diag adds at new points: the root sum's WhiteKernels
+        self.white_noise = converted.fixed_noise + (0.0 if learned is None else learned)
         n, n_targets = self.Y.shape
         # The estimator's fit keeps the previous fit's model until it succeeds; the factor at
         # this model's previous hyperparameters is not needed any more.
@@ -136,13 +112,12 @@ class _EngineModel:
             f"fitting {n_targets} target(s) on n={n} samples",
         )
         fixed = np.broadcast_to(np.asarray(self.alpha, dtype=np.float64), (n,))
-        if not self.learned_white:
-            fixed = fixed + self.white_noise  # a fixed WhiteKernel is a fixed noise
+        fixed = fixed + converted.fixed_noise  # a fixed WhiteKernel is a fixed noise
         # No automatic jitter: as in scikit-learn, alpha is the user's jitter.
         gp = ExactGP(
-            self.engine_kernel(lengthscale=lengthscale, signal_variance=signal_variance),
+            converted.kernel,
             noise_variance=np.array(fixed, dtype=np.float64),
-            learned_noise=self.white_noise if self.learned_white else None,
+            learned_noise=learned,
             tile_size=self.tile_size,
             max_jitter=0.0,
         )
@@ -156,8 +131,7 @@ class _EngineModel:
     def engine_theta(self, theta):
         """The engine's theta for the kernel theta ``theta`` (fixed values from the kernel)."""
         engine_theta = self.base_theta.copy()
-        for source, target in self.theta_map:
-            engine_theta[target] = theta[source]
+        engine_theta[self.theta_index] = theta
         return engine_theta
 
     def log_marginal_likelihood(self, theta, eval_gradient=False):
@@ -175,10 +149,8 @@ class _EngineModel:
             # K not positive definite, theta beyond the representable range, or overflowing inputs:
             # the likelihood is -inf there, as in scikit-learn. Any other error propagates.
             return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
-        gradient = np.empty(self.n_dims)
-        for source, target in self.theta_map:
-            gradient[source] = engine_gradient[target]
-        return float(value), gradient
+        # d LML / d theta_i = d LML / d engine_theta[theta_index[i]]: the same log-parameter
+        return float(value), np.asarray(engine_gradient, dtype=np.float64)[self.theta_index]
 
     def fitted_log_marginal_likelihood(self):
         """LML summed over targets at the fitted hyperparameters."""
@@ -259,14 +231,15 @@ def _refuse_bool_and_strings(data, name):
 def _check_kernel_values(kernel):
     """Hyperparameter values > 0 and finite; bounds of free ones >= 0 with low <= high.
 
-    A lower bound of 0 is scikit-learn's "no lower bound" (log bound -inf).
+    A lower bound of 0 is scikit-learn's "no lower bound" (log bound -inf). The message names
+    the node's place in the tree and the hyperparameter (``kernel.k1.k2: ExpSineSquared.periodicity``).
     """
-    parts = _skk.kernel_parts(kernel)
-    for leaf in (parts.base, parts.constant, parts.white):
-        if leaf is None:
+    _skk.check_kernel(kernel)
+    for path, leaf in _skk.walk(kernel):
+        if hasattr(leaf, "k1"):  # Sum, Product: their hyperparameters are the leaves'
             continue
         for hyperparameter in leaf.hyperparameters:
-            name = f"{type(leaf).__name__}.{hyperparameter.name}"
+            name = f"{path}: {type(leaf).__name__}.{hyperparameter.name}"
             try:
                 value = np.asarray(getattr(leaf, hyperparameter.name), dtype=np.float64)
             except (TypeError, ValueError):
@@ -312,9 +285,10 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     Parameters
     ----------
     kernel : kernel object, default=None
-        ``K``, ``C * K``, ``K + WhiteKernel`` or ``C * K + WhiteKernel`` with ``K`` an
-        ``RBF`` or a ``Matern`` of nu 0.5, 1.5 or 2.5 and ``C`` a ``ConstantKernel``, from
-        :mod:`gprat.kernels` or :mod:`sklearn.gaussian_process.kernels`. None means
+        Any tree of ``RBF``, ``Matern`` (nu 0.5, 1.5 or 2.5), ``RationalQuadratic``,
+        ``ExpSineSquared``, ``DotProduct``, ``ConstantKernel`` and ``WhiteKernel`` combined
+        by ``+`` and ``*``, from :mod:`gprat.kernels.sklearn` or
+        :mod:`sklearn.gaussian_process.kernels`; anything else is refused at ``fit``. None means
         ``ConstantKernel(1.0) * RBF(1.0)``. The hyperparameters are optimized during
         fitting unless their bounds are "fixed".
     alpha : float or ndarray of shape (n_samples,), default=1e-10
@@ -466,7 +440,9 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If the kernel is not of an accepted form, or an argument is invalid.
+            If the kernel is not an accepted tree (the message names the node), a
+            hyperparameter value or bound is invalid (it names the hyperparameter), or
+            another argument is invalid.
         NotPositiveDefiniteError
             If ``kernel_(X) + alpha I`` is not positive definite at the final
             hyperparameters (a ``numpy.linalg.LinAlgError``).
@@ -687,7 +663,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 kernel = _skk.ConstantKernel(1.0, constant_value_bounds="fixed") * _skk.RBF(
                     1.0, length_scale_bounds="fixed"
                 )
-            _skk.kernel_parts(kernel)
+            _skk.check_kernel(kernel)
             n_targets = self.n_targets if self.n_targets is not None else 1
             y_mean = np.zeros(shape=(X.shape[0], n_targets)).squeeze()
             if return_cov:

@@ -8,12 +8,17 @@ key                type, shape                 meaning
 =================  ==========================  =====================================================
 format             str, ()                     always ``"gprat-model"``
 format_version     int64, ()                   ``2`` (``1``: the same without model_type; ``3``: a file with
-                                               noise_fixed or mean_constant); newer ones are refused
+                                               noise_fixed or mean_constant; ``4``: a file with kernel_tree);
+                                               newer ones are refused
 model_type         str, ()                     the model class, ``"ExactGP"`` (absent in version 1: ExactGP)
 gprat_version      str, ()                     version of gprat that wrote the file
-kernel             str, ()                     short name from :mod:`gprat.kernels.registry`: ``"se"``, ``"matern12"``, ...
-lengthscale        float64, () or (d,)         one lengthscale, or one per feature (ARD)
-signal_variance    float64, ()
+kernel             str, ()                     short name from :mod:`gprat.kernels.registry`: ``"se"``, ``"matern12"``,
+                                               ..., or ``"tree"`` (version 4: the kernel is in kernel_tree)
+lengthscale        float64, () or (d,)         one lengthscale, or one per feature (ARD); absent with kernel_tree
+signal_variance    float64, ()                 absent with kernel_tree
+kernel_tree        str, ()                     version 4: JSON description of any kernel tree (families with
+                                               parameters, active_dims, fixed; Sum/Product), see
+                                               :mod:`gprat.io.kernel_description`
 noise_variance     float64, ()
 dtype              str, ()                     engine precision, ``"float64"`` or ``"float32"``
 X_train            float64, (n, d)             training inputs, in the units of the data file
@@ -29,7 +34,9 @@ mean_constant      float64, ()                 optional: the learned constant me
 
 A file without the optional entries is written as version 2, readable by every gprat that
 reads version 2; one with them is version 3, so that an older gprat refuses it instead of
-silently dropping the per-sample noise or the mean.
+silently dropping the per-sample noise or the mean. A kernel that is not one stationary family
+on all features with free parameters (a sum, a product, another family, active_dims, fixed
+parameters) is stored as ``kernel_tree``, in version 4, which older gprat versions refuse.
 
 Hyperparameters are those of the GP on the standardized data. Only the data and the
 hyperparameters are stored: loading is cheap, and the factorization is recomputed on the
@@ -52,15 +59,23 @@ import numpy as np
 
 from .._validation import HYPER_MAX, HYPER_MIN, _as_numeric_array, _check_finite, as_matrix, as_vector, check_int
 from .._version import __version__
-from ..kernels import registry
+from ..kernels import Kernel, registry
+from ..kernels.stationary import Stationary
+from .kernel_description import kernel_from_json, kernel_to_json
 from ..models.exact import ExactGP
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MODEL_TYPES", "GPModel", "ModelFileError", "load_model"]
 
 FORMAT_NAME = "gprat-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+#: The version of files with a kernel_tree.
+_TREE_VERSION = 4
+#: ``kernel`` entry of a file whose kernel is in kernel_tree.
+TREE_KERNEL = "tree"
 #: The version written for files without the optional entries of version 3.
 _BASE_VERSION = 2
+#: The version of files with the optional entries (and no kernel_tree).
+_EXTRAS_VERSION = 3
 #: Optional entries (version 3).
 _OPTIONAL = ("noise_fixed", "mean_constant")
 
@@ -71,8 +86,6 @@ _REQUIRED = (
     "format",
     "format_version",
     "kernel",
-    "lengthscale",
-    "signal_variance",
     "noise_variance",
     "dtype",
     "X_train",
@@ -86,8 +99,20 @@ _REQUIRED = (
 )
 
 
+#: Entries required unless the kernel is in kernel_tree.
+_FAMILY_ENTRIES = ("lengthscale", "signal_variance")
+
+
 class ModelFileError(ValueError):
     """A file is not a readable gprat model file."""
+
+
+def _as_family_form(kernel):
+    """(short name, lengthscale, signal_variance) of a kernel the version-2 entries express, else None."""
+    if (type(kernel) in registry.FAMILIES and issubclass(type(kernel), Stationary) and kernel.in_model_files
+            and kernel.active_dims is None and not kernel.fixed):
+        return kernel.short_name, kernel.lengthscale, kernel.signal_variance
+    return None
 
 
 def _finite_array(value, name, ndim=None, shape=None, hint=None):
@@ -131,9 +156,12 @@ class GPModel:
 
     Parameters
     ----------
-    kernel : {"se", "matern12", "matern32", "matern52"}
-    lengthscale : float or array-like of shape (n_features,)
-    signal_variance : float
+    kernel : {"se", "matern12", "matern32", "matern52"} or gprat.kernels.Kernel
+        A family's short name (with ``lengthscale`` and ``signal_variance``), or any kernel
+        tree (``lengthscale`` and ``signal_variance`` None: the tree holds its parameters; a
+        single stationary family on all features with free parameters becomes its short name).
+    lengthscale : float or array-like of shape (n_features,) or None
+    signal_variance : float or None
     noise_variance : float
         Hyperparameters of the GP on the standardized data.
     X_train : array-like of shape (n_samples, n_features)
@@ -183,7 +211,18 @@ class GPModel:
         noise_fixed=None,
         mean_constant=None,
     ):
-        registry.by_short_name(kernel)  # ValueError naming the known kernels
+        if isinstance(kernel, Kernel):
+            if lengthscale is not None or signal_variance is not None:
+                raise ValueError("with a kernel object, lengthscale and signal_variance must be None (the kernel "
+                                 f"holds its parameters); got lengthscale={lengthscale!r}, "
+                                 f"signal_variance={signal_variance!r}.")
+            form = _as_family_form(kernel)
+            if form is not None:
+                kernel, lengthscale, signal_variance = form
+            else:
+                kernel_to_json(kernel)  # TypeError for a kernel class model files do not store
+        else:
+            registry.by_short_name(kernel)  # ValueError naming the known kernels
         self.kernel = kernel
         self.model_type = _one_of(model_type, "model_type", MODEL_TYPES)
         self.X_train = _finite_array(X_train, "X_train", ndim=2)
@@ -191,14 +230,19 @@ class GPModel:
         if n == 0 or d == 0:
             raise ValueError(f"X_train must have at least one row and one column; got shape {self.X_train.shape}.")
         self.y_train = _finite_array(y_train, "y_train", shape=(n,), hint="one entry per row of X_train")
-        self.lengthscale = _finite_array(lengthscale, "lengthscale")
-        if self.lengthscale.shape not in ((), (d,)):
-            raise ValueError(
-                f"lengthscale must be a scalar or have one entry per feature ({d}); got shape {self.lengthscale.shape}."
-            )
-        _in_hyper_range(self.lengthscale, "lengthscale")
-        self.signal_variance = float(_in_hyper_range(_finite_array(signal_variance, "signal_variance", shape=()),
-                                                     "signal_variance"))
+        if self.is_tree:
+            kernel.check_features(d)  # ValueError: ARD lengthscale count, active_dims range
+            self.lengthscale = self.signal_variance = None
+        else:
+            self.lengthscale = _finite_array(lengthscale, "lengthscale")
+            if self.lengthscale.shape not in ((), (d,)):
+                raise ValueError(
+                    f"lengthscale must be a scalar or have one entry per feature ({d}); got shape "
+                    f"{self.lengthscale.shape}."
+                )
+            _in_hyper_range(self.lengthscale, "lengthscale")
+            self.signal_variance = float(_in_hyper_range(_finite_array(signal_variance, "signal_variance", shape=()),
+                                                         "signal_variance"))
         self.noise_variance = float(_in_hyper_range(_finite_array(noise_variance, "noise_variance", shape=()),
                                                     "noise_variance"))
         self.x_mean = _finite_array(x_mean, "x_mean", shape=(d,), hint="one entry per feature")
@@ -220,6 +264,11 @@ class GPModel:
         self.mean_constant = None if mean_constant is None else float(
             _finite_array(mean_constant, "mean_constant", shape=()))
         self._gp = None
+
+    @property
+    def is_tree(self):
+        """bool: True when the kernel is a kernel object (stored as kernel_tree, version 4)."""
+        return isinstance(self.kernel, Kernel)
 
     # -- training --------------------------------------------------------------------------
 
@@ -247,9 +296,10 @@ class GPModel:
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        kernel : {"se", "matern12", "matern32", "matern52"}, default="se"
+        kernel : {"se", "matern12", "matern32", "matern52"} or gprat.kernels.Kernel, default="se"
+            A short name, or the initial kernel (any tree, on the standardized data).
         ard : bool, default=True
-            One lengthscale per feature instead of one for all.
+            One lengthscale per feature instead of one for all (short names only).
         max_iter : int, default=100
             Optimizer iterations; 0 keeps the initial hyperparameters.
         feature_names : sequence of str, optional
@@ -268,10 +318,11 @@ class GPModel:
             max_iter = check_int(max_iter, "max_iter", 0)
         d = X.shape[1]
         lengthscale = np.full(d, np.sqrt(d)) if ard else np.sqrt(d)
+        tree = isinstance(kernel, Kernel)
         model = cls(
             kernel,
-            lengthscale,
-            1.0,
+            None if tree else lengthscale,
+            None if tree else 1.0,
             0.1,
             X,
             y,
@@ -293,11 +344,15 @@ class GPModel:
         theta = np.asarray(gp.theta, dtype=np.float64)
         n_log = len(theta) - (self.mean_constant is not None)  # the mean entry is not a logarithm
         values = np.exp(theta[:n_log])
+        if self.mean_constant is not None:
+            self.mean_constant = float(theta[-1])
+        if self.is_tree:
+            self.kernel = gp.kernel
+            self.noise_variance = float(values[gp.kernel.n_params])
+            return
         self.lengthscale = values[:-2].copy() if self.lengthscale.ndim else np.array(values[0])
         self.signal_variance = float(values[-2])
         self.noise_variance = float(values[-1])
-        if self.mean_constant is not None:
-            self.mean_constant = float(theta[-1])
 
     # -- prediction ------------------------------------------------------------------------
 
@@ -313,9 +368,12 @@ class GPModel:
     def gp(self):
         """gprat.ExactGP: the GP on the standardized data, fitted on first access."""
         if self._gp is None:
-            kernel_class = registry.by_short_name(self.kernel)
-            lengthscale = self.lengthscale if self.lengthscale.ndim else float(self.lengthscale)
-            kernel = kernel_class(lengthscale=lengthscale, signal_variance=self.signal_variance)
+            if self.is_tree:
+                kernel = self.kernel
+            else:
+                kernel_class = registry.by_short_name(self.kernel)
+                lengthscale = self.lengthscale if self.lengthscale.ndim else float(self.lengthscale)
+                kernel = kernel_class(lengthscale=lengthscale, signal_variance=self.signal_variance)
             if self.noise_fixed is None:
                 noise = {"noise_variance": self.noise_variance}
             else:
@@ -379,14 +437,22 @@ class GPModel:
             extras["noise_fixed"] = self.noise_fixed
         if self.mean_constant is not None:
             extras["mean_constant"] = np.array(self.mean_constant)
+        if self.is_tree:
+            version = _TREE_VERSION
+            kernel_entries = {"kernel": np.array(TREE_KERNEL), "kernel_tree": np.array(kernel_to_json(self.kernel))}
+        else:
+            version = _EXTRAS_VERSION if extras else _BASE_VERSION
+            kernel_entries = {
+                "kernel": np.array(self.kernel),
+                "lengthscale": self.lengthscale,
+                "signal_variance": np.array(self.signal_variance),
+            }
         arrays = {
             "format": np.array(FORMAT_NAME),
-            "format_version": np.array(FORMAT_VERSION if extras else _BASE_VERSION, dtype=np.int64),
+            "format_version": np.array(version, dtype=np.int64),
             "model_type": np.array(self.model_type),
             "gprat_version": np.array(__version__),
-            "kernel": np.array(self.kernel),
-            "lengthscale": self.lengthscale,
-            "signal_variance": np.array(self.signal_variance),
+            **kernel_entries,
             "noise_variance": np.array(self.noise_variance),
             "dtype": np.array(self.dtype),
             "X_train": self.X_train,
@@ -451,11 +517,18 @@ def load_model(path):
     with archive:
         if "format" not in archive.files or str(archive["format"]) != FORMAT_NAME:
             raise ModelFileError(f"{path} is not a gprat model file (no format={FORMAT_NAME!r} entry).")
-        missing = [key for key in _REQUIRED if key not in archive.files]
+        try:
+            kernel_entry = archive["kernel"] if "kernel" in archive.files else None
+        except (ValueError, TypeError, zipfile.BadZipFile) as error:
+            raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
+        tree = (kernel_entry is not None and kernel_entry.shape == () and kernel_entry.dtype.kind == "U"
+                and str(kernel_entry) == TREE_KERNEL)
+        required = _REQUIRED + (("kernel_tree",) if tree else _FAMILY_ENTRIES)
+        missing = [key for key in required if key not in archive.files]
         if missing:
             raise ModelFileError(f"{path} is not a complete gprat model file; missing: {', '.join(missing)}.")
         try:
-            data = {key: archive[key] for key in _REQUIRED}
+            data = {key: archive[key] for key in required}
             model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
             optional = {key: archive[key] for key in _OPTIONAL if key in archive.files}
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
@@ -471,16 +544,27 @@ def load_model(path):
                 f"{path} has model format version {version}; this gprat reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade gprat to read it."
             )
-    for key in ("kernel", "dtype", "target_name"):
+        if tree and version < _TREE_VERSION:
+            raise ModelFileError(f"{path}: kernel={TREE_KERNEL!r} (a kernel_tree) needs format_version "
+                                 f"{_TREE_VERSION}; got {version}.")
+    for key in ("kernel", "dtype", "target_name") + (("kernel_tree",) if tree else ()):
         if data[key].shape != () or data[key].dtype.kind != "U":
             raise ModelFileError(f"{path}: {key} must be a string; got {data[key]!r}.")
     if data["feature_names"].ndim != 1 or data["feature_names"].dtype.kind != "U":
         raise ModelFileError(f"{path}: feature_names must be a 1-D array of strings; got {data['feature_names']!r}.")
+    if tree:
+        try:
+            kernel = kernel_from_json(str(data["kernel_tree"]))
+        except ValueError as error:
+            raise ModelFileError(f"{path}: invalid kernel_tree: {error}") from None
+        family = (None, None)
+    else:
+        kernel = str(data["kernel"])
+        family = (data["lengthscale"], data["signal_variance"])
     try:
         return GPModel(
-            str(data["kernel"]),
-            data["lengthscale"],
-            data["signal_variance"],
+            kernel,
+            *family,
             data["noise_variance"],
             data["X_train"],
             data["y_train"],

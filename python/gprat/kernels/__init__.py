@@ -12,8 +12,10 @@ Layout: :mod:`~gprat.kernels.base` (the base classes, Sum and Product),
 :mod:`~gprat.kernels.registry` (the one name <-> class table) and
 :mod:`~gprat.kernels.sklearn` (scikit-learn spellings for :class:`gprat.GaussianProcessRegressor`).
 
-The scikit-learn spellings ``RBF``, ``Matern``, ``ConstantKernel`` and ``WhiteKernel`` are
-available here too when scikit-learn is installed.
+The scikit-learn spellings ``RBF``, ``Matern``, ``ExpSineSquared``, ``DotProduct``,
+``ConstantKernel`` and ``WhiteKernel`` are available here too when scikit-learn is installed;
+scikit-learn's ``RationalQuadratic`` is :class:`gprat.kernels.sklearn.RationalQuadratic` (here
+the name is the engine's family).
 """
 
 from .base import Family, Kernel, Product, Sum
@@ -23,7 +25,7 @@ from .stationary import Matern12, Matern32, Matern52, SquaredExponential, Statio
 __all__ = ["Kernel", "Family", "Stationary", "Sum", "Product", "SquaredExponential", "Matern12", "Matern32",
            "Matern52", "RationalQuadratic", "Periodic", "Linear", "Constant", "White"]
 
-_SKLEARN_NAMES = ("RBF", "Matern", "ConstantKernel", "WhiteKernel")
+_SKLEARN_NAMES = ("RBF", "Matern", "ExpSineSquared", "DotProduct", "ConstantKernel", "WhiteKernel")
 
 
 def __getattr__(name):

@@ -1,35 +1,61 @@
-"""scikit-learn spellings of the kernels gprat's tiled engine computes.
+"""scikit-learn spellings of the kernels gprat's tiled engine computes, and the one conversion.
 
 The classes here subclass ``sklearn.gaussian_process.kernels`` so that ``theta``,
 ``bounds``, ``hyperparameters``, ``get_params``/``set_params``, ``clone`` and the kernel
-values themselves are scikit-learn's. What gprat adds is a guard: the engine computes
-exactly the forms
+values themselves are scikit-learn's. The engine computes any tree of the nodes
 
-    K,  C * K,  K + WhiteKernel,  C * K + WhiteKernel
+==============================  =============================================  =============
+scikit-learn node               gprat engine node                              theta (log)
+==============================  =============================================  =============
+RBF                             SquaredExponential(signal_variance=1 fixed)    length_scale
+Matern(nu=0.5, 1.5, 2.5)        Matern12, Matern32, Matern52                   length_scale
+RationalQuadratic               RationalQuadratic(lengthscale, alpha)          alpha, l
+ExpSineSquared                  Periodic(lengthscale, period)                  l, periodicity
+DotProduct                      Linear(sigma_0)                                sigma_0
+ConstantKernel                  Constant(constant_value)                       constant_value
+WhiteKernel                     White(noise_level)                             noise_level
+Sum, Product                    Sum, Product                                   k1's, k2's
+==============================  =============================================  =============
 
-with ``K`` an :class:`RBF` or a :class:`Matern` of ``nu`` 0.5, 1.5 or 2.5 and ``C`` a
-:class:`ConstantKernel` (products and sums in either order), so the ``*``, ``+`` and
-``**`` operators of these classes refuse anything else with a ``ValueError`` at once,
-instead of at ``fit``. scikit-learn's own kernel objects of the same forms are accepted by
-:class:`gprat.GaussianProcessRegressor` too; :func:`kernel_parts` checks them there.
+(RBF and Matern isotropic or anisotropic, the others isotropic, as in scikit-learn), nested to
+any depth. ``ConstantKernel * RBF`` (either order, RBF or Matern) becomes one stationary leaf
+whose ``signal_variance`` is the constant, and a WhiteKernel that is an addend of the root sum
+becomes the engine's noise (learned when free, fixed when its bounds are "fixed"), so that
+``C * K + WhiteKernel`` keeps the engine's single-family path. scikit-learn orders theta by
+hyperparameter name inside a node (RationalQuadratic: ``[alpha, length_scale]``), gprat by
+its own parameter order (``[lengthscale, alpha]``): :class:`EngineKernel` holds the index map
+from one to the other, built once per kernel structure.
+
+The ``*`` and ``+`` operators of these classes accept any tree of accepted nodes (a number
+is a ConstantKernel) and refuse anything else at once with a ``ValueError``, as does ``**``
+(scikit-learn's Exponentiation). scikit-learn's own kernel objects of the same classes are
+accepted by :class:`gprat.GaussianProcessRegressor` too; :func:`check_kernel` checks them
+there, at ``fit``. Subclasses of these classes other than the ones here are refused: their
+values may differ from the node the engine would compute.
 
 This module imports scikit-learn, an optional dependency of gprat; nothing in gprat imports
 it eagerly.
 """
 
-from collections import namedtuple
-
+import numpy as np
 from sklearn.gaussian_process import kernels as _skk
 
 from . import registry
+from .base import Product as _EngineProduct
+from .base import Sum as _EngineSum
+from .families import Constant, Linear, Periodic, White
+from .families import RationalQuadratic as _EngineRationalQuadratic
 from .stationary import SquaredExponential
 
-__all__ = ["RBF", "Matern", "ConstantKernel", "WhiteKernel", "kernel_parts", "KernelParts", "engine_family"]
+__all__ = [
+    "RBF", "Matern", "RationalQuadratic", "ExpSineSquared", "DotProduct", "ConstantKernel", "WhiteKernel",
+    "Sum", "Product", "ACCEPTED", "check_kernel", "EngineKernel",
+]
 
-ACCEPTED_FORMS = (
-    "K, C * K, K + WhiteKernel or C * K + WhiteKernel, where K is RBF or "
-    "Matern(nu=0.5, 1.5 or 2.5) and C is a ConstantKernel (from gprat.kernels or "
-    "sklearn.gaussian_process.kernels)"
+ACCEPTED = (
+    "RBF, Matern(nu=0.5, 1.5 or 2.5), RationalQuadratic, ExpSineSquared, DotProduct, "
+    "ConstantKernel and WhiteKernel, combined by + (Sum) and * (Product) to any depth, from "
+    "gprat.kernels.sklearn or sklearn.gaussian_process.kernels"
 )
 
 
@@ -47,8 +73,8 @@ def _check_nu(nu):
     return value
 
 
-class _FormChecked:
-    """Operators that build only the compositions gprat can run."""
+class _TreeChecked:
+    """Operators that build only trees gprat can run."""
 
     def __add__(self, b):
         return _compose(Sum, self, b)
@@ -64,23 +90,22 @@ class _FormChecked:
 
     def __pow__(self, b):
         raise ValueError(
-            f"gprat kernels cannot be exponentiated (got ({self!r}) ** {b!r}); accepted forms "
-            f"are {ACCEPTED_FORMS}."
+            f"gprat kernels cannot be exponentiated (got ({self!r}) ** {b!r}); accepted are {ACCEPTED}."
         )
 
 
 def _compose(operator, a, b):
-    """``operator(a, b)`` with numbers promoted to ConstantKernel, if the result is accepted."""
+    """``operator(a, b)`` with numbers promoted to ConstantKernel, if the tree is accepted."""
     if not isinstance(a, _skk.Kernel):
         a = ConstantKernel(a)
     if not isinstance(b, _skk.Kernel):
         b = ConstantKernel(b)
     result = operator(a, b)
-    kernel_parts(result)
+    check_kernel(result)
     return result
 
 
-class RBF(_FormChecked, _skk.RBF):
+class RBF(_TreeChecked, _skk.RBF):
     """Radial basis function (squared-exponential) kernel, scikit-learn's spelling.
 
     ``k(x, x') = exp(-|x - x'|^2 / (2 l^2))`` with ``l = length_scale``, one per feature
@@ -102,7 +127,7 @@ class RBF(_FormChecked, _skk.RBF):
     """
 
 
-class Matern(_FormChecked, _skk.Matern):
+class Matern(_TreeChecked, _skk.Matern):
     """Matern kernel of order ``nu`` in {0.5, 1.5, 2.5}, scikit-learn's spelling.
 
     Runs on gprat's ``Matern12``, ``Matern32`` and ``Matern52``; other orders are refused.
@@ -137,13 +162,79 @@ class Matern(_FormChecked, _skk.Matern):
         super().__init__(length_scale=length_scale, length_scale_bounds=length_scale_bounds, nu=nu)
 
 
-class ConstantKernel(_FormChecked, _skk.ConstantKernel):
-    """Constant kernel, scikit-learn's spelling; used as the signal variance ``C`` in ``C * K``.
+class RationalQuadratic(_TreeChecked, _skk.RationalQuadratic):
+    """Rational quadratic kernel, scikit-learn's spelling; runs on gprat's ``RationalQuadratic``.
+
+    ``k(x, x') = (1 + d^2 / (2 alpha l^2))^(-alpha)`` with ``d = |x - x'|``. Its theta is
+    ``log([alpha, length_scale])`` (scikit-learn's order; gprat's family orders them
+    ``[lengthscale, alpha]``). Not exported by :mod:`gprat.kernels`, whose ``RationalQuadratic``
+    is the engine's family.
+
+    Parameters
+    ----------
+    length_scale : float, default=1.0
+        Length scale ``l`` (isotropic only, as in scikit-learn).
+    alpha : float, default=1.0
+        Scale-mixture parameter, > 0.
+    length_scale_bounds, alpha_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
+        Bounds during hyperparameter optimization; "fixed" keeps the value.
+
+    Examples
+    --------
+    >>> from gprat.kernels.sklearn import RationalQuadratic, RBF
+    >>> kernel = RationalQuadratic(length_scale=2.0, alpha=0.5) + RBF(1.0)
+    >>> kernel.theta.round(3).tolist()
+    [-0.693, 0.693, 0.0]
+    """
+
+
+class ExpSineSquared(_TreeChecked, _skk.ExpSineSquared):
+    """Periodic kernel, scikit-learn's spelling; runs on gprat's ``Periodic``.
+
+    ``k(x, x') = exp(-2 sin^2(pi d / p) / l^2)`` with ``d = |x - x'|``, ``p = periodicity``.
+
+    Parameters
+    ----------
+    length_scale : float, default=1.0
+        Length scale ``l`` (isotropic only, as in scikit-learn).
+    periodicity : float, default=1.0
+        Period ``p``, > 0.
+    length_scale_bounds, periodicity_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
+        Bounds during hyperparameter optimization; "fixed" keeps the value.
+
+    Examples
+    --------
+    >>> from gprat.kernels import ExpSineSquared, RBF
+    >>> RBF(100.0) * ExpSineSquared(1.0, 1.0, periodicity_bounds="fixed")
+    RBF(length_scale=100) * ExpSineSquared(length_scale=1, periodicity=1)
+    """
+
+
+class DotProduct(_TreeChecked, _skk.DotProduct):
+    """Dot-product kernel ``k(x, x') = sigma_0^2 + x . x'``, scikit-learn's spelling; runs on gprat's ``Linear``.
+
+    Parameters
+    ----------
+    sigma_0 : float, default=1.0
+        Inhomogeneity, > 0 (gprat computes in log space, so ``sigma_0 = 0`` is refused).
+    sigma_0_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
+        Bounds during hyperparameter optimization; "fixed" keeps the value.
+
+    Examples
+    --------
+    >>> from gprat.kernels import DotProduct, WhiteKernel
+    >>> DotProduct(0.5) + WhiteKernel(0.1)
+    DotProduct(sigma_0=0.5) + WhiteKernel(noise_level=0.1)
+    """
+
+
+class ConstantKernel(_TreeChecked, _skk.ConstantKernel):
+    """Constant kernel, scikit-learn's spelling; ``C * K`` scales ``K`` (a signal variance).
 
     Parameters
     ----------
     constant_value : float, default=1.0
-        The signal variance that multiplies ``K``.
+        The constant (the signal variance in ``C * K``).
     constant_value_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
         Bounds of ``constant_value`` during hyperparameter optimization; "fixed" keeps it.
 
@@ -155,15 +246,16 @@ class ConstantKernel(_FormChecked, _skk.ConstantKernel):
     """
 
 
-class WhiteKernel(_FormChecked, _skk.WhiteKernel):
-    """White-noise kernel, scikit-learn's spelling; the trainable noise in ``K + WhiteKernel``.
+class WhiteKernel(_TreeChecked, _skk.WhiteKernel):
+    """White-noise kernel, scikit-learn's spelling: ``noise_level`` on the diagonal of ``K(X)`` only.
 
-    Its ``noise_level`` plus the estimator's ``alpha`` is the engine's noise variance.
+    An addend of the root sum is the engine's noise (plus the estimator's ``alpha``); a
+    WhiteKernel deeper in the tree is the engine's ``White`` node, with the same semantics.
 
     Parameters
     ----------
     noise_level : float, default=1.0
-        Variance of the i.i.d. observation noise.
+        Variance of the i.i.d. noise.
     noise_level_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
         Bounds of ``noise_level`` during hyperparameter optimization; "fixed" keeps it.
 
@@ -175,124 +267,280 @@ class WhiteKernel(_FormChecked, _skk.WhiteKernel):
     """
 
 
-class Sum(_FormChecked, _skk.Sum):
+class Sum(_TreeChecked, _skk.Sum):
     """``k1 + k2`` built by the ``+`` operator of gprat kernels (scikit-learn's Sum)."""
 
 
-class Product(_FormChecked, _skk.Product):
+class Product(_TreeChecked, _skk.Product):
     """``k1 * k2`` built by the ``*`` operator of gprat kernels (scikit-learn's Product)."""
 
 
-_BASE_RBF = (RBF, _skk.RBF)
-_BASE_MATERN = (Matern, _skk.Matern)
+_RBF = (RBF, _skk.RBF)
+_MATERN = (Matern, _skk.Matern)
+_RQ = (RationalQuadratic, _skk.RationalQuadratic)
+_PERIODIC = (ExpSineSquared, _skk.ExpSineSquared)
+_DOT = (DotProduct, _skk.DotProduct)
 _CONSTANT = (ConstantKernel, _skk.ConstantKernel)
 _WHITE = (WhiteKernel, _skk.WhiteKernel)
 _SUM = (Sum, _skk.Sum)
 _PRODUCT = (Product, _skk.Product)
+_LEAVES = _RBF + _MATERN + _RQ + _PERIODIC + _DOT + _CONSTANT + _WHITE
 
-KernelParts = namedtuple("KernelParts", ["base", "constant", "white", "order"])
-KernelParts.__doc__ = """A kernel of an accepted form taken apart.
-
-base : RBF or Matern (gprat's or scikit-learn's)
-constant : ConstantKernel or None
-white : WhiteKernel or None
-order : tuple of "base", "constant", "white", in the order their hyperparameters appear in
-    the kernel's ``theta`` (scikit-learn concatenates ``k1.theta`` then ``k2.theta``).
-"""
-
-
-def _role(kernel):
-    kind = type(kernel)
-    if kind in _BASE_RBF:
-        return "base"
-    if kind in _BASE_MATERN:
-        _check_nu(kernel.nu)
-        return "base"
-    if kind in _CONSTANT:
-        return "constant"
-    if kind in _WHITE:
-        return "white"
-    return None
+#: scikit-learn hyperparameter name -> engine parameter name, per node class.
+_PARAM_NAMES = {
+    "length_scale": "lengthscale",
+    "alpha": "alpha",
+    "periodicity": "period",
+    "sigma_0": "sigma_0",
+    "constant_value": "constant_value",
+    "noise_level": "noise_level",
+}
 
 
-def _product_parts(kernel):
-    """(constant, base, order) of ``C * K`` / ``K * C``, or None."""
-    if type(kernel) not in _PRODUCT:
-        return None
-    roles = (_role(kernel.k1), _role(kernel.k2))
-    if roles == ("constant", "base"):
-        return kernel.k1, kernel.k2, roles
-    if roles == ("base", "constant"):
-        return kernel.k2, kernel.k1, roles
-    return None
+def _nodes(kernel, path="kernel"):
+    """Yield (path, node) over the tree, root first; path spells the node (``kernel.k1.k2``)."""
+    yield path, kernel
+    if type(kernel) in _SUM + _PRODUCT:
+        yield from _nodes(kernel.k1, path + ".k1")
+        yield from _nodes(kernel.k2, path + ".k2")
 
 
-def _scaled_parts(kernel):
-    """(constant or None, base, order) of ``K``, ``C * K`` or ``K * C``, or None."""
-    if _role(kernel) == "base":
-        return None, kernel, ("base",)
-    return _product_parts(kernel)
-
-
-def kernel_parts(kernel):
-    """Take a kernel of an accepted form apart.
+def check_kernel(kernel):
+    """Raise ValueError unless ``kernel`` is a tree gprat's engine can run.
 
     Parameters
     ----------
     kernel : sklearn.gaussian_process.kernels.Kernel
-        ``K``, ``C * K``, ``K + WhiteKernel`` or ``C * K + WhiteKernel`` (either order in
-        products and sums), with ``K`` an RBF or a Matern of nu 0.5, 1.5 or 2.5.
-
-    Returns
-    -------
-    parts : KernelParts
-        The base kernel, the constant (or None), the white kernel (or None), and the order
-        of their hyperparameters in ``kernel.theta``.
+        A tree of RBF, Matern (nu 0.5, 1.5, 2.5), RationalQuadratic, ExpSineSquared,
+        DotProduct, ConstantKernel and WhiteKernel nodes under Sum and Product nodes
+        (gprat's classes or scikit-learn's, not other subclasses).
 
     Raises
     ------
     ValueError
-        If the kernel is of another form, or a Matern has another ``nu``.
+        Naming the accepted nodes and the first node that is not one (its repr and place in
+        the tree), or a Matern of another ``nu``.
 
     Examples
     --------
-    >>> from gprat.kernels import RBF, ConstantKernel, WhiteKernel
-    >>> kernel_parts(WhiteKernel(0.1) + ConstantKernel(2.0) * RBF(1.0)).order
-    ('white', 'constant', 'base')
+    >>> from sklearn.gaussian_process.kernels import RBF, Exponentiation
+    >>> check_kernel(RBF() + Exponentiation(RBF(), 2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: gprat cannot run the node kernel.k2 = RBF(length_scale=1) ** 2 (Exponentiation) ...
     """
-    found = _scaled_parts(kernel)
-    if found is not None:
-        constant, base, order = found
-        return KernelParts(base, constant, None, order)
-    if type(kernel) in _SUM:
-        for white, other, white_first in (
-            (kernel.k1, kernel.k2, True),
-            (kernel.k2, kernel.k1, False),
-        ):
-            if _role(white) != "white":
-                continue
-            found = _scaled_parts(other)
-            if found is not None:
-                constant, base, order = found
-                order = ("white",) + order if white_first else order + ("white",)
-                return KernelParts(base, constant, white, order)
-    raise ValueError(
-        f"gprat cannot run the kernel {kernel!r}: accepted forms are {ACCEPTED_FORMS}."
-    )
+    for path, node in _nodes(kernel):
+        kind = type(node)
+        if kind in _SUM + _PRODUCT:
+            continue
+        if kind not in _LEAVES:
+            raise ValueError(
+                f"gprat cannot run the node {path} = {node!r} ({kind.__name__}) of the kernel {kernel!r}; "
+                f"accepted are {ACCEPTED}."
+            )
+        if kind in _MATERN:
+            try:
+                _check_nu(node.nu)
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
+        if kind in _RQ + _PERIODIC and np.ndim(node.length_scale) != 0 and np.size(node.length_scale) != 1:
+            raise ValueError(
+                f"{path}: {kind.__name__} takes a scalar length_scale (isotropic, as in scikit-learn); "
+                f"got {node.length_scale!r}."
+            )
 
 
-def engine_family(base):
-    """The engine's kernel class for the base kernel of an accepted form (RBF or Matern).
+def walk(kernel, path="kernel"):
+    """Yield ``(path, node)`` over a kernel tree, root first, k1 before k2.
 
     Parameters
     ----------
-    base : RBF or Matern (gprat's or scikit-learn's)
+    kernel : sklearn.gaussian_process.kernels.Kernel
+    path : str, default="kernel"
+        How the root is spelled; a child of ``p`` is ``p.k1`` or ``p.k2``.
 
-    Returns
-    -------
-    type
-        :class:`gprat.kernels.SquaredExponential` or the Matérn class of ``base.nu``.
+    Examples
+    --------
+    >>> from gprat.kernels import RBF, WhiteKernel
+    >>> [path for path, _ in walk(RBF() + WhiteKernel())]
+    ['kernel', 'kernel.k1', 'kernel.k2']
     """
-    if type(base) in _BASE_RBF:
-        return SquaredExponential
-    return registry.by_matern_nu(_check_nu(base.nu))
+    yield path, kernel
+    if type(kernel) in _SUM + _PRODUCT:
+        yield from walk(kernel.k1, path + ".k1")
+        yield from walk(kernel.k2, path + ".k2")
+
+
+def _fixed_names(node):
+    return tuple(_PARAM_NAMES[h.name] for h in node.hyperparameters if h.fixed)
+
+
+def _scalar(value):
+    return float(np.ravel(value)[0])
+
+
+def _family(node, n_features):
+    """The engine family of one accepted leaf, at the leaf's values (signal_variance 1 for RBF/Matern)."""
+    kind = type(node)
+    fixed = _fixed_names(node)
+    if kind in _RBF + _MATERN:
+        length_scale = np.asarray(node.length_scale, dtype=np.float64)
+        if length_scale.ndim == 1 and length_scale.size > 1:
+            if length_scale.size != n_features:
+                raise ValueError(
+                    "An anisotropic length_scale needs one entry per feature; got "
+                    f"{length_scale.size} length scales for X with {n_features} features."
+                )
+            lengthscale = length_scale
+        else:
+            lengthscale = _scalar(length_scale)
+        cls = SquaredExponential if kind in _RBF else registry.by_matern_nu(_check_nu(node.nu))
+        return cls(lengthscale=lengthscale, signal_variance=1.0, fixed=fixed + ("signal_variance",))
+    if kind in _RQ:
+        return _EngineRationalQuadratic(_scalar(node.length_scale), float(node.alpha), fixed=fixed)
+    if kind in _PERIODIC:
+        return Periodic(_scalar(node.length_scale), float(node.periodicity), fixed=fixed)
+    if kind in _DOT:
+        return Linear(float(node.sigma_0), fixed=fixed)
+    if kind in _CONSTANT:
+        return Constant(float(node.constant_value), fixed=fixed)
+    return White(float(node.noise_level), fixed=fixed)
+
+
+def _leaf_index(node, family):
+    """Engine index (in ``family.theta``) of each entry of ``node.theta``, in scikit-learn's order."""
+    index = []
+    for hyperparameter in node.hyperparameters:
+        if hyperparameter.fixed:
+            continue
+        name = _PARAM_NAMES[hyperparameter.name]
+        if hyperparameter.n_elements > 1:  # anisotropic length_scale: lengthscale[0], ...
+            index += [family.param_names.index(f"{name}[{k}]") for k in range(hyperparameter.n_elements)]
+        else:
+            index.append(family.param_names.index(name))
+    return index
+
+
+def _scaled_stationary(node):
+    """(constant, base) of ``C * K`` / ``K * C`` with K an RBF or Matern, else None."""
+    if type(node) not in _PRODUCT:
+        return None
+    k1, k2 = node.k1, node.k2
+    if type(k1) in _CONSTANT and type(k2) in _RBF + _MATERN:
+        return k1, k2
+    if type(k2) in _CONSTANT and type(k1) in _RBF + _MATERN:
+        return k2, k1
+    return None
+
+
+def _convert(node, n_features, path):
+    """(engine kernel, engine theta index of each entry of ``node.theta``) of an accepted node."""
+    kind = type(node)
+    scaled = _scaled_stationary(node)
+    if scaled is not None:
+        # C * K: one stationary leaf, signal_variance = C (no Product node, the single-family path)
+        constant, base = scaled
+        family = _family(base, n_features)
+        fixed = tuple(n for n in family.fixed if n != "signal_variance") + tuple(
+            "signal_variance" for _ in _fixed_names(constant)
+        )
+        family = type(family)(lengthscale=family.lengthscale, signal_variance=float(constant.constant_value),
+                              fixed=fixed)
+        constant_index = [family.param_names.index("signal_variance")] * int(constant.n_dims)
+        base_index = _leaf_index(base, family)
+        index = constant_index + base_index if constant is node.k1 else base_index + constant_index
+        return family, index
+    if kind in _SUM + _PRODUCT:
+        a, index_a = _convert(node.k1, n_features, path + ".k1")
+        b, index_b = _convert(node.k2, n_features, path + ".k2")
+        combined = (_EngineSum if kind in _SUM else _EngineProduct)(a, b)
+        return combined, index_a + [a.n_params + i for i in index_b]
+    try:
+        family = _family(node, n_features)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{path} = {node!r}: {err}") from None
+    return family, _leaf_index(node, family)
+
+
+def _addends(node, path="kernel", offset=0):
+    """Yield (node, path, offset in the root's theta) of the addends of the root sum."""
+    if type(node) in _SUM:
+        yield from _addends(node.k1, path + ".k1", offset)
+        yield from _addends(node.k2, path + ".k2", offset + int(node.k1.n_dims))
+    else:
+        yield node, path, offset
+
+
+class EngineKernel:
+    """A scikit-learn kernel tree converted to the engine's, with the theta index map.
+
+    The root sum's WhiteKernel addends leave the tree when something else remains: those with
+    fixed bounds become a fixed noise (``fixed_noise``, their sum), the first one with free
+    bounds the engine's learned noise (``learned_noise``; engine theta entry
+    ``kernel.n_params``). Every other node becomes one engine node (``C * K`` one stationary
+    leaf). The engine's theta is ``[kernel.theta..., log(learned_noise)]``.
+
+    Parameters
+    ----------
+    kernel : sklearn.gaussian_process.kernels.Kernel
+        An accepted tree (see :func:`check_kernel`).
+    n_features : int
+        Features of the data (anisotropic length scales must have that many entries).
+
+    Attributes
+    ----------
+    kernel : gprat.kernels.Kernel
+        The engine's kernel at the values of ``kernel``; fixed hyperparameters are in its
+        ``fixed`` (and RBF/Matern leaves without a constant keep ``signal_variance=1`` fixed).
+    theta_index : ndarray of int of shape (kernel.n_dims,)
+        ``engine_theta[theta_index[i]]`` is scikit-learn's ``theta[i]`` (both logs of the same
+        value); the map is one-to-one, so gradients map back by
+        ``gradient = engine_gradient[theta_index]``.
+    learned_noise : float or None
+        The noise_level of the WhiteKernel that is the engine's learned noise.
+    fixed_noise : float
+        The sum of the noise_level of fixed-bounds WhiteKernels of the root sum.
+
+    Raises
+    ------
+    ValueError
+        If the tree is not accepted (see :func:`check_kernel`), or a hyperparameter value is
+        one the engine refuses (the message names the node).
+
+    Examples
+    --------
+    >>> from gprat.kernels import ConstantKernel, RBF, WhiteKernel
+    >>> converted = EngineKernel(ConstantKernel(2.0) * RBF(0.5) + WhiteKernel(0.1), n_features=1)
+    >>> converted.kernel
+    SquaredExponential(lengthscale=0.5, signal_variance=2)
+    >>> converted.theta_index.tolist(), converted.learned_noise
+    ([1, 0, 2], 0.1)
+    """
+
+    def __init__(self, kernel, n_features):
+        check_kernel(kernel)
+        addends = list(_addends(kernel))
+        self.learned_noise, self.fixed_noise = None, 0.0
+        learned_offset = None
+        keep = [True] * len(addends)
+        if any(type(node) not in _WHITE for node, _, _ in addends):
+            for i, (node, _, offset) in enumerate(addends):
+                if type(node) not in _WHITE:
+                    continue
+                if int(node.n_dims) == 0:
+                    self.fixed_noise += float(node.noise_level)
+                    keep[i] = False
+                elif self.learned_noise is None:
+                    self.learned_noise, learned_offset = float(node.noise_level), offset
+                    keep[i] = False
+        kept = [addend for addend, k in zip(addends, keep) if k]
+        tree, index = None, np.empty(int(kernel.n_dims), dtype=np.intp)
+        for node, path, offset in kept:
+            converted, node_index = _convert(node, n_features, path)
+            start = 0 if tree is None else tree.n_params
+            index[offset:offset + len(node_index)] = np.asarray(node_index, dtype=np.intp) + start
+            tree = converted if tree is None else _EngineSum(tree, converted)
+        if learned_offset is not None:
+            index[learned_offset] = tree.n_params
+        self.kernel = tree
+        self.theta_index = index
