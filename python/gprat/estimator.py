@@ -18,6 +18,7 @@ one engine.
 This module imports scikit-learn, an optional dependency of gprat.
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -112,6 +113,7 @@ class _EngineModel:
             f"fitting {n_targets} target(s) on n={n} samples",
         )
         fixed = np.broadcast_to(np.asarray(self.alpha, dtype=np.float64), (n,))
+        self.fixed_white = converted.fixed_noise
         fixed = fixed + converted.fixed_noise  # a fixed WhiteKernel is a fixed noise
         # No automatic jitter: as in scikit-learn, alpha is the user's jitter.
         gp = ExactGP(
@@ -151,6 +153,20 @@ class _EngineModel:
             return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
         # d LML / d theta_i = d LML / d engine_theta[theta_index[i]]: the same log-parameter
         return float(value), np.asarray(engine_gradient, dtype=np.float64)[self.theta_index]
+
+    def grown(self, X, Y, alpha, in_place):
+        """This model with the rows X, Y (per-sample alpha, or the scalar one) added by the
+        engine's block update: itself (in_place) or a copy with its own engine."""
+        noise = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (X.shape[0],)) + self.fixed_white
+        target = Y if Y.shape[1] > 1 else Y[:, 0]
+        model = self if in_place else copy.copy(self)
+        if in_place:
+            self.gp.add_observations(X, target, noise_variance=noise)
+        else:
+            model.gp = self.gp.condition_on(X, target, noise_variance=noise)
+        grown_alpha = alpha if np.ndim(alpha) == 0 else np.concatenate([np.broadcast_to(self.alpha, (self.Y.shape[0],)), alpha])
+        model.X, model.Y, model.alpha = model.gp.X_train_, np.vstack([self.Y, Y]), grown_alpha
+        return model
 
     def fitted_log_marginal_likelihood(self):
         """LML summed over targets at the fitted hyperparameters."""
@@ -529,6 +545,88 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         else:
             self.log_marginal_likelihood_value_ = self._model.fitted_log_marginal_likelihood()
         return self
+
+    def add_observations(self, X, y, alpha=None):
+        """Add training points at the fitted hyperparameters, without refitting.
+
+        The engine extends its Cholesky factor by a block update (O(n^2 k) for k points instead
+        of O(n^3), see :meth:`gprat.ExactGP.add_observations`); ``kernel_`` does not change. The
+        result equals ``fit`` on the combined data with ``optimizer=None`` and ``kernel_`` as the
+        kernel, to rounding. With ``normalize_y``, the new targets are normalized with the mean
+        and standard deviation of the first fit (the hyperparameters refer to them).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_new, n_features)
+        y : array-like of shape (n_new,) or (n_new, n_targets)
+        alpha : array-like of shape (n_new,) or None, default=None
+            The new points' values added to the diagonal, required when ``alpha`` was an array at
+            fit; None otherwise (the scalar ``alpha`` applies).
+
+        Returns
+        -------
+        self : GaussianProcessRegressor
+            ``X_train_``, ``y_train_`` and ``log_marginal_likelihood_value_`` (now the value of the
+            grown data at ``kernel_``) include the new points.
+
+        Raises
+        ------
+        ValueError
+            For unusable X, y or alpha (another feature or target count, NaN...); the estimator is
+            then unchanged.
+        """
+        grown = self._grown(X, y, alpha, in_place=True)
+        self.__dict__.update(grown)
+        return self
+
+    def condition_on(self, X, y, alpha=None):
+        """A new fitted estimator with more training points (a "fantasy" model); this one is unchanged.
+
+        Parameters and the update are those of :meth:`add_observations`.
+
+        Returns
+        -------
+        GaussianProcessRegressor
+        """
+        grown = self._grown(X, y, alpha, in_place=False)
+        model = copy.copy(self)
+        model.__dict__.pop("_cache", None)
+        model.kernel_ = clone(self.kernel_)
+        model.__dict__.update(grown)
+        return model
+
+    def _grown(self, X, y, alpha, in_place):
+        """The fitted attributes after adding (X, y): checks first, then one engine update."""
+        self._check_fitted()
+        _refuse_bool_and_strings(X, "X")
+        _refuse_bool_and_strings(y, "y")
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, ensure_2d=True, dtype=np.float64,
+                              reset=False)
+        targets = 1 if self.y_train_.ndim == 1 else self.y_train_.shape[1]
+        y = y.reshape(y.shape[0], -1)
+        if y.shape[1] != targets:
+            raise ValueError(f"y must have {targets} target(s) as at fit; got shape {y.shape}")
+        y = (y - np.reshape(self._y_train_mean, (1, -1))) / np.reshape(self._y_train_std, (1, -1))
+        if np.ndim(self._alpha) == 0:
+            if alpha is not None:
+                raise ValueError(f"alpha for new points needs an array alpha at fit; this estimator was fitted with "
+                                 f"alpha={self._alpha!r}, which applies to the new points: pass None")
+            new_alpha = self._alpha
+        else:
+            if alpha is None:
+                raise ValueError(f"alpha was an array at fit: give alpha for the {X.shape[0]} new point(s)")
+            new_alpha = _check_alpha(np.atleast_1d(alpha), X.shape[0])
+            new_alpha = np.array(np.broadcast_to(new_alpha, (X.shape[0],)), dtype=np.float64)
+        model = self._get_model().grown(X, y, new_alpha, in_place)
+        y_train = np.vstack([self.y_train_.reshape(self.y_train_.shape[0], -1), y])
+        return {
+            "_model": model,
+            "X_train_": np.vstack([self.X_train_, X]),
+            "y_train_": y_train if self.y_train_.ndim == 2 else y_train[:, 0],
+            "_alpha": model.alpha,
+            "log_marginal_likelihood_value_": model.fitted_log_marginal_likelihood(),
+            "_cache": {},
+        }
 
     def _make_model(self):
         Y = self.y_train_.reshape(self.y_train_.shape[0], -1)
