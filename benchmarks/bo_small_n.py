@@ -81,7 +81,8 @@ def reference_lml(kind, X, y, lengthscale, signal_variance, noise):
 # ------------------------------------------------------------------------------ the libraries
 def fit_gprat(gprat, kind, X, y):
     family = gprat.kernels.SquaredExponential if kind == "se" else gprat.kernels.Matern52
-    gp = gprat.ExactGP(family(lengthscale=np.full(6, START["lengthscale"]), signal_variance=START["signal_variance"]),
+    d = X.shape[1]
+    gp = gprat.ExactGP(family(lengthscale=np.full(d, START["lengthscale"]), signal_variance=START["signal_variance"]),
                        noise_variance=START["noise_variance"]).fit(X, y)
     result = gp.optimize()
     k = gp.kernel
@@ -107,14 +108,15 @@ def fit_gpytorch(kind, X, y):
     from scipy.optimize import minimize
 
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    d = X.shape[1]
 
     class Model(gpytorch.models.ExactGP):
         def __init__(self):
             likelihood = gpytorch.likelihoods.GaussianLikelihood()
             super().__init__(Xt, yt, likelihood)
             self.mean_module = gpytorch.means.ZeroMean()
-            base = gpytorch.kernels.RBFKernel(ard_num_dims=6) if kind == "se" else \
-                gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=6)
+            base = gpytorch.kernels.RBFKernel(ard_num_dims=d) if kind == "se" else \
+                gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=d)
             self.covar_module = gpytorch.kernels.ScaleKernel(base)
 
         def forward(self, x):
@@ -122,7 +124,7 @@ def fit_gpytorch(kind, X, y):
 
     with gpytorch.settings.max_cholesky_size(10 ** 9):
         model = Model().double()
-        model.covar_module.base_kernel.lengthscale = torch.full((1, 6), START["lengthscale"], dtype=torch.float64)
+        model.covar_module.base_kernel.lengthscale = torch.full((1, d), START["lengthscale"], dtype=torch.float64)
         model.covar_module.outputscale = START["signal_variance"]
         model.likelihood.noise = START["noise_variance"]
         model.train()
@@ -153,6 +155,41 @@ def fit_gpytorch(kind, X, y):
                 n_iter=int(res.nit))
 
 
+def demo_problem(n_train=2000, seed=0, noise=0.05):
+    """The ``gprat demo`` training data (mass-spring-damper NARX features, 12 lags), standardized
+    as GPModel.train does, and the demo's start: lengthscale sqrt(d) per feature, 1, 0.1."""
+    from gprat import simulate
+    from gprat.cli import demo
+
+    lag = max(demo.DEMO_INPUT_LAGS, demo.DEMO_OUTPUT_LAGS)
+    data = simulate.generate_dataset(demo.DEMO_BURN_IN + lag + n_train, dt=demo.DEMO_DT, noise_std=noise, seed=seed)
+    X, y, _ = simulate.lagged_features(data.u, data.y, demo.DEMO_INPUT_LAGS, demo.DEMO_OUTPUT_LAGS)
+    X, y = X[demo.DEMO_BURN_IN:demo.DEMO_BURN_IN + n_train], y[demo.DEMO_BURN_IN:demo.DEMO_BURN_IN + n_train]
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    y = (y - y.mean()) / y.std()
+    d = X.shape[1]
+    return X, y, dict(lengthscale=float(np.sqrt(d)), signal_variance=1.0, noise_variance=0.1)
+
+
+def demo_table(gprat, threads, n_train):
+    """gprat's demo training (GPModel.train, the CLI's path) against GPyTorch from the same start."""
+    global START
+    X, y, start = demo_problem(n_train)
+    saved, START = START, start
+    try:
+        rows = []
+        for name, fn in (("gprat", lambda: fit_gprat(gprat, "se", X, y)), ("gpytorch", lambda: fit_gpytorch("se", X, y))):
+            t0 = time.perf_counter()
+            f = fn()
+            seconds = time.perf_counter() - t0
+            lml = reference_lml("se", X, y, f["lengthscale"], f["signal_variance"], f["noise"])
+            rows.append(f"| {name} | {n_train} | {X.shape[1]} | {seconds:.2f} | {lml:.3f} | {f['n_iter']} |")
+    finally:
+        START = saved
+    return "\n".join(["| demo (mass-spring-damper) | n | d | seconds | LML (NumPy reference) | iterations |",
+                      "|---|---|---|---|---|---|"] + rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
@@ -162,6 +199,8 @@ def main(argv=None):
     ap.add_argument("--libraries", nargs="+", default=["gprat", "sklearn", "gpytorch"])
     ap.add_argument("--add-observations", action="store_true",
                     help="also time add_observations (k = 1, 10) against a refit at n = 4096")
+    ap.add_argument("--demo", type=int, default=0, metavar="N",
+                    help="also the demo's training problem at N samples (gprat vs GPyTorch, same start)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
 
@@ -231,6 +270,8 @@ def main(argv=None):
         lines.append("| " + " | ".join(cells) + " |")
     if args.add_observations:
         lines += ["", add_observations_table(gprat, args.repeats)]
+    if args.demo:
+        lines += ["", demo_table(gprat, args.threads, args.demo)]
     text = "\n".join(lines) + "\n"
     (args.out / f"bo-small-n-{args.kernel}-{stamp}.md").write_text(text)
     print(text)
