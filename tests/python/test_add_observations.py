@@ -10,6 +10,7 @@ import pytest
 
 import gprat
 import reference as ref
+from checks import close
 from gprat import kernels
 
 D = 2
@@ -23,13 +24,6 @@ def data(rng, n, p=1):
     Y = np.stack([np.sin(2 * X[:, 0] + j) + np.cos(X[:, 1]) for j in range(p)], axis=1)
     Y += 0.1 * rng.standard_normal(Y.shape)
     return X, (Y[:, 0] if p == 1 else Y)
-
-
-def close(a, b, rtol, what):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, (what, a.shape, b.shape)
-    err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-    assert err <= rtol, f"{what}: relative error {err:.3g} > {rtol:.1g}"
 
 
 def check_against_dense(gp, X, Y, Xs, fixed=None, learned=0.0, mean=None, jitter=0.0):

@@ -7,6 +7,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor as SkGPR
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
 
 import gprat
+from checks import close
 
 
 def data(rng, n, targets=1):
@@ -14,13 +15,6 @@ def data(rng, n, targets=1):
     Y = np.stack([np.sin(X[:, 0] + j) * np.cos(X[:, 1]) for j in range(targets)], axis=1) + 3.0
     Y += 0.05 * rng.standard_normal(Y.shape)
     return X, (Y[:, 0] if targets == 1 else Y)
-
-
-def close(a, b, rtol, what):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, (what, a.shape, b.shape)
-    err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-    assert err <= rtol, f"{what}: relative error {err:.3g}"
 
 
 KERNELS = [

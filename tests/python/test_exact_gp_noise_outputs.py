@@ -10,6 +10,7 @@ import pytest
 
 import gprat
 import reference as ref
+from checks import close
 from gprat import kernels
 
 N, M, D = 53, 17, 2  # n not a multiple of the tile sizes: ragged last tiles
@@ -29,13 +30,6 @@ def problem(rng, n=N, m=M, p=1):
 
 def kernel(name, ard):
     return getattr(kernels, name)(lengthscale=LS_ARD if ard else 0.8, signal_variance=S2)
-
-
-def close(a, b, rtol, what):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, (what, a.shape, b.shape)
-    err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-    assert err <= rtol, f"{what}: relative error {err:.3g} > {rtol:.1g}"
 
 
 def grad_close(g, want, rtol, what):

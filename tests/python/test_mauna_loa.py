@@ -47,15 +47,10 @@ def test_committed_data_is_the_monthly_record():
 
 
 def test_initial_kernel_is_the_gallery_kernel():
+    from test_estimator_kernel_trees import mauna_loa_kernel  # the gallery's kernel, written there once
+
     kernel = _example_module().initial_kernel()
-    gallery = (
-        50.0**2 * skk.RBF(length_scale=50.0)
-        + 2.0**2 * skk.RBF(length_scale=100.0) * skk.ExpSineSquared(length_scale=1.0, periodicity=1.0,
-                                                                    periodicity_bounds="fixed")
-        + 0.5**2 * skk.RationalQuadratic(alpha=1.0, length_scale=1.0)
-        + 0.1**2 * skk.RBF(length_scale=0.1)
-        + skk.WhiteKernel(noise_level=0.1**2, noise_level_bounds=(1e-5, 1e5))
-    )
+    gallery = mauna_loa_kernel()
     assert repr(kernel) == repr(gallery)
     assert_allclose(kernel.theta, gallery.theta, rtol=0, atol=0)
     assert_allclose(kernel.bounds, gallery.bounds, rtol=0, atol=0)

@@ -13,6 +13,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import kernel_reference as kref
+from checks import rewrite_archive
 from gprat import kernels
 from gprat.io import FORMAT_VERSION, GPModel, ModelFileError, load_model
 
@@ -173,15 +174,7 @@ def test_a_handmade_version_2_file_still_loads(tmp_path):
 
 
 def _rewrite(path, **changes):
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    arrays.update(changes)
-    for key, value in list(arrays.items()):
-        if value is None:
-            del arrays[key]
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-    return path
+    return rewrite_archive(path, **changes)
 
 
 def _saved_tree(tmp_path):

@@ -4,6 +4,7 @@ import gprat
 import numpy as np
 import pytest
 import reference as ref
+from checks import rewrite_archive
 import scipy.optimize
 from gprat.io import FORMAT_VERSION, GPModel, ModelFileError, load_model
 
@@ -110,16 +111,7 @@ def test_predict_checks_columns(model):
 
 
 def _rewrite(tmp_path, model, **changes):
-    path = model.save(tmp_path / "m.npz")
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    arrays.update(changes)
-    for key, value in list(arrays.items()):
-        if value is None:
-            del arrays[key]
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-    return path
+    return rewrite_archive(model.save(tmp_path / "m.npz"), **changes)
 
 
 def test_refuses_newer_format(tmp_path, model):
