@@ -194,8 +194,9 @@ GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0,
 }
 
 /// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij of one column
-/// (gradient_weights, 2x below the diagonal) go to k.column_gradient, which reduces them
-/// against dk/dtheta; a learned noise (when `noise` is not null) gets sum_a w_aa sigma2.
+/// (gradient_weights, 2x below the diagonal) go to k.column_gradient, which accumulates them
+/// against dk/dtheta in the workspace, summed once per tile by k.column_gradient_sums; a learned
+/// noise (when `noise` is not null) gets sum_a w_aa sigma2.
 template <typename T, ColumnCovariance K>
 GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
                                 Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
@@ -211,9 +212,10 @@ GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const Gr
         gradient_weights(a, &kinv(0, j), j, first, rows, weight.data());
         for (Index i = first; i < rows; ++i)
             if (i != same) weight[static_cast<std::size_t>(i)] *= 2.0;
-        k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data(), sum.data());
+        k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data());
         if (noise && same >= 0) sum[static_cast<std::size_t>(p)] += weight[static_cast<std::size_t>(same)] * *noise;
     }
+    k.column_gradient_sums(w, sum.data());
     for (Index q = 0; q < p + (noise ? 1 : 0); ++q) out[q] += sum[static_cast<std::size_t>(q)];
 }
 
