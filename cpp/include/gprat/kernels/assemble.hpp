@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "gprat/core/check.hpp"
@@ -179,17 +180,18 @@ GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0,
 {
     typename K::ColumnWorkspace w;
     k.prepare_rows(w, X, r0, t.rows(), d);
-    std::vector<double> col(static_cast<std::size_t>(t.rows()));
+    std::vector<double> col(std::is_same_v<T, double> ? 0 : static_cast<std::size_t>(t.rows()));
     for (Index j = 0; j < t.cols(); ++j) {
         const Index first = diagonal_tile ? std::min(j, t.rows()) : 0;
         const Index same = diagonal_tile && j < t.rows() ? j : -1;  // the point y_j itself (White)
-        k.column(w, Y + (c0 + j) * d, first, same, col.data());
         T* column = &t(0, j);
+        double* values = col.data();
+        if constexpr (std::is_same_v<T, double>) values = column;  // straight into the tile
+        k.column(w, Y + (c0 + j) * d, first, same, values);
         for (Index i = 0; i < first; ++i) column[i] = T(0);
-        for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(col[static_cast<std::size_t>(i)]);
-        if (same >= 0)
-            column[same] = static_cast<T>(col[static_cast<std::size_t>(same)] +
-                                          (diagonal_rows ? diagonal_rows[r0 + same] : diagonal));
+        if constexpr (!std::is_same_v<T, double>)
+            for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(values[i]);
+        if (same >= 0) column[same] = static_cast<T>(values[same] + (diagonal_rows ? diagonal_rows[r0 + same] : diagonal));
     }
 }
 

@@ -91,6 +91,7 @@ struct TreeNode
     Index dim_begin = 0, n_dims = 0;   ///< leaves: active dimensions dims[dim_begin ..), 0 = all
     bool ard = false;                  ///< stationary leaves: one lengthscale per active dimension
     Index group = -1;                  ///< stationary, RationalQuadratic, Periodic leaves: their distance group (column path)
+    bool folded = false;               ///< a Constant child of a Product: the column path uses its value as a scalar
 };
 
 /// The most values on the evaluation stack (a post-order sweep needs at most one per pending
@@ -192,8 +193,9 @@ GPRAT_HOST_DEVICE GPRAT_INLINE double rational_quadratic_value(double dist2, dou
     const double s = dist2 * scale, b = 1.0 + s;
     const double logb = log1p_nonnegative(s);  // log b, accurate for small s
     const double k = exp_nonpositive(-alpha * logb);
-    dl = 2.0 * alpha * s * k / b;
-    da = alpha * k * (s / b - logb);
+    const double s_over_b = s / b;
+    dl = 2.0 * alpha * k * s_over_b;
+    da = alpha * k * (s_over_b - logb);
     return k;
 }
 
@@ -516,7 +518,7 @@ class KernelTree
                 const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
                 const double* a = w.adjoint_of[static_cast<std::size_t>(t)];
                 if (n.kind == NodeKind::Leaf) {
-                    leaf_accumulate(w, n, a, count, same);
+                    if (!n.folded) leaf_accumulate(w, n, a, count, same);
                     continue;
                 }
                 const Index right = t - 1;
@@ -527,6 +529,26 @@ class KernelTree
                 }
                 double* al = w.adjoints.data() + n.left * B;
                 double* ar = w.adjoints.data() + right * B;
+                const TreeNode& lnode = nodes_[static_cast<std::size_t>(n.left)];
+                const TreeNode& rnode = nodes_[static_cast<std::size_t>(right)];
+                if (lnode.folded || rnode.folded) {
+                    // k = c k_other: dk/dlog c = c k_other = k, so the constant gets a k; the other
+                    // child's adjoint is a c (both constants: each gets a k)
+                    const double* out = val + t * B;
+                    for (const TreeNode* cn : {&lnode, &rnode}) {
+                        if (!cn->folded) continue;
+                        double* g = w.gradient.data() + cn->p_begin * B;
+#pragma omp simd
+                        for (Index i = 0; i < count; ++i) g[i] += a[i] * out[i];
+                    }
+                    if (lnode.folded && rnode.folded) continue;
+                    const double c = values_[static_cast<std::size_t>(lnode.folded ? lnode.p_begin : rnode.p_begin)];
+                    double* ao = lnode.folded ? ar : al;
+#pragma omp simd
+                    for (Index i = 0; i < count; ++i) ao[i] = a[i] * c;
+                    w.adjoint_of[static_cast<std::size_t>(lnode.folded ? right : n.left)] = ao;
+                    continue;
+                }
                 const double* vl = val + n.left * B;
                 const double* vr = val + right * B;
 #pragma omp simd
@@ -616,14 +638,28 @@ class KernelTree
             const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
             double* out = val + t * B;
             if (n.kind == NodeKind::Leaf) {
-                leaf_column(w, n, y, b0, count, same, out, derivatives ? w.derivatives.data() + n.p_begin * B : nullptr);
+                if (!n.folded)
+                    leaf_column(w, n, y, b0, count, same, out, derivatives ? w.derivatives.data() + n.p_begin * B : nullptr);
                 continue;
             }
+            const TreeNode& left = nodes_[static_cast<std::size_t>(n.left)];
+            const TreeNode& right = nodes_[static_cast<std::size_t>(t - 1)];
             const double* vl = val + n.left * B;
             const double* vr = val + (t - 1) * B;
             if (n.kind == NodeKind::Sum) {
 #pragma omp simd
                 for (Index i = 0; i < count; ++i) out[i] = vl[i] + vr[i];
+            } else if (left.folded || right.folded) {  // c * k: the constant as a scalar
+                const double c = left.folded ? values_[static_cast<std::size_t>(left.p_begin)] : 1.0;
+                const double c2 = right.folded ? values_[static_cast<std::size_t>(right.p_begin)] : 1.0;
+                const double* other = left.folded ? vr : vl;
+                if (left.folded && right.folded) {
+                    for (Index i = 0; i < count; ++i) out[i] = c * c2;
+                } else {
+                    const double scale = left.folded ? c : c2;
+#pragma omp simd
+                    for (Index i = 0; i < count; ++i) out[i] = scale * other[i];
+                }
             } else {
 #pragma omp simd
                 for (Index i = 0; i < count; ++i) out[i] = vl[i] * vr[i];
@@ -666,10 +702,10 @@ class KernelTree
             const Index n_l = n.ard ? m : 1;
             const double s2 = v[n_l];
             switch (n.family) {
-            case Family::SquaredExponential: stationary_column<SquaredExponentialShape>(r2, c, out, s2, count); break;
-            case Family::Matern12: stationary_column<Matern12Shape>(r2, c, out, s2, count); break;
-            case Family::Matern32: stationary_column<Matern32Shape>(r2, c, out, s2, count); break;
-            default: stationary_column<Matern52Shape>(r2, c, out, s2, count); break;
+            case Family::SquaredExponential: stationary_column<SquaredExponentialShape>(r2, c, out, s2, count, der); break;
+            case Family::Matern12: stationary_column<Matern12Shape>(r2, c, out, s2, count, der); break;
+            case Family::Matern32: stationary_column<Matern32Shape>(r2, c, out, s2, count, der); break;
+            default: stationary_column<Matern52Shape>(r2, c, out, s2, count, der); break;
             }
             if (der) {  // dk/dlog l_k = c u_k (isotropic: c r2), dk/dlog s2 = k
                 // ARD: der[0] holds c, and leaf_accumulate forms c u_k from the group's differences
@@ -786,19 +822,38 @@ class KernelTree
         }
     }
 
-    /// out = s2 f(r2), c = -2 s2 f'(r2) over the block (stationary_value, vectorized).
+    /// out = s2 f(r2), and c = -2 s2 f'(r2) when `slope`, over the block (stationary_value, vectorized).
     template <typename Shape>
-    GPRAT_INLINE static void stationary_column(const double* r2, double* c, double* out, double s2, Index count)
+    GPRAT_INLINE static void stationary_column(const double* r2, double* c, double* out, double s2, Index count,
+                                               bool slope)
     {
+        if (slope) {
 #pragma omp simd
-        for (Index i = 0; i < count; ++i) out[i] = detail::stationary_value<Shape>(r2[i], s2, c[i]);
+            for (Index i = 0; i < count; ++i) out[i] = detail::stationary_value<Shape>(r2[i], s2, c[i]);
+        } else {
+#pragma omp simd
+            for (Index i = 0; i < count; ++i) {
+                double unused = 0.0;
+                out[i] = detail::stationary_value<Shape>(r2[i], s2, unused);
+            }
+        }
     }
 
-    /// Puts every stationary, RationalQuadratic and Periodic leaf into the group of the leaves
-    /// with the same active dimensions and the same kind of distance (ARD or not), so that the
-    /// column path computes what they share once per block for all of them (group_distance).
+    /// Marks the Constant children of Products as folded (the column path multiplies by their
+    /// value instead of filling and multiplying a column), and puts every stationary,
+    /// RationalQuadratic and Periodic leaf into the group of the leaves with the same active
+    /// dimensions and the same kind of distance (ARD or not), so that the column path computes
+    /// what they share once per block for all of them (group_distance).
     void assign_distance_groups()
     {
+        for (std::size_t t = 0; t < nodes_.size(); ++t) {  // Constant children of Products: scalars
+            const TreeNode& n = nodes_[t];
+            if (n.kind != NodeKind::Product) continue;
+            for (const Index c : {n.left, static_cast<Index>(t) - 1}) {
+                TreeNode& child = nodes_[static_cast<std::size_t>(c)];
+                child.folded = child.kind == NodeKind::Leaf && child.family == Family::Constant;
+            }
+        }
         group_leaders_.clear();
         for (TreeNode& n : nodes_) {
             const bool reads_distance = n.kind == NodeKind::Leaf && n.family != Family::Linear &&
