@@ -36,6 +36,15 @@
 /// parameters are one contiguous range of theta (left subtree first, as in scikit-learn).
 /// The per-pair evaluation (tree_evaluate) reads plain arrays and does plain arithmetic: no
 /// allocation, no virtual calls, so a device build can compile it (GPRAT_HOST_DEVICE).
+///
+/// Tiles (assemble.hpp) take the column path instead: a tile column in blocks of column_block
+/// rows, the tree walked once per block, each leaf's formula (the same functions leaf_evaluate
+/// calls: stationary_value, periodic_value, rational_quadratic_value, with the per-leaf
+/// constants 1/l^2, 1/p, 1/(2 alpha l^2) computed once per block) in a vectorized loop over the
+/// block's rows; leaves with the same active dimensions share the squared distance (ARD leaves:
+/// the squared differences per dimension); Constant children of Products are scalars; the
+/// gradient reverse-accumulates per block into per-row sums. Memory: O(nb d + (nodes + params)
+/// column_block) per tile task, never an nb x nb intermediate per term.
 #include <algorithm>
 #include <array>
 #include <bit>
