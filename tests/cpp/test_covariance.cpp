@@ -625,6 +625,90 @@ TEST(tree_column_path_equals_the_per_pair_path)
     }
 }
 
+TEST(tree_column_path_over_several_row_blocks_equals_the_per_pair_path)
+{
+    // Tiles taller than KernelTree::column_block (128 rows), so the column path works through
+    // several blocks, with the lower-triangle start `first` and the diagonal row inside later
+    // blocks; a tree whose leaves share distance groups (two ARD leaves and two isotropic ones
+    // on the same dimensions), Constants folded into Products (one Product of two Constants),
+    // White, Linear, RationalQuadratic and Periodic. Against the per-pair path (GenericOnly),
+    // values and the fused gradient, and the gradient against central differences of K.
+    static_assert(KernelTree::column_block == 128, "the sizes below straddle two and three blocks");
+    const Index n = 300, d = 3;
+    const std::vector<double> X = random_points(n, d, 71);
+    std::vector<double> W, alpha;
+    random_weights(n, 12, W, alpha);
+    const KernelTree k({{"Sum", {}, {}},
+                        {"Sum", {}, {}},
+                        {"Sum", {}, {}},
+                        {"Product", {}, {}},
+                        {"Constant", {1.7}, {}},
+                        {"SquaredExponential", {0.8, 1.3, 1.1}, {0, 2}},
+                        {"Product", {}, {}},
+                        {"Matern52", {1.2, 0.7, 0.9}, {0, 2}},
+                        {"Constant", {0.6}, {}},
+                        {"Sum", {}, {}},
+                        {"Product", {}, {}},
+                        {"Product", {}, {}},
+                        {"Constant", {2.0}, {}},
+                        {"SquaredExponential", {1.4, 1.0}, {1}},
+                        {"Periodic", {0.9, 1.3}, {1}},
+                        {"Sum", {}, {}},
+                        {"RationalQuadratic", {0.7, 1.6}, {1}},
+                        {"Product", {}, {}},
+                        {"Product", {}, {}},
+                        {"Constant", {0.3}, {}},
+                        {"Constant", {0.5}, {}},
+                        {"Linear", {0.4}, {0, 1}},
+                        {"White", {0.2}, {}}});
+    const GenericOnly<KernelTree> g(k);
+    std::vector<double> a(static_cast<std::size_t>(n * n)), b(a.size());
+    gprat::kernels::fill_covariance_tile(TileView<double>(a.data(), n, n, n), X.data(), 0, X.data(), 0, d, k, true, 0.1);
+    gprat::kernels::fill_covariance_tile(TileView<double>(b.data(), n, n, n), X.data(), 0, X.data(), 0, d, g, true, 0.1);
+    double worst = 0.0;
+    for (std::size_t e = 0; e < a.size(); ++e) worst = std::max(worst, rel(a[e], b[e]));
+    CHECK_MSG(worst <= 1e-13, "symmetric 300 x 300: worst " << worst);
+    // rows 37.. (263 rows: blocks of 128, 128, 7) against columns 5.. (150), a symmetric
+    // assembly's off-diagonal tile whose global diagonal crosses it
+    std::vector<double> c(static_cast<std::size_t>(263 * 150)), e(c.size());
+    gprat::kernels::fill_covariance_tile(TileView<double>(c.data(), 263, 150, 263), X.data(), 37, X.data(), 5, d, k, true, 0.1);
+    gprat::kernels::fill_covariance_tile(TileView<double>(e.data(), 263, 150, 263), X.data(), 37, X.data(), 5, d, g, true, 0.1);
+    worst = 0.0;
+    for (std::size_t q = 0; q < c.size(); ++q) worst = std::max(worst, rel(c[q], e[q]));
+    CHECK_MSG(worst <= 1e-13, "263 x 150 at (37, 5): worst " << worst);
+    for (const Index nb : {300, 137, 129}) {
+        const std::vector<double> fast = fused_gradient(k, X, n, d, nb, W, alpha, 0.2);
+        const std::vector<double> slow = fused_gradient(g, X, n, d, nb, W, alpha, 0.2);
+        for (std::size_t q = 0; q < fast.size(); ++q)
+            CHECK_MSG(rel(fast[q], slow[q]) <= 1e-11, "nb=" << nb << " q=" << q << ": " << fast[q] << " vs " << slow[q]);
+    }
+    // the gradient against central differences of the dense K (rows and columns < 150 only, to
+    // keep the O(n^2 p) reference short): sum_ab (alpha_a alpha_b - W_ab) dK_ab/dtheta_p
+    const Index m = 150;
+    std::vector<double> Xm(X.begin(), X.begin() + m * d), Wm(static_cast<std::size_t>(m * m)), am(alpha.begin(), alpha.begin() + m);
+    for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < m; ++j) Wm[static_cast<std::size_t>(i * m + j)] = W[static_cast<std::size_t>(i * n + j)];
+    const std::vector<double> got = fused_gradient(k, Xm, m, d, 140, Wm, am, 0.2);
+    const std::vector<double> t = k.theta();
+    for (std::size_t p = 0; p < t.size(); ++p) {
+        std::vector<double> up = t, down = t;
+        up[p] += 1e-6;
+        down[p] -= 1e-6;
+        const KernelTree ku = k.with_theta(up), kd = k.with_theta(down);
+        long double want = 0;
+        for (Index i = 0; i < m; ++i)
+            for (Index j = 0; j < m; ++j) {
+                const double* xi = &Xm[static_cast<std::size_t>(i * d)];
+                const double* xj = &Xm[static_cast<std::size_t>(j * d)];
+                const double du = i == j ? ku.diagonal(xi, d) : ku(xi, xj, d);
+                const double dd = i == j ? kd.diagonal(xi, d) : kd(xi, xj, d);
+                want += (static_cast<long double>(am[i]) * am[j] - Wm[static_cast<std::size_t>(i * m + j)]) * (du - dd) / 2e-6;
+            }
+        CHECK_MSG(std::fabs(got[p] - want) <= 1e-5 * std::max(1.0L, std::fabs(want)),
+                  "p=" << p << ": " << got[p] << " vs " << static_cast<double>(want));
+    }
+}
+
 TEST(sin_cos_pi_reduced_matches_long_double_libm)
 {
     // sin(pi t)^2 and sin(pi t) cos(pi t), what the Periodic kernel uses, against sinl/cosl of a

@@ -9,3 +9,17 @@
 #else
 #define GPRAT_HOST_DEVICE
 #endif
+
+/// GPRAT_INLINE forces inlining of the small per-element functions (exp_nonpositive, the kernel
+/// shapes, the family formulas) that the tile loops call inside `#pragma omp simd` loops. A call
+/// left out of line keeps the loop scalar: GCC's inliner gives up on them in the large,
+/// multiversioned KernelTree loops (measured: the Mauna Loa tree ran 14x the cost of one SE per
+/// entry with exp as an out-of-line call). It also compiles them into every instruction-set
+/// clone of a GPRAT_HOT_LOOP (dispatch.hpp) instead of the baseline only.
+#if defined(__CUDACC__)
+#define GPRAT_INLINE __forceinline__
+#elif defined(__GNUC__)
+#define GPRAT_INLINE [[gnu::always_inline]] inline
+#else
+#define GPRAT_INLINE inline
+#endif

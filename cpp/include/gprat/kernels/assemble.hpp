@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "gprat/core/check.hpp"
@@ -179,23 +180,25 @@ GPRAT_HOT_LOOP void fill_column_tile(tiles::TileView<T> t, const T* X, Index r0,
 {
     typename K::ColumnWorkspace w;
     k.prepare_rows(w, X, r0, t.rows(), d);
-    std::vector<double> col(static_cast<std::size_t>(t.rows()));
+    std::vector<double> col(std::is_same_v<T, double> ? 0 : static_cast<std::size_t>(t.rows()));
     for (Index j = 0; j < t.cols(); ++j) {
         const Index first = diagonal_tile ? std::min(j, t.rows()) : 0;
         const Index same = diagonal_tile && j < t.rows() ? j : -1;  // the point y_j itself (White)
-        k.column(w, Y + (c0 + j) * d, first, same, col.data());
         T* column = &t(0, j);
+        double* values = col.data();
+        if constexpr (std::is_same_v<T, double>) values = column;  // straight into the tile
+        k.column(w, Y + (c0 + j) * d, first, same, values);
         for (Index i = 0; i < first; ++i) column[i] = T(0);
-        for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(col[static_cast<std::size_t>(i)]);
-        if (same >= 0)
-            column[same] = static_cast<T>(col[static_cast<std::size_t>(same)] +
-                                          (diagonal_rows ? diagonal_rows[r0 + same] : diagonal));
+        if constexpr (!std::is_same_v<T, double>)
+            for (Index i = first; i < t.rows(); ++i) column[i] = static_cast<T>(values[i]);
+        if (same >= 0) column[same] = static_cast<T>(values[same] + (diagonal_rows ? diagonal_rows[r0 + same] : diagonal));
     }
 }
 
 /// Column accumulate_gradient_tile (ColumnCovariance): the weights w_ij of one column
-/// (gradient_weights, 2x below the diagonal) go to k.column_gradient, which reduces them
-/// against dk/dtheta; a learned noise (when `noise` is not null) gets sum_a w_aa sigma2.
+/// (gradient_weights, 2x below the diagonal) go to k.column_gradient, which accumulates them
+/// against dk/dtheta in the workspace, summed once per tile by k.column_gradient_sums; a learned
+/// noise (when `noise` is not null) gets sum_a w_aa sigma2.
 template <typename T, ColumnCovariance K>
 GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
                                 Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
@@ -211,9 +214,10 @@ GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const Gr
         gradient_weights(a, &kinv(0, j), j, first, rows, weight.data());
         for (Index i = first; i < rows; ++i)
             if (i != same) weight[static_cast<std::size_t>(i)] *= 2.0;
-        k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data(), sum.data());
+        k.column_gradient(w, X + (c0 + j) * d, first, same, weight.data());
         if (noise && same >= 0) sum[static_cast<std::size_t>(p)] += weight[static_cast<std::size_t>(same)] * *noise;
     }
+    k.column_gradient_sums(w, sum.data());
     for (Index q = 0; q < p + (noise ? 1 : 0); ++q) out[q] += sum[static_cast<std::size_t>(q)];
 }
 

@@ -28,7 +28,8 @@
 /// the tree is walked once per column instead of once per pair, each leaf's distances computed
 /// in contiguous loops over the rows, gradients by reverse accumulation):
 ///   K::ColumnWorkspace, k.prepare_rows(w, X, r0, rows, d), k.column(w, y, first, same_row, out),
-///   k.column_gradient(w, y, first, same_row, weight, sums)
+///   k.column_gradient(w, y, first, same_row, weight) (accumulates in w),
+///   k.column_gradient_sums(w, sums) (adds the tile's gradient to sums, once per tile)
 ///
 /// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`, then
 /// `ColumnCovariance<K>`, else the generic per-pair loops.
@@ -81,8 +82,9 @@ concept ColumnCovariance =
         k.prepare_rows(w, xf, i, i, i);
         k.column(w, x, i, i, out);
         k.column(w, xf, i, i, out);
-        k.column_gradient(w, x, i, i, weight, out);
-        k.column_gradient(w, xf, i, i, weight, out);
+        k.column_gradient(w, x, i, i, weight);
+        k.column_gradient(w, xf, i, i, weight);
+        k.column_gradient_sums(w, out);
     };
 
 }  // namespace gprat::kernels

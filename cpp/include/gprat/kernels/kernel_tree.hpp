@@ -36,6 +36,15 @@
 /// parameters are one contiguous range of theta (left subtree first, as in scikit-learn).
 /// The per-pair evaluation (tree_evaluate) reads plain arrays and does plain arithmetic: no
 /// allocation, no virtual calls, so a device build can compile it (GPRAT_HOST_DEVICE).
+///
+/// Tiles (assemble.hpp) take the column path instead: a tile column in blocks of column_block
+/// rows, the tree walked once per block, each leaf's formula (the same functions leaf_evaluate
+/// calls: stationary_value, periodic_value, rational_quadratic_value, with the per-leaf
+/// constants 1/l^2, 1/p, 1/(2 alpha l^2) computed once per block) in a vectorized loop over the
+/// block's rows; leaves with the same active dimensions share the squared distance (ARD leaves:
+/// the squared differences per dimension); Constant children of Products are scalars; the
+/// gradient reverse-accumulates per block into per-row sums. Memory: O(nb d + (nodes + params)
+/// column_block) per tile task, never an nb x nb intermediate per term.
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -53,14 +62,6 @@
 #include "gprat/core/types.hpp"
 #include "gprat/kernels/matern.hpp"
 #include "gprat/kernels/squared_exponential.hpp"
-
-/// The column path is called from the multiversioned tile loops (GPRAT_HOT_LOOP, dispatch.hpp);
-/// forcing it inline compiles it into each instruction-set clone instead of the baseline only.
-#if defined(__GNUC__) && !defined(__CUDACC__)
-#define GPRAT_COLUMN_INLINE [[gnu::always_inline]] inline
-#else
-#define GPRAT_COLUMN_INLINE inline
-#endif
 
 namespace gprat::kernels {
 
@@ -98,6 +99,8 @@ struct TreeNode
     Index left = -1;                   ///< Sum/Product: index of the left child (the right one is just before)
     Index dim_begin = 0, n_dims = 0;   ///< leaves: active dimensions dims[dim_begin ..), 0 = all
     bool ard = false;                  ///< stationary leaves: one lengthscale per active dimension
+    Index group = -1;                  ///< stationary, RationalQuadratic, Periodic leaves: their distance group (column path)
+    bool folded = false;               ///< a Constant child of a Product: the column path uses its value as a scalar
 };
 
 /// The most values on the evaluation stack (a post-order sweep needs at most one per pending
@@ -113,34 +116,17 @@ namespace detail {
 /// reduced values are returned as they are. sin and cos of x = pi f in [-pi/2, pi/2] by their
 /// Taylor polynomials to x^23 and x^22 (truncation below 2e-18). round() is the 1.5 * 2^52
 /// shifter trick (exp.hpp), exact for t < 2^52; larger t are integers in double precision.
-GPRAT_HOST_DEVICE inline void sin_cos_pi_reduced(double t, double& sn, double& cs)
+GPRAT_HOST_DEVICE GPRAT_INLINE void sin_cos_pi_reduced(double t, double& sn, double& cs)
 {
     constexpr double shifter = 0x1.8p52;
     const double r = t < 0x1p52 ? (t + shifter) - shifter : t;
     const double x = std::numbers::pi * (t - r), x2 = x * x;
-    double ps = -1.0 / 25852016738884976640000.0;   // -1/23!
-    ps = ps * x2 + 1.0 / 51090942171709440000.0;    // 1/21!
-    ps = ps * x2 - 1.0 / 121645100408832000.0;      // -1/19!
-    ps = ps * x2 + 1.0 / 355687428096000.0;         // 1/17!
-    ps = ps * x2 - 1.0 / 1307674368000.0;           // -1/15!
-    ps = ps * x2 + 1.0 / 6227020800.0;              // 1/13!
-    ps = ps * x2 - 1.0 / 39916800.0;                // -1/11!
-    ps = ps * x2 + 1.0 / 362880.0;                  // 1/9!
-    ps = ps * x2 - 1.0 / 5040.0;                    // -1/7!
-    ps = ps * x2 + 1.0 / 120.0;                     // 1/5!
-    ps = ps * x2 - 1.0 / 6.0;                       // -1/3!
+    // sin x = x + x x2 sum_{q=0}^{10} (-1)^(q+1) x2^q / (2q+3)!,  cos x = 1 - x2 sum_{q=0}^{10} (-1)^q x2^q / (2q+2)!
+    const double ps = gprat::detail::horner<11>(
+        x2, [](int q) constexpr { return (q % 2 == 0 ? -1.0 : 1.0) * gprat::detail::inverse_factorial[2 * q + 3]; });
+    const double pc = gprat::detail::horner<11>(
+        x2, [](int q) constexpr { return (q % 2 == 0 ? 1.0 : -1.0) * gprat::detail::inverse_factorial[2 * q + 2]; });
     sn = x + x * x2 * ps;
-    double pc = 1.0 / 1124000727777607680000.0;     // 1/22!
-    pc = pc * x2 - 1.0 / 2432902008176640000.0;     // -1/20!
-    pc = pc * x2 + 1.0 / 6402373705728000.0;        // 1/18!
-    pc = pc * x2 - 1.0 / 20922789888000.0;          // -1/16!
-    pc = pc * x2 + 1.0 / 87178291200.0;             // 1/14!
-    pc = pc * x2 - 1.0 / 479001600.0;               // -1/12!
-    pc = pc * x2 + 1.0 / 3628800.0;                 // 1/10!
-    pc = pc * x2 - 1.0 / 40320.0;                   // -1/8!
-    pc = pc * x2 + 1.0 / 720.0;                     // 1/6!
-    pc = pc * x2 - 1.0 / 24.0;                      // -1/4!
-    pc = pc * x2 + 0.5;                             // 1/2!
     cs = 1.0 - x2 * pc;
 }
 
@@ -149,53 +135,83 @@ GPRAT_HOST_DEVICE inline void sin_cos_pi_reduced(double t, double& sn, double& c
 ///   log b = e ln 2 + log m,  log m = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 + ...),  z = (m-1)/(m+1)
 /// (|z| < 0.172; terms to z^25, truncation below 1e-19), and log1p(s) = log(b) s / (b - 1) for
 /// b > 1 corrects the rounding of 1 + s (Goldberg's identity), exact at b = 1. Finite s only.
-GPRAT_HOST_DEVICE inline double log1p_nonnegative(double s)
+GPRAT_HOST_DEVICE GPRAT_INLINE double log1p_nonnegative(double s)
 {
     constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double b = 1.0 + s;
     const std::uint64_t bits = std::bit_cast<std::uint64_t>(b);
-    std::int64_t e = static_cast<std::int64_t>(bits >> 52) - 1023;
+    // the biased exponent (bits >> 52 < 2^11) as a double, exactly: placed in the low mantissa
+    // bits of 2^52 and 2^52 subtracted (no integer-to-double conversion, which AVX2 lacks for
+    // 64-bit lanes and would keep the loops scalar)
+    const double biased = std::bit_cast<double>((bits >> 52) | 0x4330000000000000ull) - 0x1p52;
     double m = std::bit_cast<double>((bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);  // [1, 2)
     const bool high = m > 1.4142135623730951;
     m = high ? 0.5 * m : m;
-    e += high ? 1 : 0;
+    const double ed = biased - 1023.0 + (high ? 1.0 : 0.0);
     const double z = (m - 1.0) / (m + 1.0), z2 = z * z;
-    double p = 1.0 / 25.0;
-    p = p * z2 + 1.0 / 23.0;
-    p = p * z2 + 1.0 / 21.0;
-    p = p * z2 + 1.0 / 19.0;
-    p = p * z2 + 1.0 / 17.0;
-    p = p * z2 + 1.0 / 15.0;
-    p = p * z2 + 1.0 / 13.0;
-    p = p * z2 + 1.0 / 11.0;
-    p = p * z2 + 1.0 / 9.0;
-    p = p * z2 + 1.0 / 7.0;
-    p = p * z2 + 1.0 / 5.0;
-    p = p * z2 + 1.0 / 3.0;
-    const double ed = static_cast<double>(e);
+    // 2 atanh(z) = 2 z + 2 z^3 sum_{q=0}^{11} z2^q / (2q + 3)
+    const double p = gprat::detail::horner<12>(z2, [](int q) constexpr { return 1.0 / (2 * q + 3); });
     const double log_b = ed * ln2_hi + (2.0 * z + (ed * ln2_lo + 2.0 * z * z2 * p));
     const double bm1 = b - 1.0;
-    return bm1 == 0.0 ? s : log_b * (s / bm1);
+    // both branches computed (a division under a condition is not if-converted: it could trap)
+    const double ratio = s / (bm1 == 0.0 ? 1.0 : bm1);
+    return bm1 == 0.0 ? s : log_b * ratio;
 }
 
-/// Periodic leaf on a squared distance: k = exp(-2 sin^2(u) / l^2), u = pi d / p, and when g is
-/// not null dk/dlog l = 4 sin^2(u) k / l^2, dk/dlog p = 4 u sin(u) cos(u) k / l^2 into g[0], g[stride].
-GPRAT_HOST_DEVICE inline double periodic_value(double dist2, double l, double p, double* g, Index stride)
+/// The per-leaf constants the family formulas below take, computed once per leaf and tile-column
+/// block in the column path and once per pair in leaf_evaluate (the same expressions, so both
+/// paths round alike): 1/l_k, 1/l^2, 1/p, 1/(2 alpha l^2).
+GPRAT_HOST_DEVICE GPRAT_INLINE double inverse_square(double l) { return 1.0 / (l * l); }
+GPRAT_HOST_DEVICE GPRAT_INLINE double rational_quadratic_scale(double l, double alpha) { return 1.0 / (2.0 * alpha * l * l); }
+
+/// Stationary leaf on its scaled squared distance r2: k = s2 f(r2), and c = -2 s2 f'(r2), of
+/// which dk/dlog l_k = c u_k (stationary.hpp); f, f' from the family's Shape.
+template <typename Shape>
+GPRAT_HOST_DEVICE GPRAT_INLINE double stationary_value(double r2, double s2, double& c)
 {
-    const double t = std::sqrt(dist2) / p;
+    double f = 0.0, slope = 0.0;
+    Shape::value_and_slope(r2, f, slope);
+    c = -2.0 * s2 * slope;
+    return s2 * f;
+}
+
+/// Periodic leaf on a squared distance: k = exp(-2 sin^2(u) / l^2), u = pi d / p = pi t, with
+/// inv_period = 1/p and inv_l2 = 1/l^2, and its gradient
+///   dl = dk/dlog l = 4 sin^2(u) k / l^2,  dp = dk/dlog p = 4 u sin(u) cos(u) k / l^2.
+/// (Outputs by reference, no branch: a caller that ignores them gets them optimized away, and the
+/// column loops stay free of control flow, which keeps them vectorized.)
+GPRAT_HOST_DEVICE GPRAT_INLINE double periodic_value(double dist2, double inv_period, double inv_l2, double& dl,
+                                                     double& dp)
+{
+    const double t = std::sqrt(dist2) * inv_period;
     double sn = 0.0, cs = 0.0;
     sin_cos_pi_reduced(t, sn, cs);
-    const double s2 = sn * sn, il2 = 1.0 / (l * l);
-    const double k = exp_nonpositive(-2.0 * s2 * il2);
-    if (g) {
-        g[0] = 4.0 * s2 * k * il2;
-        g[stride] = 4.0 * std::numbers::pi * t * sn * cs * k * il2;
-    }
+    const double s2 = sn * sn;
+    const double k = exp_nonpositive(-2.0 * s2 * inv_l2);
+    dl = 4.0 * s2 * k * inv_l2;
+    dp = 4.0 * std::numbers::pi * t * sn * cs * k * inv_l2;
+    return k;
+}
+
+/// RationalQuadratic leaf on a squared distance: k = (1 + s)^(-alpha), s = d^2 scale with
+/// scale = 1/(2 alpha l^2), b = 1 + s, and its gradient
+///   dl = dk/dlog l = 2 alpha s k / b,  da = dk/dlog alpha = alpha k (s / b - log b).
+GPRAT_HOST_DEVICE GPRAT_INLINE double rational_quadratic_value(double dist2, double alpha, double scale, double& dl,
+                                                               double& da)
+{
+    const double s = dist2 * scale, b = 1.0 + s;
+    const double logb = log1p_nonnegative(s);  // log b, accurate for small s
+    const double k = exp_nonpositive(-alpha * logb);
+    const double s_over_b = s / b;
+    dl = 2.0 * alpha * k * s_over_b;
+    da = alpha * k * (s_over_b - logb);
     return k;
 }
 
 /// Value of one leaf at (x, y), and its gradient into g[0 .. leaf's n_params) when g is not null.
 /// v: the leaf's parameter values (exp theta), dims: the tree's active-dimension array.
+/// The per-pair definition of every family; KernelTree's column path evaluates the same formulas
+/// (stationary_value, periodic_value, rational_quadratic_value) over a block of rows.
 template <typename T>
 GPRAT_HOST_DEVICE inline double leaf_evaluate(const TreeNode& n, const double* v, const Index* dims, const T* x,
                                               const T* y, Index d, bool same, double* g)
@@ -206,62 +222,61 @@ GPRAT_HOST_DEVICE inline double leaf_evaluate(const TreeNode& n, const double* v
         const Index c = dim ? dim[k] : k;
         return static_cast<double>(x[c]) - static_cast<double>(y[c]);
     };
+    const auto squared_distance = [&] {
+        double dist2 = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const double u = coordinate_difference(k);
+            dist2 += u * u;
+        }
+        return dist2;
+    };
     switch (n.family) {
     case Family::SquaredExponential:
     case Family::Matern12:
     case Family::Matern32:
     case Family::Matern52: {
-        // r2 over the active dimensions; ARD: u_k = ((x_k - y_k) / l_k)^2 kept in g for the gradient
+        // r2 over the active dimensions: ARD sum_k u_k with u_k = ((x_k - y_k) / l_k)^2, kept in
+        // g for the gradient; isotropic |x - y|^2 / l^2
         const Index n_l = n.ard ? m : 1;
         const double s2 = v[n_l];
         double r2 = 0.0;
-        for (Index k = 0; k < m; ++k) {
-            const double u = coordinate_difference(k) / v[n.ard ? k : 0];
-            if (g && n.ard) g[k] = u * u;
-            r2 += u * u;
+        if (n.ard) {
+            for (Index k = 0; k < m; ++k) {
+                const double diff = coordinate_difference(k);
+                const double u = (diff * diff) * inverse_square(v[k]);
+                if (g) g[k] = u;
+                r2 += u;
+            }
+        } else {
+            r2 = squared_distance() * inverse_square(v[0]);
         }
-        double f = 0.0, slope = 0.0;
+        double c = 0.0, k = 0.0;
         switch (n.family) {
-        case Family::SquaredExponential: SquaredExponentialShape::value_and_slope(r2, f, slope); break;
-        case Family::Matern12: Matern12Shape::value_and_slope(r2, f, slope); break;
-        case Family::Matern32: Matern32Shape::value_and_slope(r2, f, slope); break;
-        default: Matern52Shape::value_and_slope(r2, f, slope); break;
+        case Family::SquaredExponential: k = stationary_value<SquaredExponentialShape>(r2, s2, c); break;
+        case Family::Matern12: k = stationary_value<Matern12Shape>(r2, s2, c); break;
+        case Family::Matern32: k = stationary_value<Matern32Shape>(r2, s2, c); break;
+        default: k = stationary_value<Matern52Shape>(r2, s2, c); break;
         }
-        const double k = s2 * f;
-        if (g) {
-            const double c = -2.0 * s2 * slope;  // dk/dlog l_k = c u_k (stationary.hpp)
+        if (g) {  // dk/dlog l_k = c u_k, isotropic c r2; dk/dlog s2 = k
             if (n.ard)
                 for (Index q = 0; q < m; ++q) g[q] *= c;
             else
                 g[0] = c * r2;
-            g[n_l] = k;  // dk/dlog s2
+            g[n_l] = k;
         }
         return k;
     }
-    case Family::RationalQuadratic: {
-        const double l = v[0], alpha = v[1];
-        double dist2 = 0.0;
-        for (Index k = 0; k < m; ++k) {
-            const double u = coordinate_difference(k);
-            dist2 += u * u;
-        }
-        const double s = dist2 / (2.0 * alpha * l * l), b = 1.0 + s;
-        const double logb = log1p_nonnegative(s);  // log b, accurate for small s
-        const double k = exp_nonpositive(-alpha * logb);
-        if (g) {
-            g[0] = 2.0 * alpha * s * k / b;
-            g[1] = alpha * k * (s / b - logb);
-        }
-        return k;
-    }
+    case Family::RationalQuadratic:
     case Family::Periodic: {
-        const double l = v[0], p = v[1];
-        double dist2 = 0.0;
-        for (Index k = 0; k < m; ++k) {
-            const double u = coordinate_difference(k);
-            dist2 += u * u;
+        double d0 = 0.0, d1 = 0.0;
+        const double k = n.family == Family::Periodic
+                             ? periodic_value(squared_distance(), 1.0 / v[1], inverse_square(v[0]), d0, d1)
+                             : rational_quadratic_value(squared_distance(), v[1], rational_quadratic_scale(v[0], v[1]), d0, d1);
+        if (g) {
+            g[0] = d0;
+            g[1] = d1;
         }
-        return periodic_value(dist2, l, p, g, 1);
+        return k;
     }
     case Family::Linear: {
         const double s0 = v[0];
@@ -348,6 +363,7 @@ class KernelTree
         }
         GPRAT_EXPECTS(most <= max_tree_stack, "KernelTree: the tree needs " << most << " pending subtrees; at most "
                                                                              << max_tree_stack << " are supported");
+        assign_distance_groups();
     }
 
     static constexpr const char* name() { return "KernelTree"; }
@@ -424,18 +440,31 @@ class KernelTree
         }
     }
 
+    /// Rows per pass of the column path: each call works through a tile column in blocks of this
+    /// many rows, so that every node's block of values, adjoints and derivatives (a few KiB per
+    /// node) stays in cache whatever the tile size.
+    static constexpr Index column_block = 128;
+
     /// Scratch for the column path of one tile (assemble.hpp, ColumnCovariance): the tile's row
-    /// points dimension-major, and per node a column of values, of adjoints (dk_root/dk_node
-    /// times the reduction weight) and per parameter a column of the leaf's own derivative.
+    /// points dimension-major (n_rows x d), and for one block of column_block rows: per node its
+    /// values and adjoints (dk_root/dk_node times the reduction weight), per parameter of a
+    /// leaf with transcendental derivatives the leaf's own derivative, per distance group what
+    /// its leaves share (the squared distance, or for ARD leaves the squared difference in each
+    /// active dimension), two scratch columns, and per parameter the running
+    /// gradient of the tile by row of the block (summed over rows once, by column_gradient_sums).
+    /// O(nb d + (nodes + params) column_block).
     struct ColumnWorkspace
     {
-        std::vector<double> rows, values, adjoints, derivatives, t1, t2;
+        std::vector<double> rows, values, adjoints, derivatives, distances, scratch, gradient;
+        std::vector<const double*> adjoint_of;  ///< per node: where its adjoint column is
+        std::vector<unsigned char> distance_ready;
+        std::vector<Index> distance_offset;  ///< per distance group: its first column in `distances`
         Index n_rows = 0, d = 0;
     };
 
     /// Loads the rows X[r0 .. r0 + count) of a tile into w (dimension-major) and sizes its columns.
     template <typename T>
-    GPRAT_COLUMN_INLINE void prepare_rows(ColumnWorkspace& w, const T* X, Index r0, Index count, Index d) const
+    GPRAT_INLINE void prepare_rows(ColumnWorkspace& w, const T* X, Index r0, Index count, Index d) const
     {
         w.n_rows = count;
         w.d = d;
@@ -443,219 +472,413 @@ class KernelTree
         w.rows.resize(sz(count * d));
         for (Index i = 0; i < count; ++i)
             for (Index k = 0; k < d; ++k) w.rows[sz(k * count + i)] = static_cast<double>(X[(r0 + i) * d + k]);
-        w.values.resize(sz(n_nodes() * count));
-        w.adjoints.resize(sz(n_nodes() * count));
-        w.derivatives.resize(sz(n_params() * count));
-        w.t1.resize(sz(count));
-        w.t2.resize(sz(count));
+        w.values.resize(sz(n_nodes() * column_block));
+        w.adjoints.resize(sz(n_nodes() * column_block));
+        w.derivatives.resize(sz(n_params() * column_block));
+        w.gradient.assign(sz(n_params() * column_block), 0.0);
+        w.distance_offset.resize(group_leaders_.size());
+        Index columns = 0;
+        for (std::size_t g = 0; g < group_leaders_.size(); ++g) {
+            const TreeNode& leader = nodes_[static_cast<std::size_t>(group_leaders_[g])];
+            w.distance_offset[g] = columns;
+            columns += leader.ard ? (leader.n_dims > 0 ? leader.n_dims : d) : 1;
+        }
+        w.distances.resize(sz(columns * column_block));
+        w.scratch.resize(sz(2 * column_block));
+        w.adjoint_of.resize(sz(n_nodes()));
+        w.distance_ready.resize(group_leaders_.size());
     }
 
     /// out[i] = k(x_i, y) for the prepared rows i in [first, n_rows); same_row: the row that is
     /// the point y itself on the global diagonal of a symmetric K(X) (White), or -1.
     template <typename T>
-    GPRAT_COLUMN_INLINE void column(ColumnWorkspace& w, const T* y, Index first, Index same_row, double* out) const
+    GPRAT_INLINE void column(ColumnWorkspace& w, const T* y, Index first, Index same_row, double* out) const
     {
-        forward(w, y, first, same_row, false);
-        const double* root = w.values.data() + (n_nodes() - 1) * w.n_rows;
-        for (Index i = first; i < w.n_rows; ++i) out[i] = root[i];
+        const double* root = w.values.data() + (n_nodes() - 1) * column_block;
+        for (Index b0 = first; b0 < w.n_rows; b0 += column_block) {
+            const Index count = std::min(column_block, w.n_rows - b0);
+            forward(w, y, b0, count, local_row(same_row, b0, count), false);
+            double* o = out + b0;
+#pragma omp simd
+            for (Index i = 0; i < count; ++i) o[i] = root[i];
+        }
     }
 
-    /// sums[p] += sum_{i >= first} weight[i] dk(x_i, y)/dtheta_p over the prepared rows, by
-    /// reverse accumulation: the adjoint of the root is the weight; a Sum passes its adjoint to
-    /// both children, a Product to each child times the other child's value; each leaf adds its
-    /// adjoint times its own derivatives. O(nodes + params) per pair.
+    /// Adds weight[i] dk(x_i, y)/dtheta_p for the prepared rows i >= first to the workspace's
+    /// running gradient (column_gradient_sums turns it into sums), by reverse accumulation per
+    /// block of rows: the adjoint of the root is the weight; a Sum passes its adjoint to both
+    /// children (by reference, no copy), a Product to each child times the other child's value;
+    /// each leaf adds its adjoint times its own derivatives. O(nodes + params) per pair. The
+    /// running gradient is kept per row of the block and summed once per tile: a sum per column
+    /// would be one dependent chain of additions per parameter, which bounds the loop by the
+    /// add latency instead of its throughput.
     template <typename T>
-    GPRAT_COLUMN_INLINE void column_gradient(ColumnWorkspace& w, const T* y, Index first, Index same_row, const double* weight,
-                         double* sums) const
+    GPRAT_INLINE void column_gradient(ColumnWorkspace& w, const T* y, Index first, Index same_row,
+                                      const double* weight) const
     {
-        forward(w, y, first, same_row, true);
-        const Index rows = w.n_rows;
-        double* adj = w.adjoints.data();
-        const double* val = w.values.data();
-        for (Index i = first; i < rows; ++i) adj[(n_nodes() - 1) * rows + i] = weight[i];
-        for (Index t = n_nodes() - 1; t >= 0; --t) {
-            const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
-            const double* a = adj + t * rows;
-            if (n.kind == NodeKind::Leaf) {
-                for (Index p = n.p_begin; p < n.p_end; ++p) {
-                    const double* der = w.derivatives.data() + p * rows;
-                    double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-                    for (Index i = first; i < rows; ++i) acc += a[i] * der[i];
-                    sums[p] += acc;
+        constexpr Index B = column_block;
+        for (Index b0 = first; b0 < w.n_rows; b0 += B) {
+            const Index count = std::min(B, w.n_rows - b0);
+            const Index same = local_row(same_row, b0, count);
+            forward(w, y, b0, count, same, true);
+            const double* val = w.values.data();
+            w.adjoint_of[static_cast<std::size_t>(n_nodes() - 1)] = weight + b0;
+            for (Index t = n_nodes() - 1; t >= 0; --t) {
+                const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
+                const double* a = w.adjoint_of[static_cast<std::size_t>(t)];
+                if (n.kind == NodeKind::Leaf) {
+                    if (!n.folded) leaf_accumulate(w, n, a, count, same);
+                    continue;
                 }
-                continue;
-            }
-            double* al = adj + n.left * rows;
-            double* ar = adj + (t - 1) * rows;
-            if (n.kind == NodeKind::Sum) {
-                for (Index i = first; i < rows; ++i) al[i] = ar[i] = a[i];
-            } else {
-                const double* vl = val + n.left * rows;
-                const double* vr = val + (t - 1) * rows;
+                const Index right = t - 1;
+                if (n.kind == NodeKind::Sum) {
+                    w.adjoint_of[static_cast<std::size_t>(n.left)] = a;
+                    w.adjoint_of[static_cast<std::size_t>(right)] = a;
+                    continue;
+                }
+                double* al = w.adjoints.data() + n.left * B;
+                double* ar = w.adjoints.data() + right * B;
+                const TreeNode& lnode = nodes_[static_cast<std::size_t>(n.left)];
+                const TreeNode& rnode = nodes_[static_cast<std::size_t>(right)];
+                if (lnode.folded || rnode.folded) {
+                    // k = c k_other: dk/dlog c = c k_other = k, so the constant gets a k; the other
+                    // child's adjoint is a c (both constants: each gets a k)
+                    const double* out = val + t * B;
+                    for (const TreeNode* cn : {&lnode, &rnode}) {
+                        if (!cn->folded) continue;
+                        double* g = w.gradient.data() + cn->p_begin * B;
 #pragma omp simd
-                for (Index i = first; i < rows; ++i) {
+                        for (Index i = 0; i < count; ++i) g[i] += a[i] * out[i];
+                    }
+                    if (lnode.folded && rnode.folded) continue;
+                    const double c = values_[static_cast<std::size_t>(lnode.folded ? lnode.p_begin : rnode.p_begin)];
+                    double* ao = lnode.folded ? ar : al;
+#pragma omp simd
+                    for (Index i = 0; i < count; ++i) ao[i] = a[i] * c;
+                    w.adjoint_of[static_cast<std::size_t>(lnode.folded ? right : n.left)] = ao;
+                    continue;
+                }
+                const double* vl = val + n.left * B;
+                const double* vr = val + right * B;
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) {
                     al[i] = a[i] * vr[i];
                     ar[i] = a[i] * vl[i];
                 }
+                w.adjoint_of[static_cast<std::size_t>(n.left)] = al;
+                w.adjoint_of[static_cast<std::size_t>(right)] = ar;
             }
+        }
+    }
+
+    /// sums[p] += the running gradient of parameter p (column_gradient), which is reset to 0.
+    GPRAT_INLINE void column_gradient_sums(ColumnWorkspace& w, double* sums) const
+    {
+        for (Index p = 0; p < n_params(); ++p) {
+            double* g = w.gradient.data() + p * column_block;
+            double total = 0.0;
+            for (Index i = 0; i < column_block; ++i) {
+                total += g[i];
+                g[i] = 0.0;
+            }
+            sums[p] += total;
         }
     }
 
   private:
-    /// Values of every node on the column (and, with derivatives, each leaf's own derivative
+    /// same_row as an index into the block [b0, b0 + count), or -1 if it is not in it.
+    static Index local_row(Index same_row, Index b0, Index count)
+    {
+        return same_row >= b0 && same_row < b0 + count ? same_row - b0 : -1;
+    }
+
+    /// What the leaves of leaf n's distance group share on the block, computed by the first leaf
+    /// of the group that asks: the squared distance |x_i - y|^2 over the active dimensions (one
+    /// column), or for ARD leaves the squared differences (x_ik - y_k)^2 (one column per active
+    /// dimension k), from which each leaf forms its own r2 = sum_k (x_ik - y_k)^2 / l_k^2.
+    template <typename T>
+    GPRAT_INLINE const double* group_distance(ColumnWorkspace& w, const TreeNode& n, const T* y, Index b0,
+                                              Index count) const
+    {
+        constexpr Index B = column_block;
+        const std::size_t g = static_cast<std::size_t>(n.group);
+        double* dist2 = w.distances.data() + w.distance_offset[g] * B;
+        if (w.distance_ready[g]) return dist2;
+        w.distance_ready[g] = 1;
+        const Index m = n.n_dims > 0 ? n.n_dims : w.d;
+        if (!n.ard)
+            for (Index i = 0; i < count; ++i) dist2[i] = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const Index c = feature(n, k);
+            const double* xc = w.rows.data() + c * w.n_rows + b0;
+            const double yc = static_cast<double>(y[c]);
+            if (n.ard) {
+                double* dk = dist2 + k * B;
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) {
+                    const double u = xc[i] - yc;
+                    dk[i] = u * u;
+                }
+            } else {
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) {
+                    const double u = xc[i] - yc;
+                    dist2[i] += u * u;
+                }
+            }
+        }
+        return dist2;
+    }
+
+    Index feature(const TreeNode& n, Index k) const
+    {
+        return n.n_dims > 0 ? dims_[static_cast<std::size_t>(n.dim_begin + k)] : k;
+    }
+
+    /// Values of every node on the block (and, with derivatives, each leaf's own derivative
     /// columns), children before parents.
     template <typename T>
-    GPRAT_COLUMN_INLINE void forward(ColumnWorkspace& w, const T* y, Index first, Index same_row, bool derivatives) const
+    GPRAT_INLINE void forward(ColumnWorkspace& w, const T* y, Index b0, Index count, Index same, bool derivatives) const
     {
-        const Index rows = w.n_rows;
+        constexpr Index B = column_block;
+        std::fill(w.distance_ready.begin(), w.distance_ready.end(), static_cast<unsigned char>(0));
         double* val = w.values.data();
         for (Index t = 0; t < n_nodes(); ++t) {
             const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
-            double* out = val + t * rows;
+            double* out = val + t * B;
             if (n.kind == NodeKind::Leaf) {
-                leaf_column(w, n, y, first, same_row, out, derivatives ? w.derivatives.data() + n.p_begin * rows : nullptr);
+                if (!n.folded)
+                    leaf_column(w, n, y, b0, count, same, out, derivatives ? w.derivatives.data() + n.p_begin * B : nullptr);
                 continue;
             }
-            const double* vl = val + n.left * rows;
-            const double* vr = val + (t - 1) * rows;
+            const TreeNode& left = nodes_[static_cast<std::size_t>(n.left)];
+            const TreeNode& right = nodes_[static_cast<std::size_t>(t - 1)];
+            const double* vl = val + n.left * B;
+            const double* vr = val + (t - 1) * B;
             if (n.kind == NodeKind::Sum) {
 #pragma omp simd
-                for (Index i = first; i < rows; ++i) out[i] = vl[i] + vr[i];
+                for (Index i = 0; i < count; ++i) out[i] = vl[i] + vr[i];
+            } else if (left.folded || right.folded) {  // c * k: the constant as a scalar
+                const double c = left.folded ? values_[static_cast<std::size_t>(left.p_begin)] : 1.0;
+                const double c2 = right.folded ? values_[static_cast<std::size_t>(right.p_begin)] : 1.0;
+                const double* other = left.folded ? vr : vl;
+                if (left.folded && right.folded) {
+                    for (Index i = 0; i < count; ++i) out[i] = c * c2;
+                } else {
+                    const double scale = left.folded ? c : c2;
+#pragma omp simd
+                    for (Index i = 0; i < count; ++i) out[i] = scale * other[i];
+                }
             } else {
 #pragma omp simd
-                for (Index i = first; i < rows; ++i) out[i] = vl[i] * vr[i];
+                for (Index i = 0; i < count; ++i) out[i] = vl[i] * vr[i];
             }
         }
     }
 
-    /// One leaf on the column: the formulas of tree_evaluate's leaves with the family chosen
-    /// once per column and loops over contiguous rows. der[q * rows + i]: dk_i/dlog param q.
+    /// One leaf on the block rows [b0, b0 + count): the formulas of leaf_evaluate with the family
+    /// chosen and its constants computed once per block, in loops over contiguous rows.
+    /// der[q * column_block + i]: dk_i/dlog param q, for the leaves whose leaf_reduce reads it.
     template <typename T>
-    GPRAT_COLUMN_INLINE void leaf_column(ColumnWorkspace& w, const TreeNode& n, const T* y, Index first, Index same_row, double* out,
-                     double* der) const
+    GPRAT_INLINE void leaf_column(ColumnWorkspace& w, const TreeNode& n, const T* y, Index b0, Index count, Index same,
+                                  double* out, double* der) const
     {
-        const Index rows = w.n_rows, d = w.d;
-        const Index m = n.n_dims > 0 ? n.n_dims : d;
+        constexpr Index B = column_block;
+        const Index m = n.n_dims > 0 ? n.n_dims : w.d;
         const double* v = values_.data() + n.p_begin;
-        const auto feature = [&](Index k) { return n.n_dims > 0 ? dims_[static_cast<std::size_t>(n.dim_begin + k)] : k; };
-        double* acc = w.t1.data();
-        double* tmp = w.t2.data();
-        // squared (scaled) distance or dot product over the active features into acc
-        const auto accumulate = [&](bool scaled, bool dot) {
-            for (Index i = first; i < rows; ++i) acc[i] = 0.0;
-            for (Index k = 0; k < m; ++k) {
-                const Index c = feature(k);
-                const double* xc = w.rows.data() + c * rows;
-                const double yc = static_cast<double>(y[c]);
-                if (dot) {
-#pragma omp simd
-                    for (Index i = first; i < rows; ++i) acc[i] += xc[i] * yc;
-                    continue;
-                }
-                const double inv = scaled ? 1.0 / v[n.ard ? k : 0] : 1.0;
-                double* dk = (der && n.ard) ? der + k * rows : nullptr;
-#pragma omp simd
-                for (Index i = first; i < rows; ++i) {
-                    const double u = (xc[i] - yc) * inv;
-                    acc[i] += u * u;
-                }
-                if (dk)
-                    for (Index i = first; i < rows; ++i) {
-                        const double u = (xc[i] - yc) * inv;
-                        dk[i] = u * u;
-                    }
-            }
-        };
         switch (n.family) {
         case Family::SquaredExponential:
         case Family::Matern12:
         case Family::Matern32:
         case Family::Matern52: {
-            accumulate(true, false);
+            double* r2 = w.scratch.data();
+            double* c = w.scratch.data() + B;
+            if (n.ard) {  // r2 = sum_k (x_k - y_k)^2 / l_k^2 from the group's squared differences
+                const double* diff2 = group_distance(w, n, y, b0, count);
+                for (Index i = 0; i < count; ++i) r2[i] = 0.0;
+                for (Index k = 0; k < m; ++k) {
+                    const double* dk = diff2 + k * B;
+                    const double il2 = detail::inverse_square(v[k]);
+#pragma omp simd
+                    for (Index i = 0; i < count; ++i) r2[i] += dk[i] * il2;
+                }
+            } else {
+                const double* dist2 = group_distance(w, n, y, b0, count);
+                const double il2 = detail::inverse_square(v[0]);
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) r2[i] = dist2[i] * il2;
+            }
             const Index n_l = n.ard ? m : 1;
             const double s2 = v[n_l];
             switch (n.family) {
-            case Family::SquaredExponential: stationary_column<SquaredExponentialShape>(acc, tmp, out, s2, first, rows); break;
-            case Family::Matern12: stationary_column<Matern12Shape>(acc, tmp, out, s2, first, rows); break;
-            case Family::Matern32: stationary_column<Matern32Shape>(acc, tmp, out, s2, first, rows); break;
-            default: stationary_column<Matern52Shape>(acc, tmp, out, s2, first, rows); break;
+            case Family::SquaredExponential: stationary_column<SquaredExponentialShape>(r2, c, out, s2, count, der); break;
+            case Family::Matern12: stationary_column<Matern12Shape>(r2, c, out, s2, count, der); break;
+            case Family::Matern32: stationary_column<Matern32Shape>(r2, c, out, s2, count, der); break;
+            default: stationary_column<Matern52Shape>(r2, c, out, s2, count, der); break;
             }
-            if (der) {  // tmp holds c = -2 s2 f'(r2): dk/dlog l_k = c u_k, dk/dlog s2 = k
-                if (n.ard) {
-                    for (Index q = 0; q < m; ++q) {
-                        double* dq = der + q * rows;
+            if (der) {  // dk/dlog l_k = c u_k (isotropic: c r2), dk/dlog s2 = k
+                // ARD: der[0] holds c, and leaf_accumulate forms c u_k from the group's differences
 #pragma omp simd
-                        for (Index i = first; i < rows; ++i) dq[i] *= tmp[i];
-                    }
-                } else {
+                for (Index i = 0; i < count; ++i) der[i] = n.ard ? c[i] : c[i] * r2[i];
+                double* ds = der + n_l * B;
 #pragma omp simd
-                    for (Index i = first; i < rows; ++i) der[i] = tmp[i] * acc[i];
-                }
-                double* ds = der + n_l * rows;
-                for (Index i = first; i < rows; ++i) ds[i] = out[i];
+                for (Index i = 0; i < count; ++i) ds[i] = out[i];
             }
             return;
         }
         case Family::RationalQuadratic: {
-            accumulate(false, false);
-            const double l = v[0], alpha = v[1];
+            const double* dist2 = group_distance(w, n, y, b0, count);
+            const double alpha = v[1], scale = detail::rational_quadratic_scale(v[0], v[1]);
+            if (der) {
+                double* d1 = der + B;
 #pragma omp simd
-            for (Index i = first; i < rows; ++i) {
-                const double sc = acc[i] / (2.0 * alpha * l * l), b = 1.0 + sc;
-                const double logb = detail::log1p_nonnegative(sc);
-                const double k = exp_nonpositive(-alpha * logb);
-                out[i] = k;
-                if (der) {
-                    der[i] = 2.0 * alpha * sc * k / b;
-                    der[rows + i] = alpha * k * (sc / b - logb);
+                for (Index i = 0; i < count; ++i) out[i] = detail::rational_quadratic_value(dist2[i], alpha, scale, der[i], d1[i]);
+            } else {
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) {
+                    double d0 = 0.0, d1 = 0.0;  // unused
+                    out[i] = detail::rational_quadratic_value(dist2[i], alpha, scale, d0, d1);
                 }
             }
             return;
         }
         case Family::Periodic: {
-            accumulate(false, false);
-            const double l = v[0], p = v[1];
+            const double* dist2 = group_distance(w, n, y, b0, count);
+            const double inv_period = 1.0 / v[1], il2 = detail::inverse_square(v[0]);
             if (der) {
+                double* d1 = der + B;
 #pragma omp simd
-                for (Index i = first; i < rows; ++i) out[i] = detail::periodic_value(acc[i], l, p, der + i, rows);
+                for (Index i = 0; i < count; ++i) out[i] = detail::periodic_value(dist2[i], inv_period, il2, der[i], d1[i]);
             } else {
 #pragma omp simd
-                for (Index i = first; i < rows; ++i) out[i] = detail::periodic_value(acc[i], l, p, nullptr, 0);
+                for (Index i = 0; i < count; ++i) {
+                    double d0 = 0.0, d1 = 0.0;  // unused
+                    out[i] = detail::periodic_value(dist2[i], inv_period, il2, d0, d1);
+                }
             }
             return;
         }
         case Family::Linear: {
-            accumulate(false, true);
-            const double s0 = v[0];
-            for (Index i = first; i < rows; ++i) out[i] = s0 * s0 + acc[i];
-            if (der)
-                for (Index i = first; i < rows; ++i) der[i] = 2.0 * s0 * s0;
+            for (Index i = 0; i < count; ++i) out[i] = 0.0;
+            for (Index k = 0; k < m; ++k) {
+                const Index f = feature(n, k);
+                const double* xc = w.rows.data() + f * w.n_rows + b0;
+                const double yc = static_cast<double>(y[f]);
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) out[i] += xc[i] * yc;
+            }
+            const double s0s0 = v[0] * v[0];
+#pragma omp simd
+            for (Index i = 0; i < count; ++i) out[i] = s0s0 + out[i];
             return;
         }
         case Family::Constant:
-            for (Index i = first; i < rows; ++i) out[i] = v[0];
-            if (der)
-                for (Index i = first; i < rows; ++i) der[i] = v[0];
+            for (Index i = 0; i < count; ++i) out[i] = v[0];
             return;
         case Family::White:
-            for (Index i = first; i < rows; ++i) out[i] = i == same_row ? v[0] : 0.0;
-            if (der)
-                for (Index i = first; i < rows; ++i) der[i] = out[i];
+            for (Index i = 0; i < count; ++i) out[i] = 0.0;
+            if (same >= 0) out[same] = v[0];
             return;
         }
     }
 
-    /// out = s2 f(r2), c = -2 s2 f'(r2) over rows [first, rows) (vectorizable: exp_nonpositive).
-    template <typename Shape>
-    GPRAT_COLUMN_INLINE static void stationary_column(const double* r2, double* c, double* out, double s2, Index first, Index rows)
+    /// gradient[p][i] += a_i dk_i/dlog param p for the parameters of one leaf on the block, from
+    /// the derivative columns leaf_column wrote, or from closed forms where the derivative does
+    /// not depend on the pair (Linear 2 sigma_0^2, Constant c) or lives on one row (White).
+    GPRAT_INLINE void leaf_accumulate(ColumnWorkspace& w, const TreeNode& n, const double* a, Index count,
+                                      Index same) const
     {
+        const double* v = values_.data() + n.p_begin;
+        double* g = w.gradient.data() + n.p_begin * column_block;
+        switch (n.family) {
+        case Family::Linear:
+        case Family::Constant: {
+            const double dk = n.family == Family::Linear ? 2.0 * v[0] * v[0] : v[0];
 #pragma omp simd
-        for (Index i = first; i < rows; ++i) {
-            double f = 0.0, slope = 0.0;
-            Shape::value_and_slope(r2[i], f, slope);
-            out[i] = s2 * f;
-            c[i] = -2.0 * s2 * slope;
+            for (Index i = 0; i < count; ++i) g[i] += dk * a[i];
+            return;
+        }
+        case Family::White:
+            if (same >= 0) g[same] += a[same] * v[0];
+            return;
+        default:
+            if (n.ard) {  // g_k += a c u_k, u_k = (x_k - y_k)^2 / l_k^2; then g_s2 += a k
+                constexpr Index B = column_block;
+                const Index m = n.n_dims > 0 ? n.n_dims : w.d;
+                const double* c = w.derivatives.data() + n.p_begin * B;
+                const double* diff2 = w.distances.data() + w.distance_offset[static_cast<std::size_t>(n.group)] * B;
+                double* ac = w.scratch.data();
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) ac[i] = a[i] * c[i];
+                for (Index k = 0; k < m; ++k) {
+                    const double il2 = detail::inverse_square(v[k]);
+                    const double* dk = diff2 + k * B;
+                    double* gk = g + k * B;
+#pragma omp simd
+                    for (Index i = 0; i < count; ++i) gk[i] += ac[i] * (dk[i] * il2);
+                }
+                const double* ks = c + m * B;
+                double* gs = g + m * B;
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) gs[i] += a[i] * ks[i];
+                return;
+            }
+            for (Index p = n.p_begin; p < n.p_end; ++p, g += column_block) {
+                const double* der = w.derivatives.data() + p * column_block;
+#pragma omp simd
+                for (Index i = 0; i < count; ++i) g[i] += a[i] * der[i];
+            }
+        }
+    }
+
+    /// out = s2 f(r2), and c = -2 s2 f'(r2) when `slope`, over the block (stationary_value, vectorized).
+    template <typename Shape>
+    GPRAT_INLINE static void stationary_column(const double* r2, double* c, double* out, double s2, Index count,
+                                               bool slope)
+    {
+        if (slope) {
+#pragma omp simd
+            for (Index i = 0; i < count; ++i) out[i] = detail::stationary_value<Shape>(r2[i], s2, c[i]);
+        } else {
+#pragma omp simd
+            for (Index i = 0; i < count; ++i) {
+                double unused = 0.0;
+                out[i] = detail::stationary_value<Shape>(r2[i], s2, unused);
+            }
+        }
+    }
+
+    /// Marks the Constant children of Products as folded (the column path multiplies by their
+    /// value instead of filling and multiplying a column), and puts every stationary,
+    /// RationalQuadratic and Periodic leaf into the group of the leaves with the same active
+    /// dimensions and the same kind of distance (ARD or not), so that the column path computes
+    /// what they share once per block for all of them (group_distance).
+    void assign_distance_groups()
+    {
+        for (std::size_t t = 0; t < nodes_.size(); ++t) {  // Constant children of Products: scalars
+            const TreeNode& n = nodes_[t];
+            if (n.kind != NodeKind::Product) continue;
+            for (const Index c : {n.left, static_cast<Index>(t) - 1}) {
+                TreeNode& child = nodes_[static_cast<std::size_t>(c)];
+                child.folded = child.kind == NodeKind::Leaf && child.family == Family::Constant;
+            }
+        }
+        group_leaders_.clear();
+        for (TreeNode& n : nodes_) {
+            const bool reads_distance = n.kind == NodeKind::Leaf && n.family != Family::Linear &&
+                                        n.family != Family::Constant && n.family != Family::White;
+            n.group = -1;
+            if (!reads_distance) continue;
+            for (std::size_t g = 0; g < group_leaders_.size() && n.group < 0; ++g) {
+                const TreeNode& o = nodes_[static_cast<std::size_t>(group_leaders_[g])];
+                if (o.ard == n.ard && o.n_dims == n.n_dims &&
+                    std::equal(dims_.begin() + o.dim_begin, dims_.begin() + o.dim_begin + o.n_dims, dims_.begin() + n.dim_begin))
+                    n.group = static_cast<Index>(g);
+            }
+            if (n.group < 0) {
+                n.group = static_cast<Index>(group_leaders_.size());
+                group_leaders_.push_back(static_cast<Index>(&n - nodes_.data()));
+            }
         }
     }
 
@@ -744,6 +967,7 @@ class KernelTree
     std::vector<double> values_;  ///< exp(theta)
     std::vector<Index> dims_;
     std::vector<std::string> parameter_names_;
+    std::vector<Index> group_leaders_;  ///< per distance group: its first leaf (node index)
 };
 
 }  // namespace gprat::kernels
