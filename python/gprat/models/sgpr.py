@@ -126,7 +126,7 @@ class SGPR:
     --------
     >>> import numpy as np, gprat
     >>> X = np.linspace(0, 1, 200).reshape(-1, 1); y = np.sin(6 * X[:, 0])
-    >>> m = gprat.SGPR(gprat.kernels.SquaredExponential(0.3), noise_variance=1e-2, inducing_points=20,
+    >>> m = gprat.SGPR(gprat.kernels.SquaredExponential(0.2), noise_variance=1e-2, inducing_points=8,
     ...                random_state=0).fit(X, y)
     >>> m.predict(X[:3]).shape
     (3,)
