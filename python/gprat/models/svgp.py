@@ -146,6 +146,23 @@ class SVGP:
         self._adam = None
         self._t = 0
 
+    def _restore(self, inducing_points, q_mean, q_sqrt, n_samples):
+        """Set the fitted state from saved parameters (model files): Z, m, C and N."""
+        Z = as_matrix(inducing_points, "inducing_points", np.float64)
+        M, d = Z.shape
+        q_mean = np.ascontiguousarray(q_mean, dtype=np.float64)
+        q_sqrt = np.ascontiguousarray(np.tril(q_sqrt), dtype=np.float64)
+        if q_mean.shape != (M,) or q_sqrt.shape != (M, M):
+            raise ValueError(f"q_mean must have shape ({M},) and q_sqrt ({M}, {M}); got {q_mean.shape}, {q_sqrt.shape}")
+        self.kernel.check_features(d)
+        wait_for_lifecycle()
+        self._core = getattr(_core, _ENGINE_NAME[self.dtype])(self.kernel._to_core(), d, M)
+        self.inducing_points_, self.q_mean_, self.q_sqrt_ = np.ascontiguousarray(Z), q_mean, q_sqrt
+        self.n_features_in_, self.n_samples_ = d, int(n_samples)
+        self.jitter_, self.elbo_history_, self._adam, self._t = 0.0, [], None, 0
+        self._X_train = self._y_train = None
+        return self
+
     # ------------------------------------------------------------- training
     def fit(self, X, y=None, batch_size=1024, epochs=10, lr=0.01, random_state=None, progress=False, callback=None,
             trainable=None, learn_inducing_points=True, n_samples=None):
