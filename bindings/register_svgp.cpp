@@ -89,6 +89,37 @@ void define(py::module_& mod, const char* name)
             "scale * sum of the expected log likelihoods of the rows of (X, y) - KL (if include_kl); with "
             "eval_gradient (value, d/dtheta, d/dZ, d/dq_mean, d/dq_sqrt (lower)).")
         .def(
+            "natural_step_and_elbo",
+            [](const G& g, const std::vector<double>& theta, const CArray<double>& Z, const CArray<double>& m,
+               const CArray<double>& C, const CArray<T>& X, const CArray<T>& y, double scale, double gamma) {
+                const Index M = g.m(), d = g.d();
+                const Params p = params(d, M, theta, Z, m, C);
+                const Index b = batch_rows(X, &y, d);
+                std::vector<double> gt(theta.size()), gz(static_cast<std::size_t>(M * d)), gm(static_cast<std::size_t>(M)),
+                    gc(static_cast<std::size_t>(M * M)), mo(static_cast<std::size_t>(M)), co(static_cast<std::size_t>(M * M));
+                const gp::SVGPGradient grad{gt.data(), gz.data(), gm.data(), gc.data()};
+                const T* xp = X.data();
+                const T* yp = y.data();
+                const double E = without_gil(
+                    [&] { return g.natural_step_and_elbo(p.view(), xp, yp, b, scale, gamma, mo.data(), co.data(), grad); });
+                const auto square = [M](const std::vector<double>& v) {
+                    py::array_t<double> a({M, M});
+                    double* c = a.mutable_data();
+                    for (Index i = 0; i < M; ++i)
+                        for (Index j = 0; j < M; ++j) c[i * M + j] = v[static_cast<std::size_t>(i + j * M)];
+                    return a;
+                };
+                py::array_t<double> gza({M, d});
+                std::copy(gz.begin(), gz.end(), gza.mutable_data());
+                return py::make_tuple(E, py::array_t<double>(static_cast<py::ssize_t>(gt.size()), gt.data()), gza,
+                                      py::array_t<double>(M, gm.data()), square(gc), py::array_t<double>(M, mo.data()),
+                                      square(co));
+            },
+            py::arg("theta"), py::arg("Z").noconvert(), py::arg("q_mean").noconvert(), py::arg("q_sqrt").noconvert(),
+            py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("scale"), py::arg("gamma"),
+            "natural_step then elbo (with KL and gradient) at the new q, sharing the factorization: "
+            "(value, d/dtheta, d/dZ, d/dq_mean, d/dq_sqrt, new q_mean, new q_sqrt).")
+        .def(
             "natural_step",
             [](const G& g, const std::vector<double>& theta, const CArray<double>& Z, const CArray<double>& m,
                const CArray<double>& C, const CArray<T>& X, const CArray<T>& y, double scale, double gamma) {

@@ -101,6 +101,13 @@ def test_full_batch_natural_step_is_sgprs_optimum():
     np.testing.assert_allclose(mean, m2, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(cov, c2, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(var, np.diag(c2), rtol=1e-8, atol=1e-10)
+    # the fused step (what SVGP.fit runs) gives the same q, and the ELBO and gradient there
+    out = core.natural_step_and_elbo(theta, Z, m, C, X, y, 1.0, 1.0)
+    np.testing.assert_allclose(out[5], qm, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out[6], qs, rtol=1e-12, atol=1e-14)
+    ref = core.elbo(theta, Z, qm, qs, X, y, 1.0, True, True)
+    for a, b in zip(out[:5], ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     # partial steps converge to the same optimum
     for _ in range(60):
         m, C = core.natural_step(theta, Z, m, C, X, y, 1.0, 0.5)
@@ -202,3 +209,23 @@ def test_bad_input():
     Zd = np.vstack([X[:2], X[:2]])
     with pytest.raises(gprat.NotPositiveDefiniteError, match="Fix"):
         gprat.SVGP(k, inducing_points=Zd, max_jitter=0.0).fit(X, y, epochs=1)
+
+
+def test_inducing_points_at_the_data_equal_the_exact_gp():
+    """Z = X and one full-batch natural step with gamma = 1: the ELBO is the exact LML and the
+    predictions are the exact GP's."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-3, 3, size=(40, 2))
+    y = np.cos(X[:, 0]) * X[:, 1] + 0.1 * rng.normal(size=40)
+    k = kernels.Matern52(lengthscale=[0.4, 0.6], signal_variance=1.3)
+    ex = gprat.ExactGP(k, noise_variance=0.1).fit(X, y)
+    core = gprat._core.SVGP64(k._to_core(), 2, 40)
+    theta = list(np.concatenate([k.theta, [np.log(0.1)]]))
+    qm, qs = core.natural_step(theta, X, np.zeros(40), np.eye(40), X, y, 1.0, 1.0)
+    np.testing.assert_allclose(core.elbo(theta, X, qm, qs, X, y, 1.0, True, False), ex.log_marginal_likelihood(),
+                               rtol=1e-8)
+    Xs = rng.uniform(-3, 3, size=(12, 2))
+    mean, var, _ = core.predict(theta, X, qm, qs, Xs, True, False, False)
+    m2, s2 = ex.predict(Xs, return_std=True)
+    np.testing.assert_allclose(mean, m2, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(np.sqrt(var), s2, rtol=1e-7, atol=1e-8)

@@ -319,9 +319,11 @@ class SVGP:
         theta, Z, qm, qs = self._params()
         for attempt in range(len(_jitter_schedule(self.dtype, self.max_jitter)) + 1):
             try:
-                if ngd:
-                    qm, qs = self._core.natural_step(theta, Z, qm, qs, Xb, yb, scale, float(self.gamma))
-                value, gt, gz, gm, gc = self._core.elbo(theta, Z, qm, qs, Xb, yb, scale, True, True)
+                if ngd:  # the natural step for q, then the gradient at the new q (one factorization)
+                    value, gt, gz, gm, gc, qm, qs = self._core.natural_step_and_elbo(theta, Z, qm, qs, Xb, yb, scale,
+                                                                                     float(self.gamma))
+                else:
+                    value, gt, gz, gm, gc = self._core.elbo(theta, Z, qm, qs, Xb, yb, scale, True, True)
                 break
             except NotPositiveDefiniteError as err:
                 self._grow_jitter(err)

@@ -98,6 +98,24 @@ class SVGP
                           ks.first);
     }
 
+    /// One training step's engine work on a minibatch: the natural-gradient step of size gamma
+    /// for q (m_out, C_out as in natural_step), then the ELBO estimate and its gradient at the
+    /// new q (as elbo), sharing L and A = L^{-1} K_ZB between the two.
+    double natural_step_and_elbo(const SVGPParams& p, const T* Xb, const T* yb, Index b, double scale, double gamma,
+                                 double* m_out, double* C_out, const SVGPGradient& grad) const
+    {
+        check(p);
+        GPRAT_EXPECTS(std::isfinite(gamma) && gamma > 0 && gamma <= 1, "gamma must be in (0, 1]; got " << gamma);
+        GPRAT_EXPECTS(b > 0, "a natural-gradient step needs a non-empty minibatch");
+        const auto ks = split(p.theta);
+        const double s2 = ks.second;
+        return std::visit(
+            [&](const auto& kern) {
+                return elbo_with(kern, s2, p, Xb, yb, b, scale, true, grad, gamma, m_out, C_out);
+            },
+            ks.first);
+    }
+
     /// One natural-gradient step of size gamma for q on a minibatch (header); m_out (M) and
     /// C_out (M x M column-major, lower) receive the new q.
     void natural_step(const SVGPParams& p, const T* Xb, const T* yb, Index b, double scale, double gamma,
@@ -163,9 +181,50 @@ class SVGP
         }
     }
 
+    /// The natural-gradient update of (mv, C) from A = L^{-1} K_ZB and the targets (header):
+    /// Lambda = (1 - gamma) C^{-T} C^{-1} + gamma (I + s A A^T / sigma2), eta likewise,
+    /// mv = Lambda^{-1} eta, C = chol(Lambda^{-1}).
+    void natural_update(const std::vector<double>& Av, const std::vector<double>& ys, Index b, double scale, double s2,
+                        double gamma, std::vector<double>& mv, std::vector<double>& C) const
+    {
+        using detail::view;
+        const Index M = M_;
+        std::vector<double>& A = const_cast<std::vector<double>&>(Av);
+        std::vector<double>& Y = const_cast<std::vector<double>&>(ys);
+        // S^{-1} = C^{-T} C^{-1};  eta = S^{-1} m
+        std::vector<double> Lam = C;
+        detail::zero_upper(Lam, M);
+        linalg::tile::trtri(view(Lam, M, M), 0);
+        linalg::tile::lauum(view(Lam, M, M));
+        detail::symmetrize(Lam, M, true);
+        std::vector<double> eta(static_cast<std::size_t>(M), 0.0);
+        linalg::tile::gemm(Op::NoTrans, Op::NoTrans, 1.0 - gamma, view(Lam, M, M), view(mv, M, 1), 0.0, view(eta, M, 1));
+        // Lambda <- (1 - gamma) Lambda + gamma (I + s A A^T / sigma2);  eta += gamma s A y / sigma2
+        for (double& v : Lam) v *= 1.0 - gamma;
+        for (Index j = 0; j < M; ++j) Lam[static_cast<std::size_t>(j + j * M)] += gamma;
+        if (b > 0) {
+            const double c = gamma * scale / s2;
+            linalg::tile::syrk(Op::NoTrans, c, view(A, M, b), 1.0, view(Lam, M, M));  // lower triangle
+            linalg::tile::gemm(Op::NoTrans, Op::NoTrans, c, view(A, M, b), view(Y, b, 1), 1.0, view(eta, M, 1));
+        }
+        // Lambda = L_La L_La^T;  m = Lambda^{-1} eta;  S = L_La^{-T} L_La^{-1};  C = chol(S)
+        linalg::tile::potrf(view(Lam, M, M), 0);
+        detail::zero_upper(Lam, M);
+        linalg::tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, 1.0, view(Lam, M, M), view(eta, M, 1));
+        linalg::tile::trsm(Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, 1.0, view(Lam, M, M), view(eta, M, 1));
+        linalg::tile::trtri(view(Lam, M, M), 0);
+        linalg::tile::lauum(view(Lam, M, M));
+        detail::zero_upper(Lam, M);
+        linalg::tile::potrf(view(Lam, M, M), 0);
+        detail::zero_upper(Lam, M);
+        mv = std::move(eta);
+        C = std::move(Lam);
+    }
+
     template <typename K>
     double elbo_with(const K& k, double s2, const SVGPParams& p, const T* Xb, const T* yb, Index b, double scale,
-                     bool include_kl, const SVGPGradient& grad) const
+                     bool include_kl, const SVGPGradient& grad, double gamma = 0.0, double* m_out = nullptr,
+                     double* C_out = nullptr) const
     {
         using detail::view;
         const Index M = M_, d = d_;
@@ -174,6 +233,19 @@ class SVGP
         std::vector<double> C(p.C.begin(), p.C.end());
         detail::zero_upper(C, M);
         std::vector<double> mv(p.m.begin(), p.m.end());
+        std::vector<double> xs, ys, A, CtA, r;
+        if (b > 0) {
+            load(Xb, yb, b, xs, ys);
+            // A = L^{-1} K_ZB
+            A.resize(Mb);
+            kernels::fill_cross_covariance_tile(view(A, M, b), p.Z.data(), 0, xs.data(), 0, d, k);
+            linalg::tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, 1.0, view(L, M, M), view(A, M, b));
+        }
+        if (gamma > 0) {
+            natural_update(A, ys, b, scale, s2, gamma, mv, C);
+            std::copy(mv.begin(), mv.end(), m_out);
+            std::copy(C.begin(), C.end(), C_out);
+        }
         double kl = 0.0;
         if (include_kl) {
             double cf = 0.0, mm = 0.0, logdiag = 0.0;
@@ -186,13 +258,8 @@ class SVGP
         }
         const bool want = grad.theta || grad.Z || grad.m || grad.C;
         double ell = 0.0, dlog_s2 = 0.0;
-        std::vector<double> xs, ys, A, CtA, r;
         if (b > 0) {
-            load(Xb, yb, b, xs, ys);
-            // A = L^{-1} K_ZB;  mu = A^T m;  C^T A
-            A.resize(Mb);
-            kernels::fill_cross_covariance_tile(view(A, M, b), p.Z.data(), 0, xs.data(), 0, d, k);
-            linalg::tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, 1.0, view(L, M, M), view(A, M, b));
+            // mu = A^T m;  C^T A
             CtA = A;
             linalg::tile::trmm(Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, 1.0, view(C, M, M), view(CtA, M, b));
             r.resize(static_cast<std::size_t>(b));
@@ -278,44 +345,17 @@ class SVGP
     {
         using detail::view;
         const Index M = M_, d = d_;
-        const std::size_t MM = static_cast<std::size_t>(M * M);
         std::vector<double> L = factor(k, p.Z.data());
-        // S^{-1} = C^{-T} C^{-1};  eta = S^{-1} m
-        std::vector<double> Lam(p.C.begin(), p.C.end());
-        detail::zero_upper(Lam, M);
-        linalg::tile::trtri(view(Lam, M, M), 0);
-        linalg::tile::lauum(view(Lam, M, M));
-        detail::symmetrize(Lam, M, true);
-        std::vector<double> eta(static_cast<std::size_t>(M), 0.0);
-        for (Index i = 0; i < M; ++i)
-            for (Index j = 0; j < M; ++j)
-                eta[static_cast<std::size_t>(i)] += Lam[static_cast<std::size_t>(i + j * M)] * p.m[static_cast<std::size_t>(j)];
-        // Lambda <- (1 - gamma) Lambda + gamma (I + s A A^T / sigma2);  eta likewise with s A y / sigma2
-        for (std::size_t q = 0; q < MM; ++q) Lam[q] *= 1.0 - gamma;
-        for (double& v : eta) v *= 1.0 - gamma;
-        for (Index j = 0; j < M; ++j) Lam[static_cast<std::size_t>(j + j * M)] += gamma;
+        std::vector<double> C(p.C.begin(), p.C.end()), mv(p.m.begin(), p.m.end());
+        std::vector<double> xs, ys, A(static_cast<std::size_t>(M * b));
         if (b > 0) {
-            std::vector<double> xs, ys, A(static_cast<std::size_t>(M * b));
             load(Xb, yb, b, xs, ys);
             kernels::fill_cross_covariance_tile(view(A, M, b), p.Z.data(), 0, xs.data(), 0, d, k);
             linalg::tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, 1.0, view(L, M, M), view(A, M, b));
-            const double c = gamma * scale / s2;
-            linalg::tile::syrk(Op::NoTrans, c, view(A, M, b), 1.0, view(Lam, M, M));  // lower triangle
-            detail::symmetrize(Lam, M, true);
-            linalg::tile::gemm(Op::NoTrans, Op::NoTrans, c, view(A, M, b), view(ys, b, 1), 1.0, view(eta, M, 1));
         }
-        // Lambda = L_La L_La^T;  m = Lambda^{-1} eta;  S = L_La^{-T} L_La^{-1};  C = chol(S)
-        linalg::tile::potrf(view(Lam, M, M), 0);
-        detail::zero_upper(Lam, M);
-        linalg::tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, 1.0, view(Lam, M, M), view(eta, M, 1));
-        linalg::tile::trsm(Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, 1.0, view(Lam, M, M), view(eta, M, 1));
-        linalg::tile::trtri(view(Lam, M, M), 0);
-        linalg::tile::lauum(view(Lam, M, M));
-        detail::zero_upper(Lam, M);
-        linalg::tile::potrf(view(Lam, M, M), 0);
-        detail::zero_upper(Lam, M);
-        std::copy(eta.begin(), eta.end(), m_out);
-        std::copy(Lam.begin(), Lam.end(), C_out);
+        natural_update(A, ys, b, scale, s2, gamma, mv, C);
+        std::copy(mv.begin(), mv.end(), m_out);
+        std::copy(C.begin(), C.end(), C_out);
     }
 
     template <typename K>
