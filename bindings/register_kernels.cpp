@@ -90,6 +90,27 @@ py::array_t<T> kernel_gradient(const KernelHandle& handle, const CArray<T>& X, s
     return out.attr("transpose")(0, 2, 1).template cast<py::array_t<T>>();
 }
 
+/// dK(X, Z)/dZ: entry (c, i, j) = dk(x_i, z_j)/dz_{j,c}, shape (d, n, m).
+template <typename T>
+py::array_t<T> kernel_input_gradient(const KernelHandle& handle, const CArray<T>& X, const CArray<T>& Z)
+{
+    const AnyKernel& k = handle.value;
+    GPRAT_EXPECTS(X.ndim() == 2, "X must be 2-D");
+    const Index n = X.shape(0), d = X.shape(1);
+    GPRAT_EXPECTS(Z.ndim() == 2 && Z.shape(1) == d, "Z must be 2-D with " << d << " columns like X");
+    kernels::check_features(k, d);
+    const Index m = Z.shape(0);
+    // Stored as (d, m, n) row-major = d column-major n x m tiles; returned transposed to (d, n, m).
+    py::array_t<T> out({d, m, n});
+    T* dst = out.mutable_data();
+    std::vector<tiles::TileView<T>> views;
+    for (Index c = 0; c < d; ++c) views.emplace_back(dst + c * n * m, n, m, std::max<Index>(n, 1));
+    if (n > 0 && m > 0 && d > 0)
+        std::visit([&](const auto& kern) { kernels::fill_input_gradient_tiles<T>(views, X.data(), 0, Z.data(), 0, d, kern); },
+                   k);
+    return out.attr("transpose")(0, 2, 1).template cast<py::array_t<T>>();
+}
+
 /// k(x, x) of every row of X: the prior variances (White included).
 template <typename T>
 py::array_t<T> kernel_diagonal(const KernelHandle& handle, const CArray<T>& X)
@@ -115,6 +136,8 @@ void define_evaluation(py::class_<KernelHandle>& cls)
     cls.def("matrix", &kernel_matrix<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none(),
             py::arg("diagonal") = 0.0, py::arg("tile_size") = py::none());
     cls.def("gradient", &kernel_gradient<T>, py::arg("X").noconvert(), py::arg("Y").noconvert() = py::none());
+    cls.def("input_gradient", &kernel_input_gradient<T>, py::arg("X").noconvert(), py::arg("Z").noconvert(),
+            "dK(X, Z)/dZ as an array of shape (d, n, m): entry (c, i, j) = dk(x_i, z_j)/dz_{j,c}.");
 }
 
 }  // namespace

@@ -149,8 +149,9 @@ def test_refuses_inconsistent_contents(tmp_path, model):
 def test_files_carry_format_version_and_model_type(tmp_path, model):
     path = model.save(tmp_path / "m.npz")
     with np.load(path) as archive:
-        # a default model is still written as version 2 (versions 3 and 4 only add optional entries)
-        assert int(archive["format_version"]) == 2 and FORMAT_VERSION == 4
+        # a default model is still written as version 2 (versions 3 to 5 only add optional entries
+        # or model types: 5 is SGPR/SVGP)
+        assert int(archive["format_version"]) == 2 and FORMAT_VERSION == 5
         assert str(archive["model_type"]) == "ExactGP"
     assert load_model(path).model_type == "ExactGP"
 

@@ -1,4 +1,4 @@
-"""``gprat fit``: fit an exact GP to a table and save the model file (:mod:`gprat.io.model_file`)."""
+"""``gprat fit``: fit a GP (exact, SGPR or SVGP) to a table and save the model file (:mod:`gprat.io.model_file`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from ..io.model_file import MODEL_NAMES
 from .common import (
     EXIT_OK,
     DataError,
@@ -18,6 +19,9 @@ from .common import (
     start_runtime,
     train_model,
 )
+
+
+_DESCRIPTION = {"exact": "an exact GP", "sgpr": "an SGPR (collapsed bound)", "svgp": "an SVGP (minibatch ELBO)"}
 
 
 def run(args):
@@ -57,6 +61,10 @@ def run(args):
         feature_names=[label(j) for j in features],
         target_name=label(target),
         dtype=args.dtype,
+        model_type=MODEL_NAMES[args.model],
+        inducing_points=min(args.inducing_points, X.shape[0]),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
     )
     lml = float(model.gp.log_marginal_likelihood())
     fit_s = time.perf_counter() - t0
@@ -72,6 +80,7 @@ def run(args):
         "features": model.feature_names,
         "target": model.target_name,
         "kernel": args.kernel,
+        "model_type": MODEL_NAMES[args.model],
         "hyperparameters": {
             "lengthscale": lengthscale,
             "signal_variance": model.signal_variance,
@@ -84,7 +93,7 @@ def run(args):
     }
     lines = [
         (
-            f"fitted an exact GP ({args.kernel}) on {X.shape[0]} samples: {', '.join(model.feature_names)} "
+            f"fitted {_DESCRIPTION[args.model]} ({args.kernel}) on {X.shape[0]} samples: {', '.join(model.feature_names)} "
             f"-> {model.target_name}"
         ),
         f"  lengthscale      {', '.join(f'{v:.4g}' for v in lengthscale)} (standardized inputs)",

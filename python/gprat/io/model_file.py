@@ -30,13 +30,21 @@ target_name        str, ()
 noise_fixed        float64, (n,)               optional: known per-sample noise variances (standardized units,
                                                >= 0) under the learned noise_variance
 mean_constant      float64, ()                 optional: the learned constant mean (standardized units)
+inducing_points    float64, (M, d)             version 5, model_type SGPR or SVGP: the inducing points Z
+                                               (standardized inputs)
+q_mean, q_sqrt     float64, (M,), (M, M)       version 5, model_type SVGP: the whitened q(v) = N(m, C C^T),
+                                               C lower triangular; n_samples_svgp int64, (): the N its
+                                               ELBO is scaled to
 =================  ==========================  =====================================================
 
 A file without the optional entries is written as version 2, readable by every gprat that
 reads version 2; one with them is version 3, so that an older gprat refuses it instead of
 silently dropping the per-sample noise or the mean. A kernel that is not one stationary family
 on all features with free parameters (a sum, a product, another family, active_dims, fixed
-parameters) is stored as ``kernel_tree``, in version 4, which older gprat versions refuse.
+parameters) is stored as ``kernel_tree``, in version 4, which older gprat versions refuse. The
+sparse models (``model_type`` ``"SGPR"`` or ``"SVGP"``) are written as version 5, with their
+inducing points (and SVGP's variational parameters); an SVGP file is predicted from q alone,
+an SGPR file is refitted on its training data (O(n M^2)) at the first prediction.
 
 Hyperparameters are those of the GP on the standardized data. Only the data and the
 hyperparameters are stored: loading is cheap, and the factorization is recomputed on the
@@ -63,11 +71,17 @@ from ..kernels import Kernel, registry
 from ..kernels.stationary import Stationary
 from .kernel_description import kernel_from_json, kernel_to_json
 from ..models.exact import ExactGP
+from ..models.sgpr import SGPR, initial_inducing_points
+from ..models.svgp import SVGP
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MODEL_TYPES", "GPModel", "ModelFileError", "load_model"]
 
 FORMAT_NAME = "gprat-model"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+#: The version of files of the sparse model types (inducing points, variational parameters).
+_SPARSE_VERSION = 5
+#: Their entries.
+_SPARSE_ENTRIES = ("inducing_points", "q_mean", "q_sqrt", "n_samples_svgp")
 #: The version of files with a kernel_tree.
 _TREE_VERSION = 4
 #: ``kernel`` entry of a file whose kernel is in kernel_tree.
@@ -80,7 +94,9 @@ _EXTRAS_VERSION = 3
 _OPTIONAL = ("noise_fixed", "mean_constant")
 
 #: Model types a file may hold -> the class that fits it.
-MODEL_TYPES = {"ExactGP": ExactGP}
+MODEL_TYPES = {"ExactGP": ExactGP, "SGPR": SGPR, "SVGP": SVGP}
+#: Command-line spellings of the model types (``gprat fit --model``).
+MODEL_NAMES = {"exact": "ExactGP", "sgpr": "SGPR", "svgp": "SVGP"}
 
 _REQUIRED = (
     "format",
@@ -210,6 +226,10 @@ class GPModel:
         model_type="ExactGP",
         noise_fixed=None,
         mean_constant=None,
+        inducing_points=None,
+        q_mean=None,
+        q_sqrt=None,
+        n_samples_svgp=None,
     ):
         if isinstance(kernel, Kernel):
             if lengthscale is not None or signal_variance is not None:
@@ -263,6 +283,33 @@ class GPModel:
                 raise ValueError(f"noise_fixed must hold variances between 0 and {HYPER_MAX:g}.")
         self.mean_constant = None if mean_constant is None else float(
             _finite_array(mean_constant, "mean_constant", shape=()))
+        self.inducing_points = self.q_mean = self.q_sqrt = self.n_samples_svgp = None
+        if self.model_type == "ExactGP":
+            if any(v is not None for v in (inducing_points, q_mean, q_sqrt, n_samples_svgp)):
+                raise ValueError("inducing_points, q_mean, q_sqrt and n_samples_svgp belong to model_type SGPR or "
+                                 "SVGP; got model_type ExactGP.")
+        else:
+            if self.noise_fixed is not None or self.mean_constant is not None:
+                raise ValueError(f"model_type {self.model_type} takes no noise_fixed or mean_constant.")
+            if inducing_points is None:
+                raise ValueError(f"model_type {self.model_type} needs inducing_points.")
+            self.inducing_points = _finite_array(inducing_points, "inducing_points", ndim=2)
+            M = self.inducing_points.shape[0]
+            if self.inducing_points.shape[1] != d or M == 0 or (self.model_type == "SGPR" and M > n):
+                raise ValueError(f"inducing_points must have shape (M, {d}) with 1 <= M"
+                                 f"{' <= n_samples' if self.model_type == 'SGPR' else ''}; got "
+                                 f"{self.inducing_points.shape}.")
+            if self.model_type == "SVGP":
+                if q_mean is None or q_sqrt is None or n_samples_svgp is None:
+                    raise ValueError("model_type SVGP needs q_mean, q_sqrt and n_samples_svgp.")
+                self.q_mean = _finite_array(q_mean, "q_mean", shape=(M,), hint="one entry per inducing point")
+                self.q_sqrt = _finite_array(q_sqrt, "q_sqrt", shape=(M, M), hint="M x M")
+                if np.any(np.triu(self.q_sqrt, 1) != 0) or np.any(np.diag(self.q_sqrt) == 0):
+                    raise ValueError("q_sqrt must be lower triangular with a non-zero diagonal.")
+                self.n_samples_svgp = int(check_int(int(_finite_array(n_samples_svgp, "n_samples_svgp", shape=())),
+                                                    "n_samples_svgp", 1))
+            elif any(v is not None for v in (q_mean, q_sqrt, n_samples_svgp)):
+                raise ValueError("q_mean, q_sqrt and n_samples_svgp belong to model_type SVGP.")
         self._gp = None
 
     @property
@@ -285,8 +332,12 @@ class GPModel:
         target_name="y",
         dtype="float64",
         callback=None,
+        model_type="ExactGP",
+        inducing_points=256,
+        epochs=20,
+        batch_size=1024,
     ):
-        """Standardize the data, fit an exact GP and optimize its hyperparameters.
+        """Standardize the data, fit a GP and optimize its hyperparameters.
 
         Starts from lengthscale ``sqrt(n_features)`` (per feature with ``ard``), signal
         variance 1 and noise variance 0.1 on the standardized data, then runs L-BFGS-B on
@@ -306,7 +357,14 @@ class GPModel:
         target_name : str, default="y"
         dtype : {"float64", "float32"}, default="float64"
         callback : callable, optional
-            ``callback(iteration, loss)`` after each optimizer iteration.
+            ``callback(iteration, loss)`` after each optimizer iteration (SVGP: each minibatch step).
+        model_type : {"ExactGP", "SGPR", "SVGP"}, default="ExactGP"
+            SGPR: L-BFGS-B on the collapsed bound over the hyperparameters and the inducing
+            points; SVGP: `epochs` of minibatch training (natural gradients + Adam).
+        inducing_points : int, default=256
+            M for the sparse models (at most n_samples), chosen by k-means++ (seed 0).
+        epochs, batch_size : int
+            SVGP training.
 
         Returns
         -------
@@ -319,6 +377,17 @@ class GPModel:
         d = X.shape[1]
         lengthscale = np.full(d, np.sqrt(d)) if ard else np.sqrt(d)
         tree = isinstance(kernel, Kernel)
+        model_type = _one_of(model_type, "model_type", MODEL_TYPES)
+        x_mean, x_scale = X.mean(axis=0), _scale(X)
+        sparse = {}
+        if model_type != "ExactGP":
+            M = check_int(inducing_points, "inducing_points", 1)
+            if M > X.shape[0]:
+                raise ValueError(f"inducing_points={M} is more than the {X.shape[0]} samples")
+            Z = initial_inducing_points((X - x_mean) / x_scale, M, random_state=0)
+            sparse = {"inducing_points": Z}
+            if model_type == "SVGP":
+                sparse.update(q_mean=np.zeros(M), q_sqrt=np.eye(M), n_samples_svgp=X.shape[0])
         model = cls(
             kernel,
             None if tree else lengthscale,
@@ -326,14 +395,24 @@ class GPModel:
             0.1,
             X,
             y,
-            x_mean=X.mean(axis=0),
-            x_scale=_scale(X),
+            x_mean=x_mean,
+            x_scale=x_scale,
             y_mean=y.mean(),
             y_scale=float(_scale(y)),
             feature_names=feature_names,
             target_name=target_name,
             dtype=dtype,
+            model_type=model_type,
+            **sparse,
         )
+        if model_type == "SVGP":
+            svgp = SVGP(model._kernel_object(), noise_variance=model.noise_variance, inducing_points=Z,
+                        dtype=np.dtype(dtype))
+            svgp.fit(model._standardize(X), (y - model.y_mean) / model.y_scale, batch_size=check_int(batch_size,
+                     "batch_size", 1), epochs=check_int(epochs, "epochs", 1), random_state=0, callback=callback)
+            model._read_hyperparameters(svgp)
+            model._gp = svgp
+            return model
         if max_iter > 0:
             gp = model.gp
             gp.optimize(method="L-BFGS-B", max_iter=int(max_iter), callback=callback)
@@ -341,6 +420,11 @@ class GPModel:
         return model
 
     def _read_hyperparameters(self, gp):
+        if self.model_type != "ExactGP":
+            self.inducing_points = np.array(gp.inducing_points_, dtype=np.float64)
+        if self.model_type == "SVGP":
+            self.q_mean = np.array(gp.q_mean_, dtype=np.float64)
+            self.q_sqrt = np.tril(np.array(gp.q_sqrt_, dtype=np.float64))
         theta = np.asarray(gp.theta, dtype=np.float64)
         n_log = len(theta) - (self.mean_constant is not None)  # the mean entry is not a logarithm
         values = np.exp(theta[:n_log])
@@ -364,16 +448,29 @@ class GPModel:
     def _standardize(self, X):
         return (X - self.x_mean) / self.x_scale
 
+    def _kernel_object(self):
+        if self.is_tree:
+            return self.kernel
+        kernel_class = registry.by_short_name(self.kernel)
+        lengthscale = self.lengthscale if self.lengthscale.ndim else float(self.lengthscale)
+        return kernel_class(lengthscale=lengthscale, signal_variance=self.signal_variance)
+
     @property
     def gp(self):
-        """gprat.ExactGP: the GP on the standardized data, fitted on first access."""
+        """The model on the standardized data (gprat.ExactGP, SGPR or SVGP), fitted on first access."""
         if self._gp is None:
-            if self.is_tree:
-                kernel = self.kernel
-            else:
-                kernel_class = registry.by_short_name(self.kernel)
-                lengthscale = self.lengthscale if self.lengthscale.ndim else float(self.lengthscale)
-                kernel = kernel_class(lengthscale=lengthscale, signal_variance=self.signal_variance)
+            kernel = self._kernel_object()
+            if self.model_type == "SGPR":
+                gp = SGPR(kernel, noise_variance=self.noise_variance, inducing_points=self.inducing_points,
+                          dtype=np.dtype(self.dtype))
+                self._gp = gp.fit(self._standardize(self.X_train), (self.y_train - self.y_mean) / self.y_scale)
+                return self._gp
+            if self.model_type == "SVGP":
+                gp = SVGP(kernel, noise_variance=self.noise_variance, inducing_points=self.inducing_points,
+                          dtype=np.dtype(self.dtype))
+                gp._restore(self.inducing_points, self.q_mean, self.q_sqrt, self.n_samples_svgp)
+                self._gp = gp
+                return self._gp
             if self.noise_fixed is None:
                 noise = {"noise_variance": self.noise_variance}
             else:
@@ -437,6 +534,11 @@ class GPModel:
             extras["noise_fixed"] = self.noise_fixed
         if self.mean_constant is not None:
             extras["mean_constant"] = np.array(self.mean_constant)
+        if self.model_type != "ExactGP":
+            extras["inducing_points"] = self.inducing_points
+        if self.model_type == "SVGP":
+            extras.update(q_mean=self.q_mean, q_sqrt=self.q_sqrt, n_samples_svgp=np.array(self.n_samples_svgp,
+                                                                                         dtype=np.int64))
         if self.is_tree:
             version = _TREE_VERSION
             kernel_entries = {"kernel": np.array(TREE_KERNEL), "kernel_tree": np.array(kernel_to_json(self.kernel))}
@@ -447,6 +549,8 @@ class GPModel:
                 "lengthscale": self.lengthscale,
                 "signal_variance": np.array(self.signal_variance),
             }
+        if self.model_type != "ExactGP":
+            version = _SPARSE_VERSION
         arrays = {
             "format": np.array(FORMAT_NAME),
             "format_version": np.array(version, dtype=np.int64),
@@ -530,7 +634,7 @@ def load_model(path):
         try:
             data = {key: archive[key] for key in required}
             model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
-            optional = {key: archive[key] for key in _OPTIONAL if key in archive.files}
+            optional = {key: archive[key] for key in _OPTIONAL + _SPARSE_ENTRIES if key in archive.files}
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
             raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
         version = data["format_version"]
@@ -544,6 +648,8 @@ def load_model(path):
                 f"{path} has model format version {version}; this gprat reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade gprat to read it."
             )
+        if model_type in MODEL_TYPES and model_type != "ExactGP" and version < _SPARSE_VERSION:
+            raise ModelFileError(f"{path}: model_type {model_type} needs format_version {_SPARSE_VERSION}; got {version}.")
         if tree and version < _TREE_VERSION:
             raise ModelFileError(f"{path}: kernel={TREE_KERNEL!r} (a kernel_tree) needs format_version "
                                  f"{_TREE_VERSION}; got {version}.")

@@ -108,6 +108,27 @@ class Kernel:
         """
         return self._evaluate("gradient", X, Y, dtype)
 
+    def input_gradient(self, X, Z, dtype=np.float64):
+        """Derivatives ``dk(x_i, z_j) / dz_j`` with respect to the second point set.
+
+        What SGPR and SVGP need for their inducing points. Entry ``(c, i, j)`` is the derivative
+        of ``k(x_i, z_j)`` with respect to feature c of ``z_j``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Z : array-like of shape (n_samples_Z, n_features)
+        dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+
+        Returns
+        -------
+        ndarray of shape (n_features, n_samples_X, n_samples_Z)
+        """
+        X, Z = self._points(X, Z, dtype)
+        self.check_features(X.shape[1])
+        wait_for_lifecycle()
+        return self._to_core().input_gradient(X, Z)
+
     def diag(self, X):
         """Prior variances ``k(x, x)`` of the rows of X (White included), an ndarray of shape (n_samples,)."""
         return self._evaluate("diagonal", X, None, np.float64)

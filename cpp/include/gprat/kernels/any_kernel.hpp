@@ -50,6 +50,17 @@ using AnyKernelIndices = std::make_index_sequence<std::variant_size_v<AnyKernel>
 static_assert(detail::all_covariance_functions(detail::AnyKernelIndices{}),
               "every alternative of AnyKernel must model CovarianceFunction");
 
+namespace detail {
+template <std::size_t... I>
+constexpr bool all_input_differentiable(std::index_sequence<I...>)
+{
+    return (InputDifferentiable<std::variant_alternative_t<I, AnyKernel>> && ...);
+}
+}  // namespace detail
+
+static_assert(detail::all_input_differentiable(detail::AnyKernelIndices{}),
+              "every alternative of AnyKernel must model InputDifferentiable (SGPR/SVGP inducing points)");
+
 /// Registry names of the kernels, in the variant's order.
 inline constexpr std::array<std::string_view, std::variant_size_v<AnyKernel>> kernel_names =
     detail::names_of(detail::AnyKernelIndices{});

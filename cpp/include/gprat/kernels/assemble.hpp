@@ -12,8 +12,10 @@
 /// KernelTree) evaluate a whole column per call (`if constexpr` picks the path).
 /// Points are rows of row-major arrays: point i of X is X[i*d .. i*d + d).
 ///
-/// Derivatives with respect to the inputs (SVGP: dk(x, z)/dz for the inducing points) will be
-/// one more function here, fill_input_gradient_tiles, on a per-pair `input_gradient`.
+/// Derivatives with respect to the inputs (SGPR/SVGP: dk(x, z)/dz for the inducing points) go
+/// through the per-pair `input_gradient` (InputDifferentiable): fill_input_gradient_tiles
+/// (dense, for tests) and the weighted reductions accumulate_inducing_gradient and
+/// accumulate_diagonal_gradient, generic per-pair paths for every kernel.
 #include <algorithm>
 #include <cstddef>
 #include <span>
@@ -387,6 +389,155 @@ void accumulate_gradient_tile(tiles::TileView<T> kinv, const T* alpha_rows, cons
 {
     const GradientAlpha<T> a{alpha_rows, alpha_cols, kinv.rows(), kinv.cols(), 1};
     accumulate_gradient_tile(kinv, a, X, r0, c0, d, k, &noise, out);
+}
+
+/// tiles[c] <- dk(x_i, z_j)/dz_{j,c} for c in [0, d): the derivative of each entry of the cross
+/// tile k(X[r0..], Z[c0..]) with respect to feature c of its column point (full tiles).
+template <typename T, InputDifferentiable K>
+void fill_input_gradient_tiles(std::span<const tiles::TileView<T>> tiles, const T* X, Index r0, const T* Z, Index c0,
+                               Index d, const K& k)
+{
+    GPRAT_ASSERT(static_cast<Index>(tiles.size()) == d);
+    std::vector<double> gz(static_cast<std::size_t>(d));
+    for_each_entry(tiles[0].rows(), tiles[0].cols(), X, r0, Z, c0, d, false,
+                   [&](Index i, Index j, const T* x, const T* z) {
+                       k.input_gradient(x, z, d, std::span<double>(gz));
+                       for (Index c = 0; c < d; ++c) tiles[static_cast<std::size_t>(c)](i, j) = static_cast<T>(gz[static_cast<std::size_t>(c)]);
+                   });
+}
+
+namespace detail {
+
+/// Vectorized accumulate_inducing_gradient for k = s2 f(r2) (stationary.hpp): per row z_j, the
+/// scaled differences u_ic = (x_ic - z_jc) / l_c of a whole row of the tile in contiguous loops,
+/// then with c_i = -2 s2 f'(r2_i) and the weights w_i = w(j, i):
+///   dk/dlog l_c = c u_c^2 (ARD; isotropic: c r2),  dk/dlog s2 = s2 f,  dk/dz_c = c u_c / l_c.
+/// The same formulas hold at r2 = 0 (the diagonal of K(Z)): a stationary family has no
+/// same-point term.
+template <typename P, StationaryCovariance K>
+GPRAT_HOT_LOOP void accumulate_stationary_inducing_gradient(tiles::TileView<double> w, const P* Z, Index z0, const P* X,
+                                                            Index x0, Index d, const K& k, double theta_scale,
+                                                            double input_scale, double* theta_sums, double* z_grad)
+{
+    const Index rows = w.rows(), cols = w.cols();
+    const auto sz = [](Index v) { return static_cast<std::size_t>(v); };
+    std::vector<double> xs(sz(cols * d)), zs(sz(rows * d)), r2(sz(cols)), cw(sz(cols)), wr(sz(cols));
+    k.scale_points(X, x0, cols, d, xs.data());  // dimension-major: xs[c * cols + i]
+    k.scale_points(Z, z0, rows, d, zs.data());
+    const bool ard = k.ard();
+    const double s2 = k.signal_variance();
+    const auto& ls = k.lengthscale();
+    std::vector<double> acc_l(sz(ard ? d : 1), 0.0);
+    double acc_s = 0.0;
+    for (Index j = 0; j < rows; ++j) {
+        for (Index i = 0; i < cols; ++i) {
+            wr[sz(i)] = w(j, i);
+            r2[sz(i)] = 0.0;
+        }
+        for (Index c = 0; c < d; ++c) {
+            const double zc = zs[sz(c * rows + j)];
+            const double* xc = xs.data() + c * cols;
+#pragma omp simd
+            for (Index i = 0; i < cols; ++i) {
+                const double u = xc[i] - zc;
+                r2[sz(i)] += u * u;
+            }
+        }
+        double ks = 0.0;
+#pragma omp simd reduction(+ : ks)
+        for (Index i = 0; i < cols; ++i) {
+            double f = 0.0, slope = 0.0;
+            K::profile_and_slope(r2[sz(i)], f, slope);
+            ks += wr[sz(i)] * s2 * f;
+            cw[sz(i)] = wr[sz(i)] * (-2.0 * s2 * slope);
+        }
+        acc_s += ks;
+        if (theta_sums && !ard) {
+            double a = 0.0;
+#pragma omp simd reduction(+ : a)
+            for (Index i = 0; i < cols; ++i) a += cw[sz(i)] * r2[sz(i)];
+            acc_l[0] += a;
+        }
+        for (Index c = 0; c < d; ++c) {
+            const double zc = zs[sz(c * rows + j)];
+            const double* xc = xs.data() + c * cols;
+            double a2 = 0.0, a1 = 0.0;
+#pragma omp simd reduction(+ : a1, a2)
+            for (Index i = 0; i < cols; ++i) {
+                const double u = xc[i] - zc;
+                a1 += cw[sz(i)] * u;
+                a2 += cw[sz(i)] * u * u;
+            }
+            if (theta_sums && ard) acc_l[sz(c)] += a2;
+            if (z_grad) z_grad[j * d + c] += input_scale * a1 / ls[sz(ard ? c : 0)];
+        }
+    }
+    if (theta_sums) {
+        for (std::size_t q = 0; q < acc_l.size(); ++q) theta_sums[q] += theta_scale * acc_l[q];
+        theta_sums[acc_l.size()] += theta_scale * acc_s;
+    }
+}
+
+}  // namespace detail
+
+/// Weighted reductions over one tile whose rows are inducing points z_j = Z[z0 + j] and whose
+/// columns are points x_i = X[x0 + i], with weights w(j, i) (w: rows x cols):
+///   theta_sums[p]    += theta_scale sum_{j,i} w(j, i) dk(z_j, x_i)/dtheta_p
+///   z_grad[j d + c]  += input_scale sum_i w(j, i) dk(x_i, z_j)/dz_{j,c}      (z_grad: rows x d, row-major)
+/// (k is symmetric, so the second is also d k(z_j, x_i)/dz_j). With `symmetric` (X is Z, the
+/// tile of K(Z)), entries on the global diagonal (z0 + j == x0 + i) take same_point_gradient
+/// for theta (White) and their input derivative, 2 dk(z, z)/dz_2 = d k(z, z)/dz, comes with
+/// input_scale = 2 as for the other entries. theta_sums or z_grad may be null (skipped).
+template <typename P, InputDifferentiable K>
+void accumulate_inducing_gradient(tiles::TileView<double> w, const P* Z, Index z0, const P* X, Index x0, Index d,
+                                  const K& k, bool symmetric, double theta_scale, double input_scale,
+                                  double* theta_sums, double* z_grad)
+{
+    if constexpr (StationaryCovariance<K> && requires { k.lengthscale(); }) {
+        detail::accumulate_stationary_inducing_gradient(w, Z, z0, X, x0, d, k, theta_scale, input_scale, theta_sums,
+                                                        z_grad);
+        return;
+    }
+    const std::size_t np = static_cast<std::size_t>(k.n_params());
+    std::vector<double> grad(np), gz(static_cast<std::size_t>(d)), local(np, 0.0);
+    for (Index j = 0; j < w.rows(); ++j) {
+        const P* z = Z + (z0 + j) * d;
+        double* zg = z_grad ? z_grad + j * d : nullptr;
+        for (Index i = 0; i < w.cols(); ++i) {
+            const double wij = w(j, i);
+            if (wij == 0.0) continue;
+            const P* x = X + (x0 + i) * d;
+            if (theta_sums) {
+                if (symmetric && z0 + j == x0 + i)
+                    detail::same_point_gradient(k, z, d, std::span<double>(grad));
+                else
+                    k.gradient(z, x, d, std::span<double>(grad));
+                for (std::size_t p = 0; p < np; ++p) local[p] += wij * grad[p];
+            }
+            if (zg) {
+                k.input_gradient(x, z, d, std::span<double>(gz));
+                const double s = input_scale * wij;
+                for (Index c = 0; c < d; ++c) zg[c] += s * gz[static_cast<std::size_t>(c)];
+            }
+        }
+    }
+    if (theta_sums)
+        for (std::size_t p = 0; p < np; ++p) theta_sums[p] += theta_scale * local[p];
+}
+
+/// theta_sums[p] += scale sum_i dk(x_i, x_i)/dtheta_p over the points X[r0 .. r0 + count): the
+/// gradient of the prior variances (tr K_XX of the SGPR bound), same-point terms included.
+template <typename P, CovarianceFunction K>
+void accumulate_diagonal_gradient(const P* X, Index r0, Index count, Index d, const K& k, double scale,
+                                  double* theta_sums)
+{
+    const std::size_t np = static_cast<std::size_t>(k.n_params());
+    std::vector<double> grad(np), local(np, 0.0);
+    for (Index i = 0; i < count; ++i) {
+        detail::same_point_gradient(k, X + (r0 + i) * d, d, std::span<double>(grad));
+        for (std::size_t p = 0; p < np; ++p) local[p] += grad[p];
+    }
+    for (std::size_t p = 0; p < np; ++p) theta_sums[p] += scale * local[p];
 }
 
 }  // namespace gprat::kernels

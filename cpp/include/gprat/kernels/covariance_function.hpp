@@ -33,8 +33,12 @@
 ///
 /// The assembler picks the path with `if constexpr (StationaryCovariance<K>)`, then
 /// `ColumnCovariance<K>`, else the generic per-pair loops.
-/// Derivatives with respect to the inputs (SVGP, dk(x, z)/dz) will be one more optional
-/// per-pair member, `input_gradient(x, z, d, grad)`, with its own refinement concept.
+/// InputDifferentiable refines it with the derivative with respect to the SECOND point, which
+/// SGPR and SVGP need for their inducing points Z (dk(x, z)/dz; by symmetry of k it is also
+/// d k(z, x)/dz):
+///   k.input_gradient(x, z, d, grad_z)   k(x, z), and dk(x, z)/dz_c into grad_z[0 .. d)
+/// Terms that act only on the same point (White) have no input derivative: k(x, z) of two
+/// points of different sets does not contain them.
 #include <concepts>
 #include <span>
 #include <vector>
@@ -85,6 +89,13 @@ concept ColumnCovariance =
         k.column_gradient(w, x, i, i, weight);
         k.column_gradient(w, xf, i, i, weight);
         k.column_gradient_sums(w, out);
+    };
+
+template <typename K>
+concept InputDifferentiable =
+    CovarianceFunction<K> && requires(const K& k, const double* x, const float* xf, std::span<double> grad, Index d) {
+        { k.input_gradient(x, x, d, grad) } -> std::convertible_to<double>;
+        { k.input_gradient(xf, xf, d, grad) } -> std::convertible_to<double>;
     };
 
 }  // namespace gprat::kernels

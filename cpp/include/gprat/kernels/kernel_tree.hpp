@@ -440,6 +440,11 @@ class KernelTree
         }
     }
 
+    /// k(x, z) and dk(x, z)/dz into grad_z[0 .. d): the input derivative (InputDifferentiable),
+    /// defined with the rest of it in the section "Input derivatives" at the end of this file.
+    template <typename T>
+    double input_gradient(const T* x, const T* z, Index d, std::span<double> grad_z) const;
+
     /// Rows per pass of the column path: each call works through a tile column in blocks of this
     /// many rows, so that every node's block of values, adjoints and derivatives (a few KiB per
     /// node) stays in cache whatever the tile size.
@@ -969,5 +974,134 @@ class KernelTree
     std::vector<std::string> parameter_names_;
     std::vector<Index> group_leaders_;  ///< per distance group: its first leaf (node index)
 };
+
+
+// ============================================================================================
+// Input derivatives (SGPR/SVGP inducing points, issue #10): dk(x, z)/dz, z the SECOND point.
+// Kept apart from the evaluation paths above; it reuses leaf_evaluate for the node values.
+//   SquaredExponential, Matern:  dk/dz_c = -2 s2 f'(r2) (x_c - z_c) / l_c^2
+//   RationalQuadratic:           dk/dz_c = k (x_c - z_c) / (b l^2),  b = 1 + d^2 / (2 alpha l^2)
+//   Periodic:                    dk/dz_c = 4 pi sin(u) cos(u) k (x_c - z_c) / (p l^2 d),  u = pi d / p
+//                                (0 at d = 0, where every x_c - z_c is 0)
+//   Linear:                      dk/dz_c = x_c
+//   Constant, White:             0 (White is 0 between two point sets)
+// only on the leaf's active dimensions c. Through the tree by reverse accumulation: the root's
+// adjoint is 1, a Sum passes its adjoint to both children, a Product to each child times the
+// other child's value, and each leaf adds adjoint * dleaf/dz.
+// ============================================================================================
+
+namespace detail {
+
+/// grad_z += adjoint * d leaf(x, z) / dz for one leaf (v: its parameter values).
+template <typename T>
+inline void leaf_input_gradient(const TreeNode& n, const double* v, const Index* dims, const T* x, const T* z, Index d,
+                                double adjoint, double* grad_z)
+{
+    const Index m = n.n_dims > 0 ? n.n_dims : d;
+    const auto feature = [&](Index k) { return n.n_dims > 0 ? dims[n.dim_begin + k] : k; };
+    const auto diff = [&](Index c) { return static_cast<double>(x[c]) - static_cast<double>(z[c]); };
+    switch (n.family) {
+    case Family::SquaredExponential:
+    case Family::Matern12:
+    case Family::Matern32:
+    case Family::Matern52: {
+        const Index n_l = n.ard ? m : 1;
+        const double s2 = v[n_l];
+        double r2 = 0.0;
+        for (Index k = 0; k < m; ++k) {
+            const double u = diff(feature(k)) / v[n.ard ? k : 0];
+            r2 += u * u;
+        }
+        double f = 0.0, slope = 0.0;
+        switch (n.family) {
+        case Family::SquaredExponential: SquaredExponentialShape::value_and_slope(r2, f, slope); break;
+        case Family::Matern12: Matern12Shape::value_and_slope(r2, f, slope); break;
+        case Family::Matern32: Matern32Shape::value_and_slope(r2, f, slope); break;
+        default: Matern52Shape::value_and_slope(r2, f, slope); break;
+        }
+        const double c = -2.0 * s2 * slope * adjoint;
+        for (Index k = 0; k < m; ++k) {
+            const Index col = feature(k);
+            const double l = v[n.ard ? k : 0];
+            grad_z[col] += c * diff(col) / (l * l);
+        }
+        return;
+    }
+    case Family::RationalQuadratic: {
+        const double l = v[0], alpha = v[1];
+        double dist2 = 0.0;
+        for (Index k = 0; k < m; ++k) dist2 += diff(feature(k)) * diff(feature(k));
+        const double sc = dist2 / (2.0 * alpha * l * l), b = 1.0 + sc;
+        const double k = exp_nonpositive(-alpha * log1p_nonnegative(sc));
+        const double coef = adjoint * k / (b * l * l);
+        for (Index q = 0; q < m; ++q) grad_z[feature(q)] += coef * diff(feature(q));
+        return;
+    }
+    case Family::Periodic: {
+        const double l = v[0], p = v[1];
+        double dist2 = 0.0;
+        for (Index k = 0; k < m; ++k) dist2 += diff(feature(k)) * diff(feature(k));
+        const double dist = std::sqrt(dist2);
+        if (dist == 0.0) return;
+        double sn = 0.0, cs = 0.0;
+        sin_cos_pi_reduced(dist / p, sn, cs);  // sin * cos: the reduction's signs cancel
+        const double k = exp_nonpositive(-2.0 * sn * sn / (l * l));
+        const double coef = adjoint * 4.0 * std::numbers::pi * sn * cs * k / (p * l * l * dist);
+        for (Index q = 0; q < m; ++q) grad_z[feature(q)] += coef * diff(feature(q));
+        return;
+    }
+    case Family::Linear:
+        for (Index q = 0; q < m; ++q) grad_z[feature(q)] += adjoint * static_cast<double>(x[feature(q)]);
+        return;
+    case Family::Constant:
+    case Family::White: return;
+    }
+}
+
+}  // namespace detail
+
+template <typename T>
+double KernelTree::input_gradient(const T* x, const T* z, Index d, std::span<double> grad_z) const
+{
+    const Index nn = n_nodes();
+    constexpr Index small = 128;
+    double fixed_values[small], fixed_adjoints[small];
+    std::vector<double> heap;
+    double* val = fixed_values;
+    double* adj = fixed_adjoints;
+    if (nn > small) {
+        heap.assign(static_cast<std::size_t>(2 * nn), 0.0);
+        val = heap.data();
+        adj = heap.data() + nn;
+    }
+    for (Index c = 0; c < d; ++c) grad_z[static_cast<std::size_t>(c)] = 0.0;
+    // forward: every node's value, children before parents
+    for (Index t = 0; t < nn; ++t) {
+        const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
+        if (n.kind == NodeKind::Leaf) {
+            val[t] = detail::leaf_evaluate(n, values_.data() + n.p_begin, dims_.data(), x, z, d, false, nullptr);
+        } else {
+            const double a = val[n.left], b = val[t - 1];
+            val[t] = n.kind == NodeKind::Sum ? a + b : a * b;
+        }
+    }
+    // reverse: adjoints dk_root/dk_node, parents before children
+    for (Index t = 0; t < nn; ++t) adj[t] = 0.0;
+    adj[nn - 1] = 1.0;
+    for (Index t = nn - 1; t >= 0; --t) {
+        const TreeNode& n = nodes_[static_cast<std::size_t>(t)];
+        if (n.kind == NodeKind::Leaf) {
+            if (adj[t] != 0.0)
+                detail::leaf_input_gradient(n, values_.data() + n.p_begin, dims_.data(), x, z, d, adj[t], grad_z.data());
+        } else if (n.kind == NodeKind::Sum) {
+            adj[n.left] += adj[t];
+            adj[t - 1] += adj[t];
+        } else {
+            adj[n.left] += adj[t] * val[t - 1];
+            adj[t - 1] += adj[t] * val[n.left];
+        }
+    }
+    return val[nn - 1];
+}
 
 }  // namespace gprat::kernels

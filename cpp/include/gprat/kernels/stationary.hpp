@@ -5,6 +5,7 @@
 ///   dk/dlog s2  = k
 ///   dk/dlog l_k = s2 f'(r2) dr2/dlog l_k = -2 s2 f'(r2) u_k,   u_k = ((x_k - x'_k) / l_k)^2
 /// (isotropic: the sum over k, -2 s2 f'(r2) r2). Shape supplies f and f' = df/dr2.
+/// With respect to the second point z (input_gradient): dk/dz_c = -2 s2 f'(r2) (x_c - z_c) / l_c^2.
 #include <cmath>
 #include <span>
 #include <string>
@@ -104,6 +105,25 @@ class Stationary
             grad[1] = k;
         }
         return k;
+    }
+
+    /// k(x, z), and the derivative with respect to the SECOND point into grad_z[0 .. d):
+    ///   dk/dz_c = s2 f'(r2) dr2/dz_c = c (x_c - z_c) / l_c^2,  c = -2 s2 f'(r2)
+    /// (the inducing-point gradients of SGPR/SVGP). At r = 0 every (x_c - z_c) is 0, so the
+    /// Matern12 kink (f' unbounded, slope set to 0 there, matern.hpp) gives 0, the mean of the
+    /// one-sided derivatives.
+    template <typename T>
+    double input_gradient(const T* x, const T* z, Index d, std::span<double> grad_z) const
+    {
+        const double r2 = scaled_squared_distance(x, z, d);
+        double f = 0.0, slope = 0.0;
+        Shape::value_and_slope(r2, f, slope);
+        const double c = -2.0 * signal_variance_ * slope;
+        for (Index k = 0; k < d; ++k) {
+            const double il = inverse_lengthscale_[ard() ? k : 0];
+            grad_z[static_cast<std::size_t>(k)] = c * (static_cast<double>(x[k]) - static_cast<double>(z[k])) * il * il;
+        }
+        return signal_variance_ * f;
     }
 
     /// out[k * count + i] = X_{first+i, k} / l_k: `count` points divided by their lengthscales,
