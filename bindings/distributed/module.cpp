@@ -175,6 +175,27 @@ PYBIND11_MODULE(_distributed, m)
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdpotri: L <- lower triangle of K^{-1}; returns info.");
     m.def(
+        "trtri",
+        [](const BlockCyclic& A, int context, FArray& a) {
+            double* data = local_data(A, a, "L");
+            const auto desc = gprat::distributed::describe(A, context);
+            const int n = gprat::distributed::to_int(A.n), one = 1;
+            const char diag = 'N';
+            int info = 0;
+            without_gil([&] { pdtrtri_(&L, &diag, &n, data, &one, &one, desc.d, &info, 1, 1); });
+            return info;
+        },
+        py::arg("layout"), py::arg("context"), py::arg("local"), "pdtrtri: L <- L^{-1} (lower); returns info.");
+    m.def(
+        "lauum",
+        [](const BlockCyclic& A, int context, FArray& a) {
+            double* data = local_data(A, a, "L^{-1}");
+            const auto desc = gprat::distributed::describe(A, context);
+            const int n = gprat::distributed::to_int(A.n), one = 1;
+            without_gil([&] { pdlauum_(&L, &n, data, &one, &one, desc.d, 1); });
+        },
+        py::arg("layout"), py::arg("context"), py::arg("local"), "pdlauum: M <- M^T M for lower M (in place).");
+    m.def(
         "trsm_lower",
         [](const BlockCyclic& A, int context, FArray& a, const BlockCyclic& B, FArray& b) {
             double* da = local_data(A, a, "L");

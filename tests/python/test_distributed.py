@@ -15,8 +15,6 @@ import time
 import numpy as np
 import pytest
 
-import gprat
-
 from subprocess_env import gprat_env
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
@@ -24,13 +22,13 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_w
 
 def _launcher():
     """The mpirun command line prefix and the reason it cannot run (None when it can)."""
-    try:
-        import gprat.distributed as gd
-    except ImportError as error:  # pragma: no cover - the module itself always imports
-        return None, f"gprat.distributed does not import: {error}"
-    ok, reason = gd.available()
-    if not ok:
-        return None, reason
+    # asked in a child: importing mpi4py initializes MPI, which this process (it forks) must not
+    probe = subprocess.run([sys.executable, "-c", "import gprat.distributed as gd; print(gd.available()[1])"],
+                           capture_output=True, text=True, env=gprat_env(), timeout=120)
+    if probe.returncode != 0:
+        return None, f"gprat.distributed does not import: {probe.stderr.strip()[-500:]}"
+    if probe.stdout.strip():
+        return None, probe.stdout.strip()
     mpirun = shutil.which("mpirun") or shutil.which("mpiexec")
     if mpirun is None:
         return None, "no mpirun or mpiexec on PATH (install openmpi-bin, see docs/distributed.md)"
@@ -42,7 +40,7 @@ def _launcher():
 
 
 PREFIX, REASON = _launcher()
-pytestmark = pytest.mark.skipif(PREFIX is None, reason=f"MPI tests skipped: {REASON}")
+needs_mpi = pytest.mark.skipif(PREFIX is None, reason=f"MPI tests skipped: {REASON}")
 
 
 def mpirun(n, *args, timeout=300):
@@ -59,6 +57,7 @@ def expect_ok(proc, scenario):
     assert f"OK {scenario}" in proc.stdout, proc.stdout + proc.stderr
 
 
+@needs_mpi
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 def test_equals_single_process(ranks):
     """LML, gradient, mean and std equal gprat.ExactGP to 1e-10 (ragged blocks, several grids)."""
@@ -66,22 +65,26 @@ def test_equals_single_process(ranks):
     expect_ok(proc, "equivalence")
 
 
+@needs_mpi
 @pytest.mark.parametrize("ranks", [2, 4])
 def test_optimize_agrees(ranks):
     proc, _ = mpirun(ranks, "optimize")
     expect_ok(proc, "optimize")
 
 
+@needs_mpi
 def test_not_positive_definite_on_every_rank():
     proc, _ = mpirun(2, "nonspd")
     expect_ok(proc, "nonspd")
 
 
+@needs_mpi
 def test_bad_input_on_one_rank_raises_everywhere():
     proc, _ = mpirun(3, "bad_input")
     expect_ok(proc, "bad_input")
 
 
+@needs_mpi
 def test_save_under_mpi_load_on_one_process(tmp_path):
     path = str(tmp_path / "model.npz")
     proc, _ = mpirun(2, "save", path)
@@ -96,6 +99,7 @@ def test_save_under_mpi_load_on_one_process(tmp_path):
     np.testing.assert_allclose(std, expected["std"], rtol=1e-9, atol=1e-12)
 
 
+@needs_mpi
 def test_exception_on_one_rank_ends_the_job():
     proc, seconds = mpirun(2, "raise_on_one_rank", timeout=120)
     assert proc.returncode != 0
@@ -104,14 +108,23 @@ def test_exception_on_one_rank_ends_the_job():
     assert output.count("RuntimeError: deliberate failure on rank 1") == 1, output  # printed once
 
 
+@needs_mpi
 def test_killed_rank_ends_the_job():
     proc, seconds = mpirun(2, "kill_one_rank", timeout=120)
     assert proc.returncode != 0
     assert seconds < 45, f"the job took {seconds:.0f} s to end after one rank was killed"
 
 
-def test_unavailable_reason_is_clear():
-    import gprat.distributed as gd
-
-    ok, reason = gd.available()
-    assert ok and reason == ""
+def test_without_the_extension_a_clear_error():
+    """Where gprat._distributed (or mpi4py) is missing: available() says why, the class raises it."""
+    code = (
+        "import sys; sys.modules[sys.argv[1]] = None\n"
+        "import gprat, gprat.distributed as gd\n"
+        "ok, reason = gd.available(); assert not ok and sys.argv[2] in reason, reason\n"
+        "try:\n    gd.ExactGP(gprat.kernels.SquaredExponential(1.0))\n"
+        "except gprat.BackendUnavailableError as e:\n    assert sys.argv[2] in str(e); print('ok')\n"
+    )
+    for hidden, said in (("gprat._distributed", "built without MPI/ScaLAPACK"), ("mpi4py", "needs mpi4py")):
+        proc = subprocess.run([sys.executable, "-c", code, hidden, said], capture_output=True, text=True,
+                              env=gprat_env(), timeout=120)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

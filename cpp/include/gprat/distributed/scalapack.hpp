@@ -25,6 +25,10 @@ void pdpotrs_(const char* uplo, const int* n, const int* nrhs, const double* a, 
               std::size_t uplo_len);
 void pdpotri_(const char* uplo, const int* n, double* a, const int* ia, const int* ja, const int* desca, int* info,
               std::size_t uplo_len);
+void pdtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* ia, const int* ja,
+              const int* desca, int* info, std::size_t uplo_len, std::size_t diag_len);
+void pdlauum_(const char* uplo, const int* n, double* a, const int* ia, const int* ja, const int* desca,
+              std::size_t uplo_len);
 void pdtrsm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m, const int* n,
              const double* alpha, const double* a, const int* ia, const int* ja, const int* desca, double* b,
              const int* ib, const int* jb, const int* descb, std::size_t side_len, std::size_t uplo_len,
