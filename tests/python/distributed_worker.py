@@ -181,6 +181,16 @@ def kill_one_rank():
     time.sleep(60)
 
 
+def run_until_interrupted():
+    """Training steps until the job is interrupted (the test sends SIGINT to mpirun)."""
+    X, y = data(400, 2)
+    gp = gd.ExactGP(gprat.kernels.SquaredExponential([1.0, 1.0]), block_size=32).fit(X, y)
+    if rank == 0:
+        print("started", flush=True)
+    while True:
+        gp.log_marginal_likelihood(gp.theta + 0.01, eval_gradient=True)
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     result = globals()[scenario](*sys.argv[2:])

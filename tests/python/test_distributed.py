@@ -8,6 +8,7 @@ mpi4py, an mpirun or gprat._distributed (MPI + ScaLAPACK at build time) is missi
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -106,6 +107,32 @@ def test_exception_on_one_rank_ends_the_job():
     assert seconds < 45, f"the job took {seconds:.0f} s to end after one rank raised"
     output = proc.stdout + proc.stderr
     assert output.count("RuntimeError: deliberate failure on rank 1") == 1, output  # printed once
+
+
+@needs_mpi
+def test_ctrl_c_ends_the_job():
+    """SIGINT to the launcher (what Ctrl-C sends) ends every rank within seconds."""
+    env = gprat_env(GPRAT_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                    PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([*PREFIX, "-n", "2", sys.executable, WORKER, "run_until_interrupted"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        seen = []
+        while not seen or seen[-1].strip() != "started":  # the launcher may print warnings first
+            line = proc.stdout.readline()
+            assert line, "the job ended before it started: " + "".join(seen)
+            seen.append(line)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        proc.wait(timeout=45)
+        assert time.monotonic() - start < 45
+        assert proc.returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @needs_mpi
