@@ -10,13 +10,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "python" / "gprat"
 
 #: Layer of each top-level room, bottom first.
 LAYERS = {
-    "exceptions": 0, "_version": 0, "_core": 0,
+    "exceptions": 0, "_version": 0, "_core": 0, "_distributed": 0,
     "_validation": 1, "_memory": 1,
     "runtime": 2, "backends": 2,
     "kernels": 3, "linalg": 3,
     "optim": 4,
     "models": 5,
-    "io": 6, "estimator": 6, "compat": 6, "simulate": 6, "plotting": 6,
+    "io": 6, "estimator": 6, "compat": 6, "simulate": 6, "plotting": 6, "distributed": 7,
     "cli": 7,
     "__init__": 8, "__main__": 8,
 }

@@ -21,6 +21,8 @@ ALLOWED = {
     "kernels": {"core", "tiles"},
     "linalg": {"core", "tiles", "runtime"},
     "gp": {"core", "tiles", "runtime", "linalg", "kernels"},
+    # the per-rank work of gprat.distributed: kernels' tile functions on the runtime, no gp/
+    "distributed": {"core", "tiles", "runtime", "kernels"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]gprat/([a-z_]+)/([^">]+)[">]', re.MULTILINE)
