@@ -17,6 +17,7 @@ void register_runtime(py::module_& m);
 void register_linalg(py::module_& m);
 void register_kernels(py::module_& m);
 void register_gp(py::module_& m);
+void register_kiss_gp(py::module_& m);
 
 /// Polled by TaskGraph::wait() while the GIL is released: runs Python's signal handlers (in the
 /// main thread), so Ctrl-C cancels the graph and surfaces as KeyboardInterrupt.

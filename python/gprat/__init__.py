@@ -35,12 +35,14 @@ from .compat.gprat import (
     stop_hpx,
     suspend_hpx,
 )
-from .models import ExactGP
+from .models import ExactGP, KissGP, KissGridWarning
 from .optim import OptimizationResult
 from .runtime import is_running, num_threads, resume, start, stop, suspend, task_graph, trace
 
 __all__ = [
     "ExactGP",
+    "KissGP",
+    "KissGridWarning",
     "kernels",
     "linalg",
     "start",

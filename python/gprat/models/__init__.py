@@ -5,5 +5,6 @@ predict) and shares kernels, optimizers, validation, memory checks and the runti
 """
 
 from .exact import ExactGP
+from .kiss import KissGP, KissGridWarning
 
-__all__ = ["ExactGP"]
+__all__ = ["ExactGP", "KissGP", "KissGridWarning"]
