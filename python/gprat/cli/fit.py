@@ -1,4 +1,5 @@
-"""``gprat fit``: fit an exact GP to a table and save the model file (:mod:`gprat.io.model_file`)."""
+"""``gprat fit``: fit an exact GP (or KISS-GP, ``--model kiss``) to a table and save the model file
+(:mod:`gprat.io.model_file`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,14 @@ def run(args):
     if X.shape[0] < 2:
         raise DataError(f"{args.data}: need at least 2 data rows to fit; got {X.shape[0]}")
 
+    model_type = "KissGP" if getattr(args, "model", "exact") == "kiss" else "ExactGP"
+    model_options = None
+    if model_type == "KissGP":
+        if args.grid_size is not None and args.grid_size < 8:
+            raise DataError(f"--grid-size must be at least 8; got {args.grid_size}")
+        model_options = {"grid_size": args.grid_size}
+    elif getattr(args, "grid_size", None) is not None:
+        raise DataError("--grid-size is for --model kiss")
     progress = reporter_for(args)
     threads = start_runtime(args)
     t0 = time.perf_counter()
@@ -57,6 +66,8 @@ def run(args):
         feature_names=[label(j) for j in features],
         target_name=label(target),
         dtype=args.dtype,
+        model_type=model_type,
+        model_options=model_options,
     )
     lml = float(model.gp.log_marginal_likelihood())
     fit_s = time.perf_counter() - t0
@@ -72,6 +83,7 @@ def run(args):
         "features": model.feature_names,
         "target": model.target_name,
         "kernel": args.kernel,
+        "model_type": model_type,
         "hyperparameters": {
             "lengthscale": lengthscale,
             "signal_variance": model.signal_variance,
@@ -84,7 +96,8 @@ def run(args):
     }
     lines = [
         (
-            f"fitted an exact GP ({args.kernel}) on {X.shape[0]} samples: {', '.join(model.feature_names)} "
+            f"fitted {'a KISS-GP' if model_type == 'KissGP' else 'an exact GP'} ({args.kernel}) on {X.shape[0]} "
+            f"samples: {', '.join(model.feature_names)} "
             f"-> {model.target_name}"
         ),
         f"  lengthscale      {', '.join(f'{v:.4g}' for v in lengthscale)} (standardized inputs)",
@@ -92,7 +105,8 @@ def run(args):
             f"  signal variance  {model.signal_variance:.4g}, noise variance {model.noise_variance:.4g} "
             f"(standardized target)"
         ),
-        f"  log marginal likelihood {lml:.6g}, {len(iterations)} iterations, {fit_s:.2f} s on {threads} threads",
+        f"  log marginal likelihood {lml:.6g}{' (stochastic estimate)' if model_type == 'KissGP' else ''}, "
+        f"{len(iterations)} iterations, {fit_s:.2f} s on {threads} threads",
         f"  model written to {args.output}",
     ]
     emit(args, result, lines)

@@ -141,6 +141,14 @@ def build_parser():
         "--max-iter", type=_non_negative_int, default=100, metavar="N", help="optimizer iterations (default: 100)"
     )
     fit.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision (default: float64)")
+    fit.add_argument(
+        "--model", choices=["exact", "kiss"], default="exact",
+        help="exact GP (default), or KISS-GP for low-dimensional data at large n (se/matern kernels)",
+    )
+    fit.add_argument(
+        "--grid-size", type=_non_negative_int, default=None, metavar="M",
+        help="KISS-GP grid points per feature (default: about n^(1/d), at least 32)",
+    )
     fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.npz)")
 
     predict = commands.add_parser(

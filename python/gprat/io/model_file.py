@@ -30,6 +30,11 @@ target_name        str, ()
 noise_fixed        float64, (n,)               optional: known per-sample noise variances (standardized units,
                                                >= 0) under the learned noise_variance
 mean_constant      float64, ()                 optional: the learned constant mean (standardized units)
+kiss_grid_size     int64, (d,)                 model_type ``"KissGP"`` only: grid points per feature (the grid
+                                               covers the standardized training range, as at fit)
+kiss_n_probes, kiss_max_cg_iter, kiss_preconditioner_rank, kiss_random_state
+                   int64, ()                   KissGP only: its settings (see :class:`gprat.KissGP`)
+kiss_cg_tol        float64, ()                 KissGP only
 =================  ==========================  =====================================================
 
 A file without the optional entries is written as version 2, readable by every gprat that
@@ -63,6 +68,7 @@ from ..kernels import Kernel, registry
 from ..kernels.stationary import Stationary
 from .kernel_description import kernel_from_json, kernel_to_json
 from ..models.exact import ExactGP
+from ..models.kiss import KissGP
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MODEL_TYPES", "GPModel", "ModelFileError", "load_model"]
 
@@ -80,7 +86,18 @@ _EXTRAS_VERSION = 3
 _OPTIONAL = ("noise_fixed", "mean_constant")
 
 #: Model types a file may hold -> the class that fits it.
-MODEL_TYPES = {"ExactGP": ExactGP}
+MODEL_TYPES = {"ExactGP": ExactGP, "KissGP": KissGP}
+#: Entries of a KissGP file (int64 unless noted), mapped to KissGP's parameter names.
+_KISS_ENTRIES = {"kiss_grid_size": "grid_size", "kiss_n_probes": "n_probes", "kiss_cg_tol": "cg_tol",
+                 "kiss_max_cg_iter": "max_cg_iter", "kiss_preconditioner_rank": "preconditioner_rank",
+                 "kiss_random_state": "random_state"}
+
+
+def default_kiss_grid_size(n, d):
+    """Grid points per feature for a KissGP trained from files (the CLI): about n^(1/d), at
+    least 32, at most 10000 (d = 1), 400 (d = 2), 64 (d = 3) or 16 (d > 3)."""
+    cap = {1: 10000, 2: 400, 3: 64}.get(d, 16)
+    return int(min(cap, max(32, round(n ** (1.0 / d)))))
 
 _REQUIRED = (
     "format",
@@ -210,6 +227,7 @@ class GPModel:
         model_type="ExactGP",
         noise_fixed=None,
         mean_constant=None,
+        model_options=None,
     ):
         if isinstance(kernel, Kernel):
             if lengthscale is not None or signal_variance is not None:
@@ -263,7 +281,29 @@ class GPModel:
                 raise ValueError(f"noise_fixed must hold variances between 0 and {HYPER_MAX:g}.")
         self.mean_constant = None if mean_constant is None else float(
             _finite_array(mean_constant, "mean_constant", shape=()))
+        self.model_options = self._check_model_options(model_options, d)
         self._gp = None
+
+    def _check_model_options(self, options, d):
+        """The KissGP settings (dict of its parameter names), checked; {} for an ExactGP."""
+        if self.model_type != "KissGP":
+            if options:
+                raise ValueError(f"model_options are for model_type 'KissGP'; got {options!r} for {self.model_type}.")
+            return {}
+        if self.is_tree or self.noise_fixed is not None or self.mean_constant is not None:
+            raise ValueError("a KissGP model has one stationary family (not a kernel tree), a learned noise "
+                             "and a zero mean (no noise_fixed or mean_constant).")
+        options = dict(options or {})
+        unknown = set(options) - set(_KISS_ENTRIES.values())
+        if unknown:
+            raise ValueError(f"unknown KissGP options {sorted(unknown)}; expected {sorted(_KISS_ENTRIES.values())}.")
+        grid = options.get("grid_size")
+        if grid is not None:
+            grid = np.asarray(grid)
+            if grid.shape != (d,) or grid.dtype.kind not in "iu" or np.any(grid < 8):
+                raise ValueError(f"kiss grid_size must be {d} integers >= 8; got {options['grid_size']!r}.")
+            options["grid_size"] = [int(v) for v in grid]
+        return options
 
     @property
     def is_tree(self):
@@ -285,8 +325,10 @@ class GPModel:
         target_name="y",
         dtype="float64",
         callback=None,
+        model_type="ExactGP",
+        model_options=None,
     ):
-        """Standardize the data, fit an exact GP and optimize its hyperparameters.
+        """Standardize the data, fit a GP and optimize its hyperparameters.
 
         Starts from lengthscale ``sqrt(n_features)`` (per feature with ``ard``), signal
         variance 1 and noise variance 0.1 on the standardized data, then runs L-BFGS-B on
@@ -307,6 +349,13 @@ class GPModel:
         dtype : {"float64", "float32"}, default="float64"
         callback : callable, optional
             ``callback(iteration, loss)`` after each optimizer iteration.
+        model_type : {"ExactGP", "KissGP"}, default="ExactGP"
+            KissGP optimizes its fixed-probe estimate with L-BFGS-B; its grid (given in
+            ``model_options["grid_size"]``, else :func:`default_kiss_grid_size`) covers the
+            standardized training range.
+        model_options : dict or None
+            KissGP parameters (grid_size, n_probes, cg_tol, max_cg_iter, preconditioner_rank,
+            random_state).
 
         Returns
         -------
@@ -319,6 +368,13 @@ class GPModel:
         d = X.shape[1]
         lengthscale = np.full(d, np.sqrt(d)) if ard else np.sqrt(d)
         tree = isinstance(kernel, Kernel)
+        if model_type == "KissGP":
+            model_options = dict(model_options or {})
+            if model_options.get("grid_size") is None:
+                model_options["grid_size"] = [default_kiss_grid_size(X.shape[0], d)] * d
+            elif np.ndim(model_options["grid_size"]) == 0:
+                model_options["grid_size"] = [int(model_options["grid_size"])] * d
+            model_options.setdefault("random_state", 0)
         model = cls(
             kernel,
             None if tree else lengthscale,
@@ -333,6 +389,8 @@ class GPModel:
             feature_names=feature_names,
             target_name=target_name,
             dtype=dtype,
+            model_type=model_type,
+            model_options=model_options,
         )
         if max_iter > 0:
             gp = model.gp
@@ -378,8 +436,11 @@ class GPModel:
                 noise = {"noise_variance": self.noise_variance}
             else:
                 noise = {"noise_variance": self.noise_fixed, "learned_noise": self.noise_variance}
-            gp = MODEL_TYPES[self.model_type](kernel, **noise, mean_constant=self.mean_constant,
-                                              dtype=np.dtype(self.dtype))
+            if self.model_type == "KissGP":
+                gp = KissGP(kernel, noise_variance=self.noise_variance, dtype=np.dtype(self.dtype), **self.model_options)
+            else:
+                gp = MODEL_TYPES[self.model_type](kernel, **noise, mean_constant=self.mean_constant,
+                                                  dtype=np.dtype(self.dtype))
             self._gp = gp.fit(self._standardize(self.X_train), (self.y_train - self.y_mean) / self.y_scale)
         return self._gp
 
@@ -437,6 +498,15 @@ class GPModel:
             extras["noise_fixed"] = self.noise_fixed
         if self.mean_constant is not None:
             extras["mean_constant"] = np.array(self.mean_constant)
+        kiss = {}
+        if self.model_type == "KissGP":
+            o = dict(self.model_options)
+            if o.get("grid_size") is None:  # the grid the fitted model uses, so that a reload rebuilds it
+                o["grid_size"] = [int(g[2]) for g in self.gp.grid_]
+            defaults = KissGP(registry.by_short_name(self.kernel)(), noise_variance=1.0, random_state=0)
+            for entry, name in _KISS_ENTRIES.items():
+                value = o.get(name, getattr(defaults, name))
+                kiss[entry] = np.array(value, dtype=np.float64 if name == "cg_tol" else np.int64)
         if self.is_tree:
             version = _TREE_VERSION
             kernel_entries = {"kernel": np.array(TREE_KERNEL), "kernel_tree": np.array(kernel_to_json(self.kernel))}
@@ -464,6 +534,7 @@ class GPModel:
             "feature_names": np.array(self.feature_names, dtype=np.str_),
             "target_name": np.array(self.target_name),
             **extras,
+            **kiss,
         }
         path = Path(path)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -531,6 +602,7 @@ def load_model(path):
             data = {key: archive[key] for key in required}
             model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
             optional = {key: archive[key] for key in _OPTIONAL if key in archive.files}
+            kiss = {key: archive[key] for key in _KISS_ENTRIES if key in archive.files}
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
             raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
         version = data["format_version"]
@@ -552,6 +624,18 @@ def load_model(path):
             raise ModelFileError(f"{path}: {key} must be a string; got {data[key]!r}.")
     if data["feature_names"].ndim != 1 or data["feature_names"].dtype.kind != "U":
         raise ModelFileError(f"{path}: feature_names must be a 1-D array of strings; got {data['feature_names']!r}.")
+    model_options = None
+    if model_type == "KissGP":
+        missing = [key for key in _KISS_ENTRIES if key not in kiss]
+        if missing:
+            raise ModelFileError(f"{path} is not a complete KissGP model file; missing: {', '.join(missing)}.")
+        model_options = {}
+        for key, name in _KISS_ENTRIES.items():
+            arr = kiss[key]
+            kind = "f" if name == "cg_tol" else "iu"
+            if arr.dtype.kind not in kind or (arr.ndim != (1 if name == "grid_size" else 0)):
+                raise ModelFileError(f"{path}: {key} has the wrong type or shape; got {arr!r}.")
+            model_options[name] = arr.tolist()
     if tree:
         try:
             kernel = kernel_from_json(str(data["kernel_tree"]))
@@ -576,6 +660,7 @@ def load_model(path):
             target_name=str(data["target_name"]),
             dtype=str(data["dtype"]),
             model_type=model_type,
+            model_options=model_options,
             **optional,
         )
     except (ValueError, TypeError) as error:

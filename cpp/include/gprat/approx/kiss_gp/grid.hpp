@@ -15,8 +15,9 @@
 /// fallback). Outside that range the point is refused (InvalidArgument), never snapped to the
 /// boundary. A row of W is the tensor product of the per-dimension weights: 4^d non-zeros.
 ///
-/// Storage: per point and dimension the first stencil index (int32) and its 4 weights; the 4^d
-/// products are formed on the fly (36 d bytes per point instead of 12 * 4^d).
+/// Storage: per point and dimension the first stencil index (int32) and its 4 weights (for the
+/// per-dimension products of cross-covariances), and the sparse rows of W themselves: 4^d flat
+/// grid indices (int32) and weights per point, 36 d + 12 4^d bytes per point.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -96,6 +97,9 @@ struct Interpolation
     Index n = 0, d = 0;
     std::vector<std::int32_t> first;  ///< (n, d): j - 1 of each coordinate
     std::vector<double> weight;       ///< (n, d, 4)
+    Index nnz = 0;                    ///< 4^d non-zeros per row
+    std::vector<std::int32_t> index;  ///< (n, 4^d) flat grid index of each non-zero
+    std::vector<double> value;        ///< (n, 4^d) its weight: the product of the per-dimension weights
 };
 
 /// The stencil of one coordinate x on axis ax; false when x is not interpolable (p outside [1, m-2]).
@@ -137,6 +141,35 @@ Interpolation interpolate(const std::vector<GridAxis>& axes, const T* X, Index n
                                           << "] of the KISS-GP grid (cubic interpolation needs one grid point "
                                              "beyond it on each side); refit with grid_bounds covering it");
             }
+        }
+    // rows of W: entry s = (s_0 .. s_{d-1}) in base 4 (s_{d-1} fastest) has index
+    // sum_k (first_k + s_k) stride_k and weight prod_k w_k[s_k]
+    std::vector<Index> strides(static_cast<std::size_t>(d));
+    Index stride = 1, m = 1;
+    for (Index k = d - 1; k >= 0; --k) {
+        strides[static_cast<std::size_t>(k)] = stride;
+        stride *= axes[static_cast<std::size_t>(k)].m;
+    }
+    m = stride;
+    GPRAT_EXPECTS(m <= std::numeric_limits<std::int32_t>::max(),
+                  "the KISS-GP grid has " << m << " points; at most 2^31 - 1 are supported");
+    W.nnz = 1;
+    for (Index k = 0; k < d; ++k) W.nnz *= 4;
+    W.index.resize(static_cast<std::size_t>(n * W.nnz));
+    W.value.resize(static_cast<std::size_t>(n * W.nnz));
+    for (Index i = 0; i < n; ++i)
+        for (Index s = 0; s < W.nnz; ++s) {
+            Index rest = s, u = 0;
+            double w = 1.0;
+            for (Index k = d - 1; k >= 0; --k) {
+                const Index sk = rest & 3;
+                rest >>= 2;
+                const std::size_t at = static_cast<std::size_t>(i * d + k);
+                u += (static_cast<Index>(W.first[at]) + sk) * strides[static_cast<std::size_t>(k)];
+                w *= W.weight[at * 4 + static_cast<std::size_t>(sk)];
+            }
+            W.index[static_cast<std::size_t>(i * W.nnz + s)] = static_cast<std::int32_t>(u);
+            W.value[static_cast<std::size_t>(i * W.nnz + s)] = w;
         }
     return W;
 }

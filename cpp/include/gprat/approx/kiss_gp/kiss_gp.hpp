@@ -283,16 +283,12 @@ class KissGP
         std::lock_guard lock(mutex_);
         GPRAT_EXPECTS(fitted_, "KissGP: fit() before predict");
         const Interpolation Ws = interpolate(axes_, Xs, m, "X");
-        const Index P4 = stencil_size();
-        const std::vector<Index> strides = grid_strides();
+        const Index P4 = Ws.nnz;
         parallel_chunks("kiss_predict_mean", m, row_chunk, [&](Index b, Index e) {
             for (Index i = b; i < e; ++i) {  // mean_i = w*_i^T a
                 double acc = 0.0;
-                for (Index s = 0; s < P4; ++s) {
-                    Index u = 0;
-                    const double w = stencil_entry(Ws, i, s, strides, u);
-                    acc += w * a_[static_cast<std::size_t>(u)];
-                }
+                for (Index s = 0; s < P4; ++s)
+                    acc += Ws.value[static_cast<std::size_t>(i * P4 + s)] * a_[static_cast<std::size_t>(Ws.index[static_cast<std::size_t>(i * P4 + s)])];
                 mean[i] = acc;
             }
         });
@@ -332,14 +328,15 @@ class KissGP
         timings_ = KissTimings{};
     }
 
-    /// Bytes a training step allocates: W (36 d per point), the CG blocks (7 n c doubles,
-    /// c = t + 1), grid blocks (m c doubles per partial sum of W^T and 4 more), the
+    /// Bytes a training step allocates: W (36 d + 12 4^d per point), the CG blocks (7 n c
+    /// doubles, c = t + 1), grid blocks (m c doubles per partial sum of W^T and 4 more), the
     /// preconditioner (n k) and the Kronecker factors.
     static double training_step_bytes(Index n, Index d, Index m, Index n_probes, Index rank)
     {
         const double c = static_cast<double>(n_probes + 1);
-        const double chunks = static_cast<double>(chunk_count(n, scatter_chunk(m)));
-        return 36.0 * static_cast<double>(n * d) + 8.0 * (7.0 * static_cast<double>(n) * c +
+        const double chunks = static_cast<double>(scatter_groups(n, m, n_probes + 1));
+        return (36.0 * static_cast<double>(d) + 12.0 * std::pow(4.0, static_cast<double>(d))) * static_cast<double>(n) +
+               8.0 * (7.0 * static_cast<double>(n) * c +
                                                           (4.0 + chunks) * static_cast<double>(m) * c +
                                                           static_cast<double>(n) * static_cast<double>(rank + 2) +
                                                           2.0 * static_cast<double>(m));
@@ -365,38 +362,12 @@ class KissGP
         double logdet = 0.0;    ///< log|P|
     };
 
-    /// Points per chunk of W^T (each chunk has its own (m, c) partial sum).
-    static Index scatter_chunk(Index m) { return std::max<Index>(Index{1} << 16, m); }
-
-    Index stencil_size() const noexcept
+    /// Partial sums of W^T V: up to 16 point ranges of at least 4096 points, fewer when their
+    /// (m, c) blocks would pass 64 MiB together; from n, m and c only (never the thread count).
+    static Index scatter_groups(Index n, Index m, Index c)
     {
-        Index p = 1;
-        for (Index k = 0; k < d_; ++k) p *= 4;
-        return p;
-    }
-    std::vector<Index> grid_strides() const
-    {
-        std::vector<Index> s(static_cast<std::size_t>(d_));
-        Index stride = 1;
-        for (Index k = d_ - 1; k >= 0; --k) {
-            s[static_cast<std::size_t>(k)] = stride;
-            stride *= axes_[static_cast<std::size_t>(k)].m;
-        }
-        return s;
-    }
-    /// Entry s (0 .. 4^d - 1) of row i of W: its weight, and its grid index in u.
-    double stencil_entry(const Interpolation& W, Index i, Index s, const std::vector<Index>& strides, Index& u) const
-    {
-        double w = 1.0;
-        u = 0;
-        for (Index k = d_ - 1; k >= 0; --k) {
-            const Index sk = s & 3;
-            s >>= 2;
-            const std::size_t at = static_cast<std::size_t>(i * d_ + k);
-            u += (static_cast<Index>(W.first[at]) + sk) * strides[static_cast<std::size_t>(k)];
-            w *= W.weight[at * 4 + static_cast<std::size_t>(sk)];
-        }
-        return w;
+        const Index by_memory = std::max<Index>(1, (Index{64} << 20) / std::max<Index>(1, m * c * 8));
+        return std::max<Index>(1, std::min({Index{16}, by_memory, (n + 4095) / 4096}));
     }
 
     std::vector<double> lengthscales() const
@@ -428,37 +399,38 @@ class KissGP
         return std::chrono::duration<double>(Clock::now() - t0).count();
     }
 
-    /// G <- W^T V for V (n, c): one (m, c) partial sum per fixed chunk of points, summed in order.
+    /// G <- W^T V for V (n, c): the points are cut into `scatter_groups` fixed ranges, each summed
+    /// into its own (m, c) partial block by one task, and the blocks are added in order.
     void scatter(const double* V, Index c, double* G)
     {
         const auto t0 = std::chrono::steady_clock::now();
-        const Index chunk = scatter_chunk(m_);
-        const Index chunks = chunk_count(n_, chunk);
-        const Index P4 = stencil_size();
-        const std::vector<Index> strides = grid_strides();
-        std::vector<double> partial(chunks > 1 ? static_cast<std::size_t>(m_ * c * chunks) : 0);
-        parallel_chunks("kiss_scatter", chunks, 1, [&](Index b, Index e) {
+        const Index groups = scatter_groups(n_, m_, c);
+        const Index per = (n_ + groups - 1) / groups;
+        const Index P4 = W_.nnz;
+        std::vector<double> partial(groups > 1 ? static_cast<std::size_t>(m_ * c * groups) : 0);
+        parallel_chunks("kiss_scatter", groups, 1, [&](Index b, Index e) {
             for (Index q = b; q < e; ++q) {
-                double* acc = chunks > 1 ? partial.data() + q * m_ * c : G;
+                double* acc = groups > 1 ? partial.data() + q * m_ * c : G;
                 std::fill(acc, acc + m_ * c, 0.0);
-                const Index i1 = std::min(n_, (q + 1) * chunk);
-                for (Index i = q * chunk; i < i1; ++i) {
+                const Index i1 = std::min(n_, (q + 1) * per);
+                for (Index i = q * per; i < i1; ++i) {
                     const double* v = V + i * c;
+                    const std::int32_t* idx = W_.index.data() + i * P4;
+                    const double* wv = W_.value.data() + i * P4;
                     for (Index s = 0; s < P4; ++s) {  // G(u, :) += w_is V(i, :)
-                        Index u = 0;
-                        const double w = stencil_entry(W_, i, s, strides, u);
-                        double* g = acc + u * c;
+                        double* g = acc + static_cast<Index>(idx[s]) * c;
+                        const double w = wv[s];
 #pragma omp simd
                         for (Index j = 0; j < c; ++j) g[j] += w * v[j];
                     }
                 }
             }
         });
-        if (chunks > 1)
+        if (groups > 1)
             parallel_chunks("kiss_scatter_sum", m_ * c, Index{1} << 15, [&](Index b, Index e) {
                 for (Index x = b; x < e; ++x) {
                     double s = 0.0;
-                    for (Index q = 0; q < chunks; ++q) s += partial[static_cast<std::size_t>(q * m_ * c + x)];
+                    for (Index q = 0; q < groups; ++q) s += partial[static_cast<std::size_t>(q * m_ * c + x)];
                     G[x] = s;
                 }
             });
@@ -469,8 +441,7 @@ class KissGP
     void gather(const double* H, Index c, const double* V, double diag_scale, double* out)
     {
         const auto t0 = std::chrono::steady_clock::now();
-        const Index P4 = stencil_size();
-        const std::vector<Index> strides = grid_strides();
+        const Index P4 = W_.nnz;
         parallel_chunks("kiss_gather", n_, row_chunk, [&](Index b, Index e) {
             for (Index i = b; i < e; ++i) {
                 double* o = out + i * c;
@@ -478,10 +449,11 @@ class KissGP
                     for (Index j = 0; j < c; ++j) o[j] = diag_scale * V[i * c + j];
                 else
                     for (Index j = 0; j < c; ++j) o[j] = 0.0;
+                const std::int32_t* idx = W_.index.data() + i * P4;
+                const double* wv = W_.value.data() + i * P4;
                 for (Index s = 0; s < P4; ++s) {  // out(i, :) += w_is H(u, :)
-                    Index u = 0;
-                    const double w = stencil_entry(W_, i, s, strides, u);
-                    const double* h = H + u * c;
+                    const double* h = H + static_cast<Index>(idx[s]) * c;
+                    const double w = wv[s];
 #pragma omp simd
                     for (Index j = 0; j < c; ++j) o[j] += w * h[j];
                 }
@@ -627,13 +599,11 @@ class KissGP
             const Index chunks = chunk_count(n_, row_chunk);
             std::vector<double> partial(static_cast<std::size_t>(chunks * k * k), 0.0);
             parallel_chunks("kiss_precond_gram", chunks, 1, [&](Index b, Index e) {
-                for (Index q = b; q < e; ++q) {
-                    double* g = partial.data() + q * k * k;
-                    for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i) {
-                        const double* li = P.L.data() + i * k;
-                        for (Index c2 = 0; c2 < k; ++c2)
-                            for (Index r = c2; r < k; ++r) g[r + c2 * k] += li[r] * li[c2];
-                    }
+                for (Index q = b; q < e; ++q) {  // L^T L per chunk: L_cm L_cm^T
+                    const Index i0 = q * row_chunk, nq = std::min(n_, i0 + row_chunk) - i0;
+                    const tiles::TileView<double> Lq(P.L.data() + i0 * k, k, nq, k);
+                    linalg::tile::gemm(Op::NoTrans, Op::Trans, 1.0, Lq, Lq, 0.0,
+                                       tiles::TileView<double>(partial.data() + q * k * k, k, k, k));
                 }
             });
             for (Index x = 0; x < k * k; ++x)
@@ -658,20 +628,20 @@ class KissGP
             });
             return;
         }
-        // Y = L^T V (k, c), by chunk partial sums in order
+        // Y = L^T V (k, c), by chunk partial sums in order. Row-major (n, k) L and (n, c) V are
+        // the column-major (k, n) and (c, n) matrices; Y^T (c, k) = V_cm L_cm^T per chunk.
+        using tiles::TileView;
         const Index chunks = chunk_count(n_, row_chunk);
         std::vector<double> partial(static_cast<std::size_t>(chunks * k * c), 0.0);
         parallel_chunks("kiss_precond_lt", chunks, 1, [&](Index b, Index e) {
             for (Index q = b; q < e; ++q) {
-                double* y = partial.data() + q * k * c;
-                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i)
-                    for (Index l = 0; l < k; ++l) {
-                        const double li = P.L[static_cast<std::size_t>(i * k + l)];
-                        for (Index j = 0; j < c; ++j) y[l * c + j] += li * V[i * c + j];
-                    }
+                const Index i0 = q * row_chunk, nq = std::min(n_, i0 + row_chunk) - i0;
+                linalg::tile::gemm(Op::NoTrans, Op::Trans, 1.0, TileView<double>(const_cast<double*>(V) + i0 * c, c, nq, c),
+                                   TileView<double>(const_cast<double*>(P.L.data()) + i0 * k, k, nq, k), 0.0,
+                                   TileView<double>(partial.data() + q * k * c, c, k, c));
             }
         });
-        std::vector<double> Y(static_cast<std::size_t>(k * c), 0.0);
+        std::vector<double> Y(static_cast<std::size_t>(k * c), 0.0);  // Y(l, j) at Y[l c + j]
         for (Index x = 0; x < k * c; ++x)
             for (Index q = 0; q < chunks; ++q) Y[static_cast<std::size_t>(x)] += partial[static_cast<std::size_t>(q * k * c + x)];
         for (Index j = 0; j < c; ++j) {  // Y(:, j) <- M^{-1} Y(:, j) = C^{-T} C^{-1} Y, C = chol(M)
@@ -686,13 +656,15 @@ class KissGP
                 Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
             }
         }
-        parallel_chunks("kiss_precond", n_, row_chunk, [&](Index b, Index e) {
-            for (Index i = b; i < e; ++i)
-                for (Index j = 0; j < c; ++j) {
-                    double v = V[i * c + j];
-                    for (Index l = 0; l < k; ++l) v -= P.L[static_cast<std::size_t>(i * k + l)] * Y[static_cast<std::size_t>(l * c + j)];
-                    out[i * c + j] = inv * v;
-                }
+        parallel_chunks("kiss_precond", chunks, 1, [&](Index b, Index e) {
+            for (Index q = b; q < e; ++q) {  // out = (V - L Y) / sigma2, i.e. out_cm = V_cm - Y^T L_cm
+                const Index i0 = q * row_chunk, nq = std::min(n_, i0 + row_chunk) - i0;
+                std::copy(V + i0 * c, V + (i0 + nq) * c, out + i0 * c);
+                linalg::tile::gemm(Op::NoTrans, Op::NoTrans, -1.0, TileView<double>(Y.data(), c, k, c),
+                                   TileView<double>(const_cast<double*>(P.L.data()) + i0 * k, k, nq, k), 1.0,
+                                   TileView<double>(out + i0 * c, c, nq, c));
+                for (Index x = i0 * c; x < (i0 + nq) * c; ++x) out[x] *= inv;
+            }
         });
     }
 
