@@ -134,6 +134,21 @@ void register_kiss_gp(py::module_& m)
                 return py::make_tuple(mean, var);
             },
             py::arg("Xs").noconvert(), py::arg("return_var"), py::arg("include_noise"))
+        .def(
+            "predict_variance_love",
+            [](G& g, const CArray<double>& Xs, bool include_noise, Index rank, std::uint64_t seed) {
+                GPRAT_EXPECTS(Xs.ndim() == 2 && Xs.shape(1) == g.engine.d(),
+                              "X must be 2-D with " << g.engine.d() << " features (as at fit)");
+                const Index m = Xs.shape(0);
+                py::array_t<double> var(m);
+                double* vp = var.mutable_data();
+                const double* xs = Xs.data();
+                const Index used =
+                    without_gil([&] { return g.engine.predict_variance_love(xs, m, vp, include_noise, rank, seed); });
+                return py::make_tuple(var, used);
+            },
+            py::arg("Xs").noconvert(), py::arg("include_noise"), py::arg("rank"), py::arg("seed"),
+            "(latent variances by the LOVE cache of `rank` Lanczos steps, built on first use; the rank used).")
         .def("mean_cache", [](const G& g) { return g.engine.mean_cache(); })
         .def("timings",
              [](const G& g) {

@@ -185,12 +185,14 @@ def test_estimate_is_seeded_and_thread_count_independent():
         for threads in (1, 2):
             gprat.start(threads)
             gp = gprat.KissGP(SE([0.2, 0.3]), noise_variance=0.05, random_state=3).fit(X, y)
-            out.append((gp.log_marginal_likelihood(eval_gradient=True), gp.predict(X[:50], return_std=True)))
+            out.append((gp.log_marginal_likelihood(eval_gradient=True), gp.predict(X[:50], return_std=True),
+                        gp.predict(X[:50], return_std=True, variance="exact")[1]))
     finally:
         gprat.start(before)
-    (l1, g1), (m1, s1) = out[0]
-    (l2, g2), (m2, s2) = out[1]
+    (l1, g1), (m1, s1), e1 = out[0]
+    (l2, g2), (m2, s2), e2 = out[1]
     assert l1 == l2 and np.array_equal(g1, g2) and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    assert np.array_equal(e1, e2)
     gp = gprat.KissGP(SE([0.2, 0.3]), noise_variance=0.05, random_state=3).fit(X[:500], y[:500])
     assert gp.log_marginal_likelihood(random_state=4) != gp.log_marginal_likelihood(random_state=5)
 
@@ -208,21 +210,35 @@ def test_predictions_match_dense_interpolated_gp(d, lengthscale, grid_size):
     Ks = Ws @ Kuu @ W.T
     mean_ref = Ks @ np.linalg.solve(K, y)
     var_ref = np.einsum("ij,jk,ik->i", Ws, Kuu, Ws) - np.einsum("ij,ji->i", Ks, np.linalg.solve(K, Ks.T))
-    mean, std = gp.predict(Xs, return_std=True)
+    mean, std = gp.predict(Xs, return_std=True, variance="exact")
     np.testing.assert_allclose(mean, mean_ref, rtol=0, atol=1e-8)
     np.testing.assert_allclose(std**2, var_ref, rtol=0, atol=1e-8)
-    _, std_noisy = gp.predict(Xs, return_std=True, include_noise=True)
+    _, std_noisy = gp.predict(Xs, return_std=True, include_noise=True, variance="exact")
     np.testing.assert_allclose(std_noisy**2, var_ref + noise, rtol=0, atol=1e-8)
+    # LOVE with as many Lanczos steps as rows: the Krylov space is everything, so exact too
+    _, std_love = gp.predict(Xs, return_std=True, love_rank=200)
+    np.testing.assert_allclose(std_love**2, var_ref, rtol=0, atol=1e-8)
+    # the default rank: an overestimate only, small against the prior variance (measured)
+    _, std_love = gp.predict(Xs, return_std=True)
+    prior = np.einsum("ij,jk,ik->i", Ws, Kuu, Ws)
+    assert np.all(std_love**2 >= var_ref - 1e-8)
+    assert np.max(std_love**2 - var_ref) < LOVE_BOUND[d] * prior.max(), np.max(std_love**2 - var_ref) / prior.max()
+
+
+#: Measured excess of the LOVE variance at love_rank=100 over the exact one (n = 200), relative
+#: to the prior variance, with margin.
+LOVE_BOUND = {1: 1e-6, 2: 1e-3, 3: 1e-3}
 
 
 def test_prediction_does_not_depend_on_other_test_points():
     X, y = data(300, 2)
     gp = gprat.KissGP(SE([0.3, 0.3]), noise_variance=0.05, random_state=0).fit(X, y)
     Xs = np.random.default_rng(9).uniform(0.1, 0.9, (40, 2))
-    mean_all, std_all = gp.predict(Xs, return_std=True)
-    for i in (0, 17, 39):
-        mean_one, std_one = gp.predict(Xs[i:i + 1], return_std=True)
-        assert mean_one[0] == mean_all[i] and std_one[0] == std_all[i]
+    for variance in ("exact", "love"):
+        mean_all, std_all = gp.predict(Xs, return_std=True, variance=variance)
+        for i in (0, 17, 39):
+            mean_one, std_one = gp.predict(Xs[i:i + 1], return_std=True, variance=variance)
+            assert mean_one[0] == mean_all[i] and std_one[0] == std_all[i]
 
 
 # Interpolation error against the exact GP on the TRUE kernel (measured; see the report in

@@ -271,15 +271,21 @@ class KissGP:
         wait_for_lifecycle()
         return self._core.training_step(list(theta), bool(eval_gradient), int(seed))
 
-    def predict(self, X, return_std=False, return_cov=False, include_noise=False):
+    def predict(self, X, return_std=False, return_cov=False, include_noise=False, variance="love", love_rank=100):
         """Posterior mean (w*^T a, O(4^d) per point) and optionally its standard deviation.
 
         Parameters
         ----------
         X : array-like of shape (n_test, n_features)
         return_std : bool, default=False
-            Also return the latent standard deviation, by one preconditioned CG solve per test
-            point (batched, each point independent of the others).
+            Also return the latent standard deviation.
+        variance : {"love", "exact"}, default="love"
+            "love": from the LOVE cache (Pleiss et al. 2018), ``love_rank`` Lanczos steps on K~
+            computed once after each fit, then O(4^d love_rank) per point; exact on the Krylov
+            space, an overestimate outside it. "exact": one preconditioned CG solve per test
+            point (batched, each point independent of the others), to ``cg_tol``.
+        love_rank : int, default=100
+            Lanczos steps of the LOVE cache (memory 2 n love_rank float64 while it is built).
         return_cov : bool, default=False
             Not supported (ValueError): the full covariance of many test points is what KISS-GP
             avoids.
@@ -299,10 +305,18 @@ class KissGP:
         self._require_fit("predict")
         if return_cov:
             raise ValueError("KissGP.predict does not return a full covariance; use return_std=True")
+        if variance not in ("love", "exact"):
+            raise ValueError(f"variance must be 'love' or 'exact'; got {variance!r}")
+        love_rank = check_int(love_rank, "love_rank", minimum=1)
         X = as_matrix(X, "X", np.float64, n_features=self.n_features_in_)
         self._refresh()
         wait_for_lifecycle()
-        mean, var = self._core.predict(X, bool(return_std), bool(include_noise))
+        exact = return_std and variance == "exact"
+        mean, var = self._core.predict(X, exact, bool(include_noise))
+        if return_std and not exact:
+            rank = min(love_rank, self._core.n)
+            check_fits(16.0 * self._core.n * rank + 8.0 * self._core.m * rank * 3, "the KissGP LOVE cache")
+            var, _ = self._core.predict_variance_love(X, bool(include_noise), int(rank), int(self.random_state))
         mean = mean.astype(self.dtype, copy=False)
         if return_std:
             return mean, np.sqrt(var).astype(self.dtype, copy=False)

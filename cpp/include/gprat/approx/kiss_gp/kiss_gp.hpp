@@ -312,6 +312,50 @@ class KissGP
         }
     }
 
+    /// Latent variances at m test points by the LOVE cache (Pleiss et al. 2018), built on first
+    /// use from `rank` Lanczos steps on K~ (full reorthogonalization, seeded start `seed`):
+    ///   K~ Q = Q T (+ residual),  K~^{-1} ~ Q T^{-1} Q^T = R R^T,  R = Q L_T^{-T},  L_T L_T^T = T
+    ///   C = K_UU W^T R (m, k),  var(x*) ~ w*^T K_UU w* - |C^T w*|^2   (4^d k per point).
+    /// The approximation is exact on the Krylov space; outside it the variance is overestimated
+    /// (never below the exact one). Lanczos stops early at an invariant subspace.
+    /// @return the rank used.
+    Index predict_variance_love(const double* Xs, Index m, double* variance, bool include_noise, Index rank,
+                                std::uint64_t seed)
+    {
+        GPRAT_EXPECTS(m >= 1, "X must have at least one row; got 0");
+        GPRAT_EXPECTS(rank >= 1, "the LOVE rank must be >= 1; got " << rank);
+        std::lock_guard lock(mutex_);
+        GPRAT_EXPECTS(fitted_, "KissGP: fit() before predict");
+        if (love_rank_ == 0 || love_requested_ != rank) build_love(std::min(rank, n_), seed);
+        love_requested_ = rank;
+        const Interpolation Ws = interpolate(axes_, Xs, m, "X");
+        const Index k = love_rank_, P4 = Ws.nnz;
+        const Structure& s = cached_;
+        parallel_chunks("kiss_love_var", m, row_chunk, [&](Index b, Index e) {
+            std::vector<double> g(static_cast<std::size_t>(k));
+            for (Index i = b; i < e; ++i) {
+                double prior = s.s0;  // w*^T K_UU w* = s0 prod_k sum_{q,r} w_q w_r t_k[|q - r|]
+                for (Index dim = 0; dim < d_; ++dim) {
+                    const double* w = &Ws.weight[static_cast<std::size_t>(i * d_ + dim) * 4];
+                    double acc = 0.0;
+                    for (Index q = 0; q < 4; ++q)
+                        for (Index r = 0; r < 4; ++r) acc += w[q] * w[r] * s.T[static_cast<std::size_t>(dim)].at(q - r);
+                    prior *= acc;
+                }
+                std::fill(g.begin(), g.end(), 0.0);
+                for (Index x = 0; x < P4; ++x) {  // g = C^T w*
+                    const double w = Ws.value[static_cast<std::size_t>(i * P4 + x)];
+                    const double* c = love_.data() + static_cast<Index>(Ws.index[static_cast<std::size_t>(i * P4 + x)]) * k;
+                    for (Index l = 0; l < k; ++l) g[static_cast<std::size_t>(l)] += w * c[l];
+                }
+                double gg = 0.0;
+                for (double v : g) gg += v * v;
+                variance[i] = std::max(0.0, prior - gg) + (include_noise ? noise_ : 0.0);
+            }
+        });
+        return k;
+    }
+
     /// a = K_UU W^T alpha (m entries) and alpha (n): the caches of the last fit.
     const std::vector<double>& mean_cache() const noexcept { return a_; }
     const std::vector<double>& alpha() const noexcept { return alpha_; }
@@ -328,15 +372,15 @@ class KissGP
         timings_ = KissTimings{};
     }
 
-    /// Bytes a training step allocates: W (36 d + 12 4^d per point), the CG blocks (7 n c
-    /// doubles, c = t + 1), grid blocks (m c doubles per partial sum of W^T and 4 more), the
+    /// Bytes a training step allocates: W (36 d + 12 4^d per point), the CG blocks (5 n c
+    /// doubles, c = t + 1: R, D, Q/Z, X, P^{-1} B), grid blocks (m c doubles per partial sum of W^T and 4 more), the
     /// preconditioner (n k) and the Kronecker factors.
     static double training_step_bytes(Index n, Index d, Index m, Index n_probes, Index rank)
     {
         const double c = static_cast<double>(n_probes + 1);
         const double chunks = static_cast<double>(scatter_groups(n, m, n_probes + 1));
         return (36.0 * static_cast<double>(d) + 12.0 * std::pow(4.0, static_cast<double>(d))) * static_cast<double>(n) +
-               8.0 * (7.0 * static_cast<double>(n) * c +
+               8.0 * (5.0 * static_cast<double>(n) * c +
                                                           (4.0 + chunks) * static_cast<double>(m) * c +
                                                           static_cast<double>(n) * static_cast<double>(rank + 2) +
                                                           2.0 * static_cast<double>(m));
@@ -628,17 +672,24 @@ class KissGP
             });
             return;
         }
-        // Y = L^T V (k, c), by chunk partial sums in order. Row-major (n, k) L and (n, c) V are
-        // the column-major (k, n) and (c, n) matrices; Y^T (c, k) = V_cm L_cm^T per chunk.
-        using tiles::TileView;
+        // Y = L^T V (k, c), by chunk partial sums in order. Plain loops, not GEMM: each column's
+        // arithmetic must not depend on how many columns the block has (a prediction must not
+        // depend on the other test points in the call), which BLAS blocking does not promise.
         const Index chunks = chunk_count(n_, row_chunk);
         std::vector<double> partial(static_cast<std::size_t>(chunks * k * c), 0.0);
         parallel_chunks("kiss_precond_lt", chunks, 1, [&](Index b, Index e) {
             for (Index q = b; q < e; ++q) {
-                const Index i0 = q * row_chunk, nq = std::min(n_, i0 + row_chunk) - i0;
-                linalg::tile::gemm(Op::NoTrans, Op::Trans, 1.0, TileView<double>(const_cast<double*>(V) + i0 * c, c, nq, c),
-                                   TileView<double>(const_cast<double*>(P.L.data()) + i0 * k, k, nq, k), 0.0,
-                                   TileView<double>(partial.data() + q * k * c, c, k, c));
+                double* y = partial.data() + q * k * c;
+                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i) {
+                    const double* li = P.L.data() + i * k;
+                    const double* vi = V + i * c;
+                    for (Index l = 0; l < k; ++l) {
+                        const double w = li[l];
+                        double* yl = y + l * c;
+#pragma omp simd
+                        for (Index j = 0; j < c; ++j) yl[j] += w * vi[j];
+                    }
+                }
             }
         });
         std::vector<double> Y(static_cast<std::size_t>(k * c), 0.0);  // Y(l, j) at Y[l c + j]
@@ -656,14 +707,18 @@ class KissGP
                 Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
             }
         }
-        parallel_chunks("kiss_precond", chunks, 1, [&](Index b, Index e) {
-            for (Index q = b; q < e; ++q) {  // out = (V - L Y) / sigma2, i.e. out_cm = V_cm - Y^T L_cm
-                const Index i0 = q * row_chunk, nq = std::min(n_, i0 + row_chunk) - i0;
-                std::copy(V + i0 * c, V + (i0 + nq) * c, out + i0 * c);
-                linalg::tile::gemm(Op::NoTrans, Op::NoTrans, -1.0, TileView<double>(Y.data(), c, k, c),
-                                   TileView<double>(const_cast<double*>(P.L.data()) + i0 * k, k, nq, k), 1.0,
-                                   TileView<double>(out + i0 * c, c, nq, c));
-                for (Index x = i0 * c; x < (i0 + nq) * c; ++x) out[x] *= inv;
+        parallel_chunks("kiss_precond", n_, row_chunk, [&](Index b, Index e) {
+            for (Index i = b; i < e; ++i) {  // out(i, :) = (V(i, :) - L(i, :) Y) / sigma2
+                const double* li = P.L.data() + i * k;
+                double* o = out + i * c;
+                for (Index j = 0; j < c; ++j) o[j] = V[i * c + j];
+                for (Index l = 0; l < k; ++l) {
+                    const double w = li[l];
+                    const double* yl = Y.data() + l * c;
+#pragma omp simd
+                    for (Index j = 0; j < c; ++j) o[j] -= w * yl[j];
+                }
+                for (Index j = 0; j < c; ++j) o[j] *= inv;
             }
         });
     }
@@ -672,13 +727,19 @@ class KissGP
     /// @param[out] Z0   P^{-1} B (n, c), or null
     /// @param[out] tri  per column the CG coefficients (alpha_0, beta_0, alpha_1, ...), or null
     /// @param[out] iterations per column
+    /// @param[out] rz0  per column b^T P^{-1} b, or null
+    /// Blocks held: R (B moved in), D, X, and one block shared by Q = K~ D and Z = P^{-1} R
+    /// (Q is dead once R is updated, before Z is formed).
     void cg(const Structure& s, double sigma2, const Preconditioner& P, const double* B, Index c, double* X,
-            double* Z0, std::vector<std::vector<double>>* tri, std::vector<Index>& iterations)
+            double* Z0, std::vector<std::vector<double>>* tri, std::vector<Index>& iterations,
+            std::vector<double>* moved_B = nullptr, double* rz0 = nullptr)
     {
         const auto t0 = std::chrono::steady_clock::now();
         double in_mvm = 0.0;
         const std::size_t nc = static_cast<std::size_t>(n_ * c);
-        std::vector<double> R(B, B + nc), Z(nc), D(nc), Q(nc);
+        std::vector<double> R = moved_B != nullptr ? std::move(*moved_B) : std::vector<double>(B, B + nc);
+        std::vector<double> Z(nc), D(nc);
+        std::vector<double>& Q = Z;
         Workspace w(n_, m_, c);
         std::fill(X, X + nc, 0.0);
         precondition(P, R.data(), c, Z.data());
@@ -688,6 +749,7 @@ class KissGP
             rr(static_cast<std::size_t>(c)), alpha(static_cast<std::size_t>(c)), beta(static_cast<std::size_t>(c));
         column_dots(R.data(), Z.data(), c, rz.data());
         column_dots(R.data(), R.data(), c, bnorm.data());
+        if (rz0 != nullptr) std::copy(rz.begin(), rz.end(), rz0);
         std::vector<char> active(static_cast<std::size_t>(c), 1);
         iterations.assign(static_cast<std::size_t>(c), 0);
         if (tri != nullptr) tri->assign(static_cast<std::size_t>(c), {});
@@ -749,6 +811,103 @@ class KissGP
         timings_.cg_other += seconds_since(t0) - in_mvm;
     }
 
+    /// sum_i A[l n + i] v[i] for l < j (columns of the column-major (n, j) A), by fixed row
+    /// chunks summed in order.
+    void project(const double* A, Index j, const double* v, double* out) const
+    {
+        const Index chunks = chunk_count(n_, row_chunk);
+        std::vector<double> partial(static_cast<std::size_t>(chunks * j), 0.0);
+        parallel_chunks("kiss_lanczos_dot", chunks * j, 1, [&](Index b, Index e) {
+            for (Index x = b; x < e; ++x) {
+                const Index q = x / j, l = x % j;
+                double acc = 0.0;
+                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i) acc += A[l * n_ + i] * v[i];
+                partial[static_cast<std::size_t>(x)] = acc;
+            }
+        });
+        for (Index l = 0; l < j; ++l) {
+            double acc = 0.0;
+            for (Index q = 0; q < chunks; ++q) acc += partial[static_cast<std::size_t>(q * j + l)];
+            out[l] = acc;
+        }
+    }
+
+    /// The LOVE cache C (see predict_variance_love) from k Lanczos steps at the fitted theta.
+    void build_love(Index k, std::uint64_t seed)
+    {
+        const Structure& s = cached_;
+        std::vector<double> Q(static_cast<std::size_t>(n_ * k), 0.0), v(static_cast<std::size_t>(n_)), h(static_cast<std::size_t>(k));
+        std::vector<double> alpha, beta;
+        Workspace w(n_, m_, 1);
+        NormalStream rng(seed, 0x4C4F5645ULL);  // "LOVE"
+        for (Index i = 0; i < n_; ++i) v[static_cast<std::size_t>(i)] = rng.next();
+        const auto normalize_into = [&](Index j) {
+            double nn = 0.0;
+            for (double x : v) nn += x * x;
+            const double norm = std::sqrt(nn);
+            for (Index i = 0; i < n_; ++i) Q[static_cast<std::size_t>(j * n_ + i)] = v[static_cast<std::size_t>(i)] / norm;
+            return norm;
+        };
+        normalize_into(0);
+        Index rank = k;
+        for (Index j = 0; j < k; ++j) {
+            const double* qj = Q.data() + j * n_;
+            apply(s, noise_, qj, 1, v.data(), w);  // v = K~ q_j
+            double a = 0.0;
+            for (Index i = 0; i < n_; ++i) a += qj[i] * v[static_cast<std::size_t>(i)];
+            alpha.push_back(a);
+            // v -= Q_{0..j} (Q^T v), twice (full reorthogonalization, "twice is enough")
+            for (int pass = 0; pass < 2; ++pass) {
+                project(Q.data(), j + 1, v.data(), h.data());
+                parallel_chunks("kiss_lanczos_orth", n_, row_chunk, [&](Index b, Index e) {
+                    for (Index i = b; i < e; ++i) {
+                        double x = v[static_cast<std::size_t>(i)];
+                        for (Index l = 0; l <= j; ++l) x -= Q[static_cast<std::size_t>(l * n_ + i)] * h[static_cast<std::size_t>(l)];
+                        v[static_cast<std::size_t>(i)] = x;
+                    }
+                });
+            }
+            if (j + 1 == k) break;
+            double nn = 0.0;
+            for (double x : v) nn += x * x;
+            const double b = std::sqrt(nn);
+            if (!(b > 1e-10 * std::abs(alpha.front()))) {  // invariant subspace: T is exact
+                rank = j + 1;
+                break;
+            }
+            beta.push_back(b);
+            normalize_into(j + 1);
+        }
+        // T = L_T L_T^T (tridiagonal Cholesky), R = Q L_T^{-T}: column j of R^T solves L_T r = e
+        const Index r = rank;
+        std::vector<double> Ld(static_cast<std::size_t>(r)), Le(static_cast<std::size_t>(std::max<Index>(r - 1, 1)));
+        for (Index j = 0; j < r; ++j) {
+            double dj = alpha[static_cast<std::size_t>(j)] - (j > 0 ? Le[static_cast<std::size_t>(j - 1)] * Le[static_cast<std::size_t>(j - 1)] : 0.0);
+            if (!(dj > 0.0)) throw NotPositiveDefinite(j + 1);
+            Ld[static_cast<std::size_t>(j)] = std::sqrt(dj);
+            if (j + 1 < r) Le[static_cast<std::size_t>(j)] = beta[static_cast<std::size_t>(j)] / Ld[static_cast<std::size_t>(j)];
+        }
+        // G = W^T Q (m, r) row-major, then C = K_UU G, then C <- C L_T^{-T} row by row:
+        // (C L_T^{-T})(u, :) solves L_T x = C(u, :)^T (lower bidiagonal forward substitution)
+        std::vector<double> Qr(static_cast<std::size_t>(n_ * r));
+        for (Index i = 0; i < n_; ++i)
+            for (Index j = 0; j < r; ++j) Qr[static_cast<std::size_t>(i * r + j)] = Q[static_cast<std::size_t>(j * n_ + i)];
+        Q.clear();
+        Q.shrink_to_fit();
+        std::vector<double> G(static_cast<std::size_t>(m_ * r)), C(static_cast<std::size_t>(m_ * r)), work(static_cast<std::size_t>(m_ * r));
+        scatter(Qr.data(), r, G.data());
+        kron(s, value_factors(s), s.s0, G.data(), C.data(), work.data(), r);
+        for (Index u = 0; u < m_; ++u) {
+            double* c = C.data() + u * r;
+            for (Index j = 0; j < r; ++j) {
+                const double prev = j > 0 ? Le[static_cast<std::size_t>(j - 1)] * c[j - 1] : 0.0;
+                c[j] = (c[j] - prev) / Ld[static_cast<std::size_t>(j)];
+            }
+        }
+        love_ = std::move(C);
+        love_rank_ = r;
+    }
+
     /// e_1^T log(T) e_1 for the Lanczos tridiagonal of CG coefficients (a_0, b_0, a_1, ..., a_J).
     static double lanczos_log_quadrature(const std::vector<double>& coef)
     {
@@ -804,10 +963,9 @@ class KissGP
             }
         });
         std::vector<std::vector<double>> tri;
-        cg(s, sigma2, P, B.data(), c, X.data(), Z0.data(), &tri, last_iterations_);
+        std::vector<double> rz0(static_cast<std::size_t>(c));  // z_j^T P^{-1} z_j
+        cg(s, sigma2, P, nullptr, c, X.data(), Z0.data(), &tri, last_iterations_, &B, rz0.data());
         const auto t_slq = std::chrono::steady_clock::now();
-        std::vector<double> rz0(static_cast<std::size_t>(c)), yalpha(1);
-        column_dots(B.data(), Z0.data(), c, rz0.data());  // z_j^T P^{-1} z_j
         double quad = 0.0;
         for (Index i = 0; i < n_; ++i) quad += y_[i] * X[static_cast<std::size_t>(i * c)];
         double logdet = P.logdet;
@@ -831,6 +989,8 @@ class KissGP
                 noise_ = sigma2;
                 cached_ = s;
                 cached_precond_ = P;
+                love_.clear();
+                love_rank_ = 0;
                 fitted_ = true;
             }
             if (gradient != nullptr) {
@@ -889,6 +1049,9 @@ class KissGP
     Interpolation W_;
     // fitted state
     bool fitted_ = false;
+    std::vector<double> love_;  ///< C = K_UU W^T Q L_T^{-T}, (m, love_rank_) row-major
+    Index love_rank_ = 0;
+    Index love_requested_ = 0;
     double lml_ = 0.0;
     std::vector<double> alpha_, a_;
     Structure cached_;
