@@ -40,6 +40,9 @@ CASES = {
     "1d-1M": dict(n=1_000_000, d=1, grid=10_000),
     "2d-20k": dict(n=20_000, d=2, grid=100),
     "2d-100k": dict(n=100_000, d=2, grid=100),
+    # smaller cases for the 50-step optimization side by side (and the exact GP at n = 5000)
+    "1d-20k": dict(n=20_000, d=1, grid=1000),
+    "2d-5k": dict(n=5_000, d=2, grid=50),
 }
 
 
@@ -189,7 +192,7 @@ def main():
     ap.add_argument("--optimize", type=int, default=0, help="also time this many Adam steps and report test RMSE")
     ap.add_argument("--exact-max-n", type=int, default=5000)
     ap.add_argument("--no-gpytorch", action="store_true")
-    ap.add_argument("--gpytorch-cases", nargs="*", default=["1d-100k", "2d-20k"],
+    ap.add_argument("--gpytorch-cases", nargs="*", default=["1d-100k", "2d-20k", "1d-20k", "2d-5k"],
                     help="cases GPyTorch runs (1d-1M needs ~15 GB and a minute per step; 2d-100k runs out of memory)")
     ap.add_argument("--scaling", action="store_true", help="gprat alone: cost against n (1-D) and m (2-D)")
     ap.add_argument("--timeout", type=int, default=1800)

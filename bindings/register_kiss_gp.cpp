@@ -58,6 +58,7 @@ void register_kiss_gp(py::module_& m)
         .def_readwrite("grid_bounds", &KissGPOptions::grid_bounds)
         .def_readwrite("n_probes", &KissGPOptions::n_probes)
         .def_readwrite("cg_tol", &KissGPOptions::cg_tol)
+        .def_readwrite("predict_cg_tol", &KissGPOptions::predict_cg_tol)
         .def_readwrite("max_cg_iter", &KissGPOptions::max_cg_iter)
         .def_readwrite("preconditioner_rank", &KissGPOptions::preconditioner_rank);
     py::class_<G>(m, "KissGP64")

@@ -21,6 +21,7 @@ ALLOWED = {
     "kernels": {"core", "tiles"},
     "linalg": {"core", "tiles", "runtime"},
     "gp": {"core", "tiles", "runtime", "linalg", "kernels"},
+    "approx": {"core", "tiles", "runtime", "linalg", "kernels"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]gprat/([a-z_]+)/([^">]+)[">]', re.MULTILINE)

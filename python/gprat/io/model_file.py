@@ -34,7 +34,8 @@ kiss_grid_size     int64, (d,)                 model_type ``"KissGP"`` only: gri
                                                covers the standardized training range, as at fit)
 kiss_n_probes, kiss_max_cg_iter, kiss_preconditioner_rank, kiss_random_state
                    int64, ()                   KissGP only: its settings (see :class:`gprat.KissGP`)
-kiss_cg_tol        float64, ()                 KissGP only
+kiss_cg_tol, kiss_predict_cg_tol
+                   float64, ()                 KissGP only
 =================  ==========================  =====================================================
 
 A file without the optional entries is written as version 2, readable by every gprat that
@@ -90,7 +91,9 @@ MODEL_TYPES = {"ExactGP": ExactGP, "KissGP": KissGP}
 #: Entries of a KissGP file (int64 unless noted), mapped to KissGP's parameter names.
 _KISS_ENTRIES = {"kiss_grid_size": "grid_size", "kiss_n_probes": "n_probes", "kiss_cg_tol": "cg_tol",
                  "kiss_max_cg_iter": "max_cg_iter", "kiss_preconditioner_rank": "preconditioner_rank",
-                 "kiss_random_state": "random_state"}
+                 "kiss_random_state": "random_state", "kiss_predict_cg_tol": "predict_cg_tol"}
+#: KissGP entries stored as float64 (the others are int64).
+_KISS_FLOATS = ("cg_tol", "predict_cg_tol")
 
 
 def default_kiss_grid_size(n, d):
@@ -506,7 +509,7 @@ class GPModel:
             defaults = KissGP(registry.by_short_name(self.kernel)(), noise_variance=1.0, random_state=0)
             for entry, name in _KISS_ENTRIES.items():
                 value = o.get(name, getattr(defaults, name))
-                kiss[entry] = np.array(value, dtype=np.float64 if name == "cg_tol" else np.int64)
+                kiss[entry] = np.array(value, dtype=np.float64 if name in _KISS_FLOATS else np.int64)
         if self.is_tree:
             version = _TREE_VERSION
             kernel_entries = {"kernel": np.array(TREE_KERNEL), "kernel_tree": np.array(kernel_to_json(self.kernel))}
@@ -632,7 +635,7 @@ def load_model(path):
         model_options = {}
         for key, name in _KISS_ENTRIES.items():
             arr = kiss[key]
-            kind = "f" if name == "cg_tol" else "iu"
+            kind = "f" if name in _KISS_FLOATS else "iu"
             if arr.dtype.kind not in kind or (arr.ndim != (1 if name == "grid_size" else 0)):
                 raise ModelFileError(f"{path}: {key} has the wrong type or shape; got {arr!r}.")
             model_options[name] = arr.tolist()

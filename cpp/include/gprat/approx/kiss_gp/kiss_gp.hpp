@@ -53,6 +53,9 @@ struct KissGPOptions
     std::vector<double> grid_bounds;  ///< 2 d entries (low_k, high_k) the grid must cover, or empty: data range
     Index n_probes = 10;              ///< t
     double cg_tol = 1e-6;             ///< relative residual ||r|| <= tol ||b|| per column
+    /// Tolerance of the solves predictions use (alpha at fit, exact variances): min(cg_tol, this).
+    /// A loose training tolerance (GPyTorch trains at 1.0) would otherwise leave alpha unsolved.
+    double predict_cg_tol = 1e-4;
     Index max_cg_iter = 1000;
     Index preconditioner_rank = 15;  ///< k (0: P = sigma2 I)
 };
@@ -166,6 +169,8 @@ class KissGP
         GPRAT_EXPECTS(std::isfinite(noise_) && noise_ > 0, "noise_variance must be positive and finite; got " << noise_);
         GPRAT_EXPECTS(options_.n_probes >= 1, "n_probes must be >= 1; got " << options_.n_probes);
         GPRAT_EXPECTS(options_.cg_tol > 0 && std::isfinite(options_.cg_tol), "cg_tol must be positive; got " << options_.cg_tol);
+        GPRAT_EXPECTS(options_.predict_cg_tol > 0 && std::isfinite(options_.predict_cg_tol),
+                      "predict_cg_tol must be positive; got " << options_.predict_cg_tol);
         GPRAT_EXPECTS(options_.max_cg_iter >= 1, "max_cg_iter must be >= 1; got " << options_.max_cg_iter);
         GPRAT_EXPECTS(options_.preconditioner_rank >= 0, "preconditioner_rank must be >= 0; got " << options_.preconditioner_rank);
         GPRAT_EXPECTS(options_.grid_size.empty() || static_cast<Index>(options_.grid_size.size()) == d,
@@ -302,7 +307,8 @@ class KissGP
             prior.assign(static_cast<std::size_t>(cb), 0.0);
             cross_covariance(cached_, Ws, b0, cb, R.data(), prior.data());
             std::vector<Index> iterations;
-            cg(cached_, noise_, cached_precond_, R.data(), cb, Xsol.data(), nullptr, nullptr, iterations);
+            const std::vector<double> tol(static_cast<std::size_t>(cb), predict_tol());
+            cg(cached_, noise_, cached_precond_, R.data(), cb, Xsol.data(), nullptr, nullptr, iterations, nullptr, nullptr, &tol);
             std::vector<double> q(static_cast<std::size_t>(cb));
             column_dots(R.data(), Xsol.data(), cb, q.data());
             for (Index j = 0; j < cb; ++j) {  // var = k~(x*, x*) - k~*^T K~^{-1} k~*
@@ -413,6 +419,8 @@ class KissGP
         const Index by_memory = std::max<Index>(1, (Index{64} << 20) / std::max<Index>(1, m * c * 8));
         return std::max<Index>(1, std::min({Index{16}, by_memory, (n + 4095) / 4096}));
     }
+
+    double predict_tol() const noexcept { return std::min(options_.cg_tol, options_.predict_cg_tol); }
 
     std::vector<double> lengthscales() const
     {
@@ -732,7 +740,7 @@ class KissGP
     /// (Q is dead once R is updated, before Z is formed).
     void cg(const Structure& s, double sigma2, const Preconditioner& P, const double* B, Index c, double* X,
             double* Z0, std::vector<std::vector<double>>* tri, std::vector<Index>& iterations,
-            std::vector<double>* moved_B = nullptr, double* rz0 = nullptr)
+            std::vector<double>* moved_B = nullptr, double* rz0 = nullptr, const std::vector<double>* tol = nullptr)
     {
         const auto t0 = std::chrono::steady_clock::now();
         double in_mvm = 0.0;
@@ -784,7 +792,8 @@ class KissGP
             column_dots(R.data(), R.data(), c, rr.data());
             for (Index j = 0; j < c; ++j) {
                 const std::size_t jj = static_cast<std::size_t>(j);
-                if (active[jj] && it + 1 >= min_iter && std::sqrt(rr[jj]) <= options_.cg_tol * bnorm[jj]) active[jj] = 0;
+                const double tj = tol != nullptr ? (*tol)[jj] : options_.cg_tol;
+                if (active[jj] && it + 1 >= min_iter && std::sqrt(rr[jj]) <= tj * bnorm[jj]) active[jj] = 0;
             }
             if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
             precondition(P, R.data(), c, Z.data());
@@ -964,7 +973,10 @@ class KissGP
         });
         std::vector<std::vector<double>> tri;
         std::vector<double> rz0(static_cast<std::size_t>(c));  // z_j^T P^{-1} z_j
-        cg(s, sigma2, P, nullptr, c, X.data(), Z0.data(), &tri, last_iterations_, &B, rz0.data());
+        // the y column of a fit is solved to the prediction tolerance (alpha is cached for predict)
+        std::vector<double> tol(static_cast<std::size_t>(c), options_.cg_tol);
+        if (store) tol[0] = predict_tol();
+        cg(s, sigma2, P, nullptr, c, X.data(), Z0.data(), &tri, last_iterations_, &B, rz0.data(), &tol);
         const auto t_slq = std::chrono::steady_clock::now();
         double quad = 0.0;
         for (Index i = 0; i < n_; ++i) quad += y_[i] * X[static_cast<std::size_t>(i * c)];
