@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, m)
     gprat::bindings::register_gp(m);
     gprat::bindings::register_sgpr(m);
     gprat::bindings::register_svgp(m);
+    gprat::bindings::register_kiss_gp(m);
 #if GPRAT_WITH_CUDA
     m.attr("compiled_with_cuda") = true;
 #else

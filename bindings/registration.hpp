@@ -19,6 +19,7 @@ void register_kernels(py::module_& m);
 void register_gp(py::module_& m);
 void register_sgpr(py::module_& m);
 void register_svgp(py::module_& m);
+void register_kiss_gp(py::module_& m);
 
 /// Polled by TaskGraph::wait() while the GIL is released: runs Python's signal handlers (in the
 /// main thread), so Ctrl-C cancels the graph and surfaces as KeyboardInterrupt.

@@ -35,7 +35,7 @@ from .compat.gprat import (
     stop_hpx,
     suspend_hpx,
 )
-from .models import SGPR, SVGP, ExactGP
+from .models import SGPR, SVGP, ExactGP, KissGP, KissGridWarning
 from .optim import OptimizationResult
 from .runtime import is_running, num_threads, resume, start, stop, suspend, task_graph, trace
 
@@ -43,6 +43,8 @@ __all__ = [
     "ExactGP",
     "SGPR",
     "SVGP",
+    "KissGP",
+    "KissGridWarning",
     "kernels",
     "linalg",
     "start",

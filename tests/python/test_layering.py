@@ -23,6 +23,7 @@ ALLOWED = {
     "gp": {"core", "tiles", "runtime", "linalg", "kernels"},
     # the per-rank work of gprat.distributed: kernels' tile functions on the runtime, no gp/
     "distributed": {"core", "tiles", "runtime", "kernels"},
+    "approx": {"core", "tiles", "runtime", "linalg", "kernels"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]gprat/([a-z_]+)/([^">]+)[">]', re.MULTILINE)

@@ -182,7 +182,7 @@ def test_version_1_files_still_load(tmp_path, model):
         ({"X_train": np.zeros(60)}, "X_train must be 2-D"),
         ({"y_train": np.zeros(59)}, "y_train must be shape"),
         ({"dtype": np.array("float16")}, "dtype must be one of float64, float32"),
-        ({"model_type": np.array("KissGP")}, "model_type must be one of ExactGP"),
+        ({"model_type": np.array("NoSuchModel")}, "model_type must be one of ExactGP"),
         ({"format_version": np.array("two")}, "format_version must be an integer"),
         ({"format_version": np.array(0)}, "format_version must be an integer >= 1"),
         ({"feature_names": np.array(["a"])}, "feature_names must have 2 entries"),

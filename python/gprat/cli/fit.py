@@ -1,4 +1,5 @@
-"""``gprat fit``: fit a GP (exact, SGPR or SVGP) to a table and save the model file (:mod:`gprat.io.model_file`)."""
+"""``gprat fit``: fit a GP (exact, SGPR, SVGP or KISS-GP) to a table and save the model file
+(:mod:`gprat.io.model_file`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from .common import (
 )
 
 
-_DESCRIPTION = {"exact": "an exact GP", "sgpr": "an SGPR (collapsed bound)", "svgp": "an SVGP (minibatch ELBO)"}
+_DESCRIPTION = {"exact": "an exact GP", "sgpr": "an SGPR (collapsed bound)", "svgp": "an SVGP (minibatch ELBO)",
+                "kiss": "a KISS-GP"}
 
 
 def run(args):
@@ -47,6 +49,19 @@ def run(args):
     if X.shape[0] < 2:
         raise DataError(f"{args.data}: need at least 2 data rows to fit; got {X.shape[0]}")
 
+    model_type = MODEL_NAMES[getattr(args, "model", "exact")]
+    model_options = None
+    sparse = {}
+    if model_type in ("SGPR", "SVGP"):
+        sparse = {"inducing_points": min(args.inducing_points, X.shape[0])}
+        if model_type == "SVGP":
+            sparse.update(epochs=args.epochs, batch_size=args.batch_size)
+    if model_type == "KissGP":
+        if args.grid_size is not None and args.grid_size < 8:
+            raise DataError(f"--grid-size must be at least 8; got {args.grid_size}")
+        model_options = {"grid_size": args.grid_size}
+    elif getattr(args, "grid_size", None) is not None:
+        raise DataError("--grid-size is for --model kiss")
     progress = reporter_for(args)
     threads = start_runtime(args)
     t0 = time.perf_counter()
@@ -61,10 +76,9 @@ def run(args):
         feature_names=[label(j) for j in features],
         target_name=label(target),
         dtype=args.dtype,
-        model_type=MODEL_NAMES[args.model],
-        inducing_points=min(args.inducing_points, X.shape[0]),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+        model_type=model_type,
+        model_options=model_options,
+        **sparse,
     )
     lml = float(model.gp.log_marginal_likelihood())
     fit_s = time.perf_counter() - t0
@@ -80,7 +94,7 @@ def run(args):
         "features": model.feature_names,
         "target": model.target_name,
         "kernel": args.kernel,
-        "model_type": MODEL_NAMES[args.model],
+        "model_type": model_type,
         "hyperparameters": {
             "lengthscale": lengthscale,
             "signal_variance": model.signal_variance,
@@ -101,7 +115,8 @@ def run(args):
             f"  signal variance  {model.signal_variance:.4g}, noise variance {model.noise_variance:.4g} "
             f"(standardized target)"
         ),
-        f"  log marginal likelihood {lml:.6g}, {len(iterations)} iterations, {fit_s:.2f} s on {threads} threads",
+        f"  log marginal likelihood {lml:.6g}{' (stochastic estimate)' if model_type == 'KissGP' else ''}, "
+        f"{len(iterations)} iterations, {fit_s:.2f} s on {threads} threads",
         f"  model written to {args.output}",
     ]
     emit(args, result, lines)

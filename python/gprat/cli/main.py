@@ -141,13 +141,18 @@ def build_parser():
         "--max-iter", type=_non_negative_int, default=100, metavar="N", help="optimizer iterations (default: 100)"
     )
     fit.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision (default: float64)")
-    fit.add_argument("--model", choices=["exact", "sgpr", "svgp"], default="exact",
-                     help="exact GP, SGPR (collapsed bound, L-BFGS-B) or SVGP (minibatches) (default: exact)")
+    fit.add_argument("--model", choices=["exact", "sgpr", "svgp", "kiss"], default="exact",
+                     help="exact GP, SGPR (collapsed bound, L-BFGS-B), SVGP (minibatches) or KISS-GP (low-dimensional "
+                          "data at large n; se/matern kernels) (default: exact)")
     fit.add_argument("--inducing-points", type=_positive_int, default=256, metavar="M",
                      help="inducing points of sgpr/svgp (default: 256, at most the number of rows)")
     fit.add_argument("--epochs", type=_positive_int, default=20, metavar="N", help="svgp epochs (default: 20)")
     fit.add_argument("--batch-size", type=_positive_int, default=1024, metavar="B",
                      help="svgp minibatch size (default: 1024)")
+    fit.add_argument(
+        "--grid-size", type=_non_negative_int, default=None, metavar="M",
+        help="KISS-GP grid points per feature (default: about n^(1/d), at least 32)",
+    )
     fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.npz)")
 
     predict = commands.add_parser(

@@ -35,6 +35,12 @@ inducing_points    float64, (M, d)             version 5, model_type SGPR or SVG
 q_mean, q_sqrt     float64, (M,), (M, M)       version 5, model_type SVGP: the whitened q(v) = N(m, C C^T),
                                                C lower triangular; n_samples_svgp int64, (): the N its
                                                ELBO is scaled to
+kiss_grid_size     int64, (d,)                 model_type ``"KissGP"`` only: grid points per feature (the grid
+                                               covers the standardized training range, as at fit)
+kiss_n_probes, kiss_max_cg_iter, kiss_preconditioner_rank, kiss_random_state
+                   int64, ()                   KissGP only: its settings (see :class:`gprat.KissGP`)
+kiss_cg_tol, kiss_predict_cg_tol
+                   float64, ()                 KissGP only
 =================  ==========================  =====================================================
 
 A file without the optional entries is written as version 2, readable by every gprat that
@@ -73,6 +79,7 @@ from .kernel_description import kernel_from_json, kernel_to_json
 from ..models.exact import ExactGP
 from ..models.sgpr import SGPR, initial_inducing_points
 from ..models.svgp import SVGP
+from ..models.kiss import KissGP
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MODEL_TYPES", "GPModel", "ModelFileError", "load_model"]
 
@@ -82,6 +89,8 @@ FORMAT_VERSION = 5
 _SPARSE_VERSION = 5
 #: Their entries.
 _SPARSE_ENTRIES = ("inducing_points", "q_mean", "q_sqrt", "n_samples_svgp")
+#: The sparse model types (files of version 5 with inducing points).
+_SPARSE_TYPES = ("SGPR", "SVGP")
 #: The version of files with a kernel_tree.
 _TREE_VERSION = 4
 #: ``kernel`` entry of a file whose kernel is in kernel_tree.
@@ -94,9 +103,22 @@ _EXTRAS_VERSION = 3
 _OPTIONAL = ("noise_fixed", "mean_constant")
 
 #: Model types a file may hold -> the class that fits it.
-MODEL_TYPES = {"ExactGP": ExactGP, "SGPR": SGPR, "SVGP": SVGP}
+MODEL_TYPES = {"ExactGP": ExactGP, "SGPR": SGPR, "SVGP": SVGP, "KissGP": KissGP}
 #: Command-line spellings of the model types (``gprat fit --model``).
-MODEL_NAMES = {"exact": "ExactGP", "sgpr": "SGPR", "svgp": "SVGP"}
+MODEL_NAMES = {"exact": "ExactGP", "sgpr": "SGPR", "svgp": "SVGP", "kiss": "KissGP"}
+#: Entries of a KissGP file (int64 unless noted), mapped to KissGP's parameter names.
+_KISS_ENTRIES = {"kiss_grid_size": "grid_size", "kiss_n_probes": "n_probes", "kiss_cg_tol": "cg_tol",
+                 "kiss_max_cg_iter": "max_cg_iter", "kiss_preconditioner_rank": "preconditioner_rank",
+                 "kiss_random_state": "random_state", "kiss_predict_cg_tol": "predict_cg_tol"}
+#: KissGP entries stored as float64 (the others are int64).
+_KISS_FLOATS = ("cg_tol", "predict_cg_tol")
+
+
+def default_kiss_grid_size(n, d):
+    """Grid points per feature for a KissGP trained from files (the CLI): about n^(1/d), at
+    least 32, at most 10000 (d = 1), 400 (d = 2), 64 (d = 3) or 16 (d > 3)."""
+    cap = {1: 10000, 2: 400, 3: 64}.get(d, 16)
+    return int(min(cap, max(32, round(n ** (1.0 / d)))))
 
 _REQUIRED = (
     "format",
@@ -230,6 +252,7 @@ class GPModel:
         q_mean=None,
         q_sqrt=None,
         n_samples_svgp=None,
+        model_options=None,
     ):
         if isinstance(kernel, Kernel):
             if lengthscale is not None or signal_variance is not None:
@@ -284,10 +307,10 @@ class GPModel:
         self.mean_constant = None if mean_constant is None else float(
             _finite_array(mean_constant, "mean_constant", shape=()))
         self.inducing_points = self.q_mean = self.q_sqrt = self.n_samples_svgp = None
-        if self.model_type == "ExactGP":
+        if self.model_type not in ("SGPR", "SVGP"):
             if any(v is not None for v in (inducing_points, q_mean, q_sqrt, n_samples_svgp)):
                 raise ValueError("inducing_points, q_mean, q_sqrt and n_samples_svgp belong to model_type SGPR or "
-                                 "SVGP; got model_type ExactGP.")
+                                 f"SVGP; got model_type {self.model_type}.")
         else:
             if self.noise_fixed is not None or self.mean_constant is not None:
                 raise ValueError(f"model_type {self.model_type} takes no noise_fixed or mean_constant.")
@@ -310,7 +333,29 @@ class GPModel:
                                                     "n_samples_svgp", 1))
             elif any(v is not None for v in (q_mean, q_sqrt, n_samples_svgp)):
                 raise ValueError("q_mean, q_sqrt and n_samples_svgp belong to model_type SVGP.")
+        self.model_options = self._check_model_options(model_options, d)
         self._gp = None
+
+    def _check_model_options(self, options, d):
+        """The KissGP settings (dict of its parameter names), checked; {} for an ExactGP."""
+        if self.model_type != "KissGP":
+            if options:
+                raise ValueError(f"model_options are for model_type 'KissGP'; got {options!r} for {self.model_type}.")
+            return {}
+        if self.is_tree or self.noise_fixed is not None or self.mean_constant is not None:
+            raise ValueError("a KissGP model has one stationary family (not a kernel tree), a learned noise "
+                             "and a zero mean (no noise_fixed or mean_constant).")
+        options = dict(options or {})
+        unknown = set(options) - set(_KISS_ENTRIES.values())
+        if unknown:
+            raise ValueError(f"unknown KissGP options {sorted(unknown)}; expected {sorted(_KISS_ENTRIES.values())}.")
+        grid = options.get("grid_size")
+        if grid is not None:
+            grid = np.asarray(grid)
+            if grid.shape != (d,) or grid.dtype.kind not in "iu" or np.any(grid < 8):
+                raise ValueError(f"kiss grid_size must be {d} integers >= 8; got {options['grid_size']!r}.")
+            options["grid_size"] = [int(v) for v in grid]
+        return options
 
     @property
     def is_tree(self):
@@ -336,6 +381,7 @@ class GPModel:
         inducing_points=256,
         epochs=20,
         batch_size=1024,
+        model_options=None,
     ):
         """Standardize the data, fit a GP and optimize its hyperparameters.
 
@@ -358,13 +404,18 @@ class GPModel:
         dtype : {"float64", "float32"}, default="float64"
         callback : callable, optional
             ``callback(iteration, loss)`` after each optimizer iteration (SVGP: each minibatch step).
-        model_type : {"ExactGP", "SGPR", "SVGP"}, default="ExactGP"
+        model_type : {"ExactGP", "SGPR", "SVGP", "KissGP"}, default="ExactGP"
             SGPR: L-BFGS-B on the collapsed bound over the hyperparameters and the inducing
-            points; SVGP: `epochs` of minibatch training (natural gradients + Adam).
+            points; SVGP: `epochs` of minibatch training (natural gradients + Adam); KissGP:
+            L-BFGS-B on its fixed-probe estimate, its grid (given in ``model_options["grid_size"]``,
+            else :func:`default_kiss_grid_size`) covering the standardized training range.
         inducing_points : int, default=256
             M for the sparse models (at most n_samples), chosen by k-means++ (seed 0).
         epochs, batch_size : int
             SVGP training.
+        model_options : dict or None
+            KissGP parameters (grid_size, n_probes, cg_tol, max_cg_iter, preconditioner_rank,
+            random_state).
 
         Returns
         -------
@@ -380,7 +431,7 @@ class GPModel:
         model_type = _one_of(model_type, "model_type", MODEL_TYPES)
         x_mean, x_scale = X.mean(axis=0), _scale(X)
         sparse = {}
-        if model_type != "ExactGP":
+        if model_type in _SPARSE_TYPES:
             M = check_int(inducing_points, "inducing_points", 1)
             if M > X.shape[0]:
                 raise ValueError(f"inducing_points={M} is more than the {X.shape[0]} samples")
@@ -388,6 +439,13 @@ class GPModel:
             sparse = {"inducing_points": Z}
             if model_type == "SVGP":
                 sparse.update(q_mean=np.zeros(M), q_sqrt=np.eye(M), n_samples_svgp=X.shape[0])
+        if model_type == "KissGP":
+            model_options = dict(model_options or {})
+            if model_options.get("grid_size") is None:
+                model_options["grid_size"] = [default_kiss_grid_size(X.shape[0], d)] * d
+            elif np.ndim(model_options["grid_size"]) == 0:
+                model_options["grid_size"] = [int(model_options["grid_size"])] * d
+            model_options.setdefault("random_state", 0)
         model = cls(
             kernel,
             None if tree else lengthscale,
@@ -404,6 +462,7 @@ class GPModel:
             dtype=dtype,
             model_type=model_type,
             **sparse,
+            model_options=model_options,
         )
         if model_type == "SVGP":
             svgp = SVGP(model._kernel_object(), noise_variance=model.noise_variance, inducing_points=Z,
@@ -420,7 +479,7 @@ class GPModel:
         return model
 
     def _read_hyperparameters(self, gp):
-        if self.model_type != "ExactGP":
+        if self.model_type in _SPARSE_TYPES:
             self.inducing_points = np.array(gp.inducing_points_, dtype=np.float64)
         if self.model_type == "SVGP":
             self.q_mean = np.array(gp.q_mean_, dtype=np.float64)
@@ -475,8 +534,11 @@ class GPModel:
                 noise = {"noise_variance": self.noise_variance}
             else:
                 noise = {"noise_variance": self.noise_fixed, "learned_noise": self.noise_variance}
-            gp = MODEL_TYPES[self.model_type](kernel, **noise, mean_constant=self.mean_constant,
-                                              dtype=np.dtype(self.dtype))
+            if self.model_type == "KissGP":
+                gp = KissGP(kernel, noise_variance=self.noise_variance, dtype=np.dtype(self.dtype), **self.model_options)
+            else:
+                gp = MODEL_TYPES[self.model_type](kernel, **noise, mean_constant=self.mean_constant,
+                                                  dtype=np.dtype(self.dtype))
             self._gp = gp.fit(self._standardize(self.X_train), (self.y_train - self.y_mean) / self.y_scale)
         return self._gp
 
@@ -534,11 +596,20 @@ class GPModel:
             extras["noise_fixed"] = self.noise_fixed
         if self.mean_constant is not None:
             extras["mean_constant"] = np.array(self.mean_constant)
-        if self.model_type != "ExactGP":
+        if self.model_type in _SPARSE_TYPES:
             extras["inducing_points"] = self.inducing_points
         if self.model_type == "SVGP":
             extras.update(q_mean=self.q_mean, q_sqrt=self.q_sqrt, n_samples_svgp=np.array(self.n_samples_svgp,
                                                                                          dtype=np.int64))
+        kiss = {}
+        if self.model_type == "KissGP":
+            o = dict(self.model_options)
+            if o.get("grid_size") is None:  # the grid the fitted model uses, so that a reload rebuilds it
+                o["grid_size"] = [int(g[2]) for g in self.gp.grid_]
+            defaults = KissGP(registry.by_short_name(self.kernel)(), noise_variance=1.0, random_state=0)
+            for entry, name in _KISS_ENTRIES.items():
+                value = o.get(name, getattr(defaults, name))
+                kiss[entry] = np.array(value, dtype=np.float64 if name in _KISS_FLOATS else np.int64)
         if self.is_tree:
             version = _TREE_VERSION
             kernel_entries = {"kernel": np.array(TREE_KERNEL), "kernel_tree": np.array(kernel_to_json(self.kernel))}
@@ -549,7 +620,7 @@ class GPModel:
                 "lengthscale": self.lengthscale,
                 "signal_variance": np.array(self.signal_variance),
             }
-        if self.model_type != "ExactGP":
+        if self.model_type in _SPARSE_TYPES:
             version = _SPARSE_VERSION
         arrays = {
             "format": np.array(FORMAT_NAME),
@@ -568,6 +639,7 @@ class GPModel:
             "feature_names": np.array(self.feature_names, dtype=np.str_),
             "target_name": np.array(self.target_name),
             **extras,
+            **kiss,
         }
         path = Path(path)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -635,6 +707,8 @@ def load_model(path):
             data = {key: archive[key] for key in required}
             model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
             optional = {key: archive[key] for key in _OPTIONAL + _SPARSE_ENTRIES if key in archive.files}
+            optional = {key: archive[key] for key in _OPTIONAL if key in archive.files}
+            kiss = {key: archive[key] for key in _KISS_ENTRIES if key in archive.files}
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
             raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
         version = data["format_version"]
@@ -648,7 +722,7 @@ def load_model(path):
                 f"{path} has model format version {version}; this gprat reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade gprat to read it."
             )
-        if model_type in MODEL_TYPES and model_type != "ExactGP" and version < _SPARSE_VERSION:
+        if model_type in _SPARSE_TYPES and version < _SPARSE_VERSION:
             raise ModelFileError(f"{path}: model_type {model_type} needs format_version {_SPARSE_VERSION}; got {version}.")
         if tree and version < _TREE_VERSION:
             raise ModelFileError(f"{path}: kernel={TREE_KERNEL!r} (a kernel_tree) needs format_version "
@@ -658,6 +732,18 @@ def load_model(path):
             raise ModelFileError(f"{path}: {key} must be a string; got {data[key]!r}.")
     if data["feature_names"].ndim != 1 or data["feature_names"].dtype.kind != "U":
         raise ModelFileError(f"{path}: feature_names must be a 1-D array of strings; got {data['feature_names']!r}.")
+    model_options = None
+    if model_type == "KissGP":
+        missing = [key for key in _KISS_ENTRIES if key not in kiss]
+        if missing:
+            raise ModelFileError(f"{path} is not a complete KissGP model file; missing: {', '.join(missing)}.")
+        model_options = {}
+        for key, name in _KISS_ENTRIES.items():
+            arr = kiss[key]
+            kind = "f" if name in _KISS_FLOATS else "iu"
+            if arr.dtype.kind not in kind or (arr.ndim != (1 if name == "grid_size" else 0)):
+                raise ModelFileError(f"{path}: {key} has the wrong type or shape; got {arr!r}.")
+            model_options[name] = arr.tolist()
     if tree:
         try:
             kernel = kernel_from_json(str(data["kernel_tree"]))
@@ -682,6 +768,7 @@ def load_model(path):
             target_name=str(data["target_name"]),
             dtype=str(data["dtype"]),
             model_type=model_type,
+            model_options=model_options,
             **optional,
         )
     except (ValueError, TypeError) as error:

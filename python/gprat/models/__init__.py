@@ -9,5 +9,6 @@ the other sparse and structured models join them here.
 from .exact import ExactGP
 from .sgpr import SGPR
 from .svgp import SVGP
+from .kiss import KissGP, KissGridWarning
 
-__all__ = ["ExactGP", "SGPR", "SVGP"]
+__all__ = ["ExactGP", "SGPR", "SVGP", "KissGP", "KissGridWarning"]

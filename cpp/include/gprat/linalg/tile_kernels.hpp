@@ -291,4 +291,14 @@ void gemm(Op op_a, Op op_b, T alpha, TileView<T> a, TileView<T> b, T beta, TileV
     detail::blas_gemm(op_a, op_b, alpha, a, b, beta, c);
 }
 
+/// Eigen-decomposition of a symmetric tridiagonal matrix (diagonal d, off-diagonal e):
+/// T = Z diag(lambda) Z^T; on exit d holds lambda (ascending) and z (column-major, ld = n) the
+/// eigenvectors. Used by KISS-GP's stochastic Lanczos quadrature on the CG tridiagonals.
+/// @throws LapackError if the QL iteration does not converge.
+inline void stev(Index n, double* d, double* e, double* z)
+{
+    const lapack_int info = GPRAT_LAPACKE(dstev)(LAPACK_COL_MAJOR, 'V', n, d, e, z, n);
+    if (info != 0) { throw LapackError("stev", info); }
+}
+
 }  // namespace gprat::linalg::tile

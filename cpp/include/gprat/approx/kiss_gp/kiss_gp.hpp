@@ -1,0 +1,1076 @@
+#pragma once
+/// KISS-GP (Wilson & Nickisch 2015) with GPyTorch's BBMM solves (Gardner et al. 2018):
+///   K~ = W K_UU W^T + sigma2 I,  K_UU = s0 (T_0 (x) .. (x) T_{d-1})   (grid.hpp, kronecker_toeplitz.hpp)
+/// for a stationary kernel k, with T_k[r] = k(0, r h_k e_k) / s0 and s0 = k(x, x): exact for the
+/// squared exponential (separable), a product of 1-D kernels for the other families when d > 1.
+///
+/// Solves: preconditioned batched CG (mBCG) on B = [y, z_1 .. z_t], one MVM per iteration for all
+/// columns, each column with its own CG scalars (a column's result never depends on the others).
+/// Preconditioner: P = L_k L_k^T + sigma2 I, L_k the rank-k pivoted Cholesky factor of
+/// W K_UU W^T (Harbrecht et al. 2012), applied by Woodbury:
+///   P^{-1} v = (v - L M^{-1} L^T v) / sigma2,   M = sigma2 I_k + L^T L,
+///   log|P| = (n - k) log sigma2 + log|M|   (exact).
+/// Probes z_j ~ N(0, P): z_j = L e + sigma e', e ~ N(0, I_k), e' ~ N(0, I_n), seeded per probe.
+/// Log-determinant (stochastic Lanczos quadrature): PCG on K~ with P equals CG on
+/// A^ = P^{-1/2} K~ P^{-1/2} with right-hand side P^{-1/2} z, so its coefficients give the
+/// Lanczos tridiagonal of A^ started at P^{-1/2} z:
+///   T_00 = 1/a_0,  T_ii = 1/a_i + b_{i-1}/a_{i-1},  T_{i,i+1} = sqrt(b_i)/a_i
+///   log|K~| ~ log|P| + (1/t) sum_j (z_j^T P^{-1} z_j) e_1^T log(T_j) e_1.
+/// Estimate of the log marginal likelihood and its gradient (alpha = K~^{-1} y, u_j = K~^{-1} z_j):
+///   LML = -1/2 y^T alpha - 1/2 log|K~| - n/2 log(2 pi)
+///   dLML/dtheta = 1/2 alpha^T dK alpha - 1/2 (1/t) sum_j (P^{-1} z_j)^T dK u_j   (Hutchinson:
+///   E[(P^{-1} z)(z)^T] = I for z ~ N(0, P)),  dK = W dK_UU W^T for kernel entries (one factor
+///   replaced by its derivative: still Kronecker-Toeplitz), dK = sigma2 I for log sigma2.
+/// Prediction: mean = w*^T a with a = K_UU W^T alpha cached at fit (4^d per point); variance
+///   k~(x*, x*) - k~*^T K~^{-1} k~*, k~* = W K_UU w*, by one CG solve per test point (batched).
+/// theta = [kernel theta (log lengthscale(s), log signal variance), log sigma2].
+/// Results do not depend on the thread count: every loop runs in fixed-size chunks and every
+/// reduction sums its chunks in order (parallel.hpp).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <numbers>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include "gprat/approx/kiss_gp/grid.hpp"
+#include "gprat/approx/kiss_gp/kronecker_toeplitz.hpp"
+#include "gprat/approx/kiss_gp/parallel.hpp"
+#include "gprat/core/check.hpp"
+#include "gprat/core/errors.hpp"
+#include "gprat/kernels/any_kernel.hpp"
+#include "gprat/linalg/tile_kernels.hpp"
+
+namespace gprat::approx::kiss_gp {
+
+/// Settings of a KissGP engine.
+struct KissGPOptions
+{
+    std::vector<Index> grid_size;     ///< d entries (<= 0: from the lengthscale), or empty: all automatic
+    std::vector<double> grid_bounds;  ///< 2 d entries (low_k, high_k) the grid must cover, or empty: data range
+    Index n_probes = 10;              ///< t
+    double cg_tol = 1e-6;             ///< relative residual ||r|| <= tol ||b|| per column
+    /// Tolerance of the solves predictions use (alpha at fit, exact variances): min(cg_tol, this).
+    /// A loose training tolerance (GPyTorch trains at 1.0) would otherwise leave alpha unsolved.
+    double predict_cg_tol = 1e-4;
+    Index max_cg_iter = 1000;
+    Index preconditioner_rank = 15;  ///< k (0: P = sigma2 I)
+};
+
+/// Seconds spent per part (reset by reset_timings): W and W^T, K_UU products, the rest of CG.
+struct KissTimings
+{
+    double interpolation = 0.0, kronecker = 0.0, cg_other = 0.0, preconditioner = 0.0, slq = 0.0;
+    Index mvms = 0, cg_iterations = 0;
+};
+
+/// The kernel's Kronecker-Toeplitz structure on a grid: s0, the factors and their derivatives.
+struct Structure
+{
+    double s0 = 1.0;
+    bool ard = false;
+    Index kernel_params = 0;
+    std::vector<ToeplitzFactor> T;   ///< T_k, one per dimension
+    std::vector<ToeplitzFactor> dT;  ///< dT_k / dlog(lengthscale of dimension k)
+};
+
+/// The structure of a stationary kernel on the grid, from its per-pair value and gradient on
+/// points that differ along one dimension only.
+/// @throws InvalidArgument for a kernel that is not a single stationary family.
+inline Structure make_structure(const kernels::AnyKernel& kernel, const std::vector<GridAxis>& axes)
+{
+    const Index d = static_cast<Index>(axes.size());
+    return std::visit(
+        [&](const auto& k) -> Structure {
+            using K = std::remove_cvref_t<decltype(k)>;
+            if constexpr (!kernels::StationaryCovariance<K>) {
+                GPRAT_EXPECTS(false, "KissGP needs a stationary kernel whose K_UU is Toeplitz per dimension "
+                                     "(SquaredExponential, Matern12, Matern32 or Matern52); got "
+                                         << K::name());
+                return Structure{};
+            } else {
+                Structure s;
+                s.ard = k.ard();
+                s.kernel_params = k.n_params();
+                std::vector<double> x0(static_cast<std::size_t>(d), 0.0), xr(static_cast<std::size_t>(d), 0.0);
+                std::vector<double> grad(static_cast<std::size_t>(s.kernel_params));
+                s.s0 = k.diagonal(x0.data(), d);
+                for (Index dim = 0; dim < d; ++dim) {
+                    const Index mk = axes[static_cast<std::size_t>(dim)].m;
+                    std::vector<double> t(static_cast<std::size_t>(mk)), dt(static_cast<std::size_t>(mk));
+                    for (Index r = 0; r < mk; ++r) {
+                        std::fill(xr.begin(), xr.end(), 0.0);
+                        xr[static_cast<std::size_t>(dim)] = static_cast<double>(r) * axes[static_cast<std::size_t>(dim)].h;
+                        // t_k[r] = k(0, r h_k e_k) / s0; dt_k[r] its derivative in log l_k
+                        const double v = k.gradient(x0.data(), xr.data(), d, grad);
+                        t[static_cast<std::size_t>(r)] = v / s.s0;
+                        dt[static_cast<std::size_t>(r)] = grad[static_cast<std::size_t>(s.ard ? dim : 0)] / s.s0;
+                    }
+                    s.T.emplace_back(std::move(t));
+                    s.dT.emplace_back(std::move(dt));
+                }
+                return s;
+            }
+        },
+        kernel);
+}
+
+/// Counter-based normal numbers: stream `stream` of seed `seed` (SplitMix64 then Box-Muller),
+/// the same on every platform and thread count.
+class NormalStream
+{
+  public:
+    NormalStream(std::uint64_t seed, std::uint64_t stream) : state_(seed ^ (0x9E3779B97F4A7C15ULL * (stream + 1))) {}
+    double next()
+    {
+        if (has_spare_) {
+            has_spare_ = false;
+            return spare_;
+        }
+        // u1 in (0, 1], u2 in [0, 1): r = sqrt(-2 log u1), (r cos 2 pi u2, r sin 2 pi u2)
+        const double u1 = (static_cast<double>(bits() >> 11) + 1.0) * 0x1.0p-53;
+        const double u2 = static_cast<double>(bits() >> 11) * 0x1.0p-53;
+        const double r = std::sqrt(-2.0 * std::log(u1));
+        spare_ = r * std::sin(2.0 * std::numbers::pi * u2);
+        has_spare_ = true;
+        return r * std::cos(2.0 * std::numbers::pi * u2);
+    }
+
+  private:
+    std::uint64_t bits()
+    {
+        std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    std::uint64_t state_;
+    double spare_ = 0.0;
+    bool has_spare_ = false;
+};
+
+class KissGP
+{
+  public:
+    /// Rows per chunk of the n-sized loops (fixed: results do not depend on the thread count).
+    static constexpr Index row_chunk = 8192;
+
+    /// @param X row-major (n, d), y (n): borrowed, they must outlive the engine.
+    /// @throws InvalidArgument for bad shapes or options, a non-stationary kernel, or training
+    ///         points outside grid_bounds.
+    KissGP(kernels::AnyKernel kernel, double noise_variance, const double* X, const double* y, Index n, Index d,
+           KissGPOptions options)
+        : kernel_(std::move(kernel)), noise_(noise_variance), X_(X), y_(y), n_(n), d_(d), options_(std::move(options))
+    {
+        GPRAT_EXPECTS(n >= 1 && d >= 1, "X must have at least one row and one column; got (" << n << ", " << d << ")");
+        GPRAT_EXPECTS(std::isfinite(noise_) && noise_ > 0, "noise_variance must be positive and finite; got " << noise_);
+        GPRAT_EXPECTS(options_.n_probes >= 1, "n_probes must be >= 1; got " << options_.n_probes);
+        GPRAT_EXPECTS(options_.cg_tol > 0 && std::isfinite(options_.cg_tol), "cg_tol must be positive; got " << options_.cg_tol);
+        GPRAT_EXPECTS(options_.predict_cg_tol > 0 && std::isfinite(options_.predict_cg_tol),
+                      "predict_cg_tol must be positive; got " << options_.predict_cg_tol);
+        GPRAT_EXPECTS(options_.max_cg_iter >= 1, "max_cg_iter must be >= 1; got " << options_.max_cg_iter);
+        GPRAT_EXPECTS(options_.preconditioner_rank >= 0, "preconditioner_rank must be >= 0; got " << options_.preconditioner_rank);
+        GPRAT_EXPECTS(options_.grid_size.empty() || static_cast<Index>(options_.grid_size.size()) == d,
+                      "grid_size must have one entry per feature (" << d << "); got " << options_.grid_size.size());
+        GPRAT_EXPECTS(options_.grid_bounds.empty() || static_cast<Index>(options_.grid_bounds.size()) == 2 * d,
+                      "grid_bounds must have one (low, high) pair per feature (" << d << ")");
+        kernels::check_features(kernel_, d);
+        (void)make_structure(kernel_, {GridAxis{0.0, 1.0, 8}});  // refuses a non-stationary kernel early
+        const std::vector<double> l = lengthscales();
+        for (Index k = 0; k < d; ++k) {
+            double a = 0.0, b = 0.0;
+            if (options_.grid_bounds.empty()) {
+                a = b = X[k];
+                for (Index i = 0; i < n; ++i) {
+                    a = std::min(a, X[i * d + k]);
+                    b = std::max(b, X[i * d + k]);
+                }
+            } else {
+                a = options_.grid_bounds[static_cast<std::size_t>(2 * k)];
+                b = options_.grid_bounds[static_cast<std::size_t>(2 * k + 1)];
+            }
+            const Index mk = options_.grid_size.empty() ? 0 : options_.grid_size[static_cast<std::size_t>(k)];
+            axes_.push_back(make_axis(a, b, mk, l[static_cast<std::size_t>(k)]));
+        }
+        m_ = 1;
+        for (const GridAxis& ax : axes_) m_ *= ax.m;
+        W_ = interpolate(axes_, X, n, "X");
+    }
+
+    Index n() const noexcept { return n_; }
+    Index d() const noexcept { return d_; }
+    /// m = prod_k m_k, the grid size.
+    Index m() const noexcept { return m_; }
+    const std::vector<GridAxis>& axes() const noexcept { return axes_; }
+    const KissGPOptions& options() const noexcept { return options_; }
+    Index n_params() const { return kernels::kernel_params(kernel_) + 1; }
+    kernels::AnyKernel kernel() const
+    {
+        std::lock_guard lock(mutex_);
+        return kernel_;
+    }
+    double noise_variance() const
+    {
+        std::lock_guard lock(mutex_);
+        return noise_;
+    }
+
+    std::vector<double> theta() const
+    {
+        std::lock_guard lock(mutex_);
+        std::vector<double> t = kernels::kernel_theta(kernel_);
+        t.push_back(std::log(noise_));
+        return t;
+    }
+    /// Set theta; the fit (alpha, cache, preconditioner) is recomputed by the next fit().
+    void set_theta(std::span<const double> theta)
+    {
+        check_theta(theta);
+        std::lock_guard lock(mutex_);
+        kernel_ = kernels::kernel_with_theta(kernel_, theta.first(theta.size() - 1));
+        noise_ = std::exp(theta.back());
+        fitted_ = false;
+    }
+
+    /// Solve for alpha at the current theta, cache a = K_UU W^T alpha and the preconditioner.
+    /// @return the estimate of the log marginal likelihood (seeded by `seed`).
+    double fit(std::uint64_t seed)
+    {
+        std::lock_guard lock(mutex_);
+        const std::vector<double> t = theta_locked();
+        return evaluate(t, nullptr, seed, true);
+    }
+
+    bool fitted() const
+    {
+        std::lock_guard lock(mutex_);
+        return fitted_;
+    }
+
+    /// The estimate of the log marginal likelihood at theta and, when gradient is not null, of
+    /// its gradient (n_params() entries); the fitted state does not change.
+    double training_step(std::span<const double> theta, double* gradient, std::uint64_t seed)
+    {
+        check_theta(theta);
+        std::lock_guard lock(mutex_);
+        return evaluate(std::vector<double>(theta.begin(), theta.end()), gradient, seed, false);
+    }
+
+    /// out = K~ V for V row-major (n, c), at the current theta.
+    void mvm(const double* V, Index c, double* out)
+    {
+        std::lock_guard lock(mutex_);
+        const Structure s = make_structure(kernel_, axes_);
+        Workspace w(n_, m_, c);
+        apply(s, noise_, V, c, out, w);
+    }
+
+    /// out = K~^{-1} B (B row-major (n, c)) by preconditioned CG at the current theta.
+    /// @return the CG iterations of the slowest column.
+    Index solve(const double* B, Index c, double* out)
+    {
+        std::lock_guard lock(mutex_);
+        const Structure s = make_structure(kernel_, axes_);
+        const Preconditioner P = make_preconditioner(s, noise_);
+        std::vector<Index> iterations;
+        cg(s, noise_, P, B, c, out, nullptr, nullptr, iterations);
+        return *std::max_element(iterations.begin(), iterations.end());
+    }
+
+    /// Posterior at m test points Xs (row-major (m, d)); variance may be null.
+    /// @throws InvalidArgument for a test point outside the interpolable grid (never snapped).
+    void predict(const double* Xs, Index m, double* mean, double* variance, bool include_noise)
+    {
+        GPRAT_EXPECTS(m >= 1, "X must have at least one row; got 0");
+        std::lock_guard lock(mutex_);
+        GPRAT_EXPECTS(fitted_, "KissGP: fit() before predict");
+        const Interpolation Ws = interpolate(axes_, Xs, m, "X");
+        const Index P4 = Ws.nnz;
+        parallel_chunks("kiss_predict_mean", m, row_chunk, [&](Index b, Index e) {
+            for (Index i = b; i < e; ++i) {  // mean_i = w*_i^T a
+                double acc = 0.0;
+                for (Index s = 0; s < P4; ++s)
+                    acc += Ws.value[static_cast<std::size_t>(i * P4 + s)] * a_[static_cast<std::size_t>(Ws.index[static_cast<std::size_t>(i * P4 + s)])];
+                mean[i] = acc;
+            }
+        });
+        if (variance == nullptr) return;
+        const Index batch = 16;
+        std::vector<double> R, Xsol, prior;
+        for (Index b0 = 0; b0 < m; b0 += batch) {
+            const Index cb = std::min(batch, m - b0);
+            R.assign(static_cast<std::size_t>(n_ * cb), 0.0);
+            Xsol.assign(static_cast<std::size_t>(n_ * cb), 0.0);
+            prior.assign(static_cast<std::size_t>(cb), 0.0);
+            cross_covariance(cached_, Ws, b0, cb, R.data(), prior.data());
+            std::vector<Index> iterations;
+            const std::vector<double> tol(static_cast<std::size_t>(cb), predict_tol());
+            cg(cached_, noise_, cached_precond_, R.data(), cb, Xsol.data(), nullptr, nullptr, iterations, nullptr, nullptr, &tol);
+            std::vector<double> q(static_cast<std::size_t>(cb));
+            column_dots(R.data(), Xsol.data(), cb, q.data());
+            for (Index j = 0; j < cb; ++j) {  // var = k~(x*, x*) - k~*^T K~^{-1} k~*
+                const double v = prior[static_cast<std::size_t>(j)] - q[static_cast<std::size_t>(j)];
+                variance[b0 + j] = std::max(0.0, v) + (include_noise ? noise_ : 0.0);
+            }
+        }
+    }
+
+    /// Latent variances at m test points by the LOVE cache (Pleiss et al. 2018), built on first
+    /// use from `rank` Lanczos steps on K~ (full reorthogonalization, seeded start `seed`):
+    ///   K~ Q = Q T (+ residual),  K~^{-1} ~ Q T^{-1} Q^T = R R^T,  R = Q L_T^{-T},  L_T L_T^T = T
+    ///   C = K_UU W^T R (m, k),  var(x*) ~ w*^T K_UU w* - |C^T w*|^2   (4^d k per point).
+    /// The approximation is exact on the Krylov space; outside it the variance is overestimated
+    /// (never below the exact one). Lanczos stops early at an invariant subspace.
+    /// @return the rank used.
+    Index predict_variance_love(const double* Xs, Index m, double* variance, bool include_noise, Index rank,
+                                std::uint64_t seed)
+    {
+        GPRAT_EXPECTS(m >= 1, "X must have at least one row; got 0");
+        GPRAT_EXPECTS(rank >= 1, "the LOVE rank must be >= 1; got " << rank);
+        std::lock_guard lock(mutex_);
+        GPRAT_EXPECTS(fitted_, "KissGP: fit() before predict");
+        if (love_rank_ == 0 || love_requested_ != rank) build_love(std::min(rank, n_), seed);
+        love_requested_ = rank;
+        const Interpolation Ws = interpolate(axes_, Xs, m, "X");
+        const Index k = love_rank_, P4 = Ws.nnz;
+        const Structure& s = cached_;
+        parallel_chunks("kiss_love_var", m, row_chunk, [&](Index b, Index e) {
+            std::vector<double> g(static_cast<std::size_t>(k));
+            for (Index i = b; i < e; ++i) {
+                double prior = s.s0;  // w*^T K_UU w* = s0 prod_k sum_{q,r} w_q w_r t_k[|q - r|]
+                for (Index dim = 0; dim < d_; ++dim) {
+                    const double* w = &Ws.weight[static_cast<std::size_t>(i * d_ + dim) * 4];
+                    double acc = 0.0;
+                    for (Index q = 0; q < 4; ++q)
+                        for (Index r = 0; r < 4; ++r) acc += w[q] * w[r] * s.T[static_cast<std::size_t>(dim)].at(q - r);
+                    prior *= acc;
+                }
+                std::fill(g.begin(), g.end(), 0.0);
+                for (Index x = 0; x < P4; ++x) {  // g = C^T w*
+                    const double w = Ws.value[static_cast<std::size_t>(i * P4 + x)];
+                    const double* c = love_.data() + static_cast<Index>(Ws.index[static_cast<std::size_t>(i * P4 + x)]) * k;
+                    for (Index l = 0; l < k; ++l) g[static_cast<std::size_t>(l)] += w * c[l];
+                }
+                double gg = 0.0;
+                for (double v : g) gg += v * v;
+                variance[i] = std::max(0.0, prior - gg) + (include_noise ? noise_ : 0.0);
+            }
+        });
+        return k;
+    }
+
+    /// a = K_UU W^T alpha (m entries) and alpha (n): the caches of the last fit.
+    const std::vector<double>& mean_cache() const noexcept { return a_; }
+    const std::vector<double>& alpha() const noexcept { return alpha_; }
+    /// CG iterations of each column in the last solve of fit / training_step ([y, probes...]).
+    const std::vector<Index>& last_iterations() const noexcept { return last_iterations_; }
+    KissTimings timings() const
+    {
+        std::lock_guard lock(mutex_);
+        return timings_;
+    }
+    void reset_timings()
+    {
+        std::lock_guard lock(mutex_);
+        timings_ = KissTimings{};
+    }
+
+    /// Bytes a training step allocates: W (36 d + 12 4^d per point), the CG blocks (5 n c
+    /// doubles, c = t + 1: R, D, Q/Z, X, P^{-1} B), grid blocks (m c doubles per partial sum of W^T and 4 more), the
+    /// preconditioner (n k) and the Kronecker factors.
+    static double training_step_bytes(Index n, Index d, Index m, Index n_probes, Index rank)
+    {
+        const double c = static_cast<double>(n_probes + 1);
+        const double chunks = static_cast<double>(scatter_groups(n, m, n_probes + 1));
+        return (36.0 * static_cast<double>(d) + 12.0 * std::pow(4.0, static_cast<double>(d))) * static_cast<double>(n) +
+               8.0 * (5.0 * static_cast<double>(n) * c +
+                                                          (4.0 + chunks) * static_cast<double>(m) * c +
+                                                          static_cast<double>(n) * static_cast<double>(rank + 2) +
+                                                          2.0 * static_cast<double>(m));
+    }
+
+  private:
+    struct Workspace
+    {
+        std::vector<double> G, H, work;  ///< (m, c) grid blocks
+        Workspace(Index n, Index m, Index c)
+            : G(static_cast<std::size_t>(m * c)), H(static_cast<std::size_t>(m * c)), work(static_cast<std::size_t>(m * c))
+        {
+            (void)n;
+        }
+    };
+
+    struct Preconditioner
+    {
+        Index k = 0;
+        std::vector<double> L;  ///< (n, k) row-major
+        std::vector<double> M;  ///< (k, k) column-major: chol(sigma2 I + L^T L), lower
+        double sigma2 = 1.0;
+        double logdet = 0.0;    ///< log|P|
+    };
+
+    /// Partial sums of W^T V: up to 16 point ranges of at least 4096 points, fewer when their
+    /// (m, c) blocks would pass 64 MiB together; from n, m and c only (never the thread count).
+    static Index scatter_groups(Index n, Index m, Index c)
+    {
+        const Index by_memory = std::max<Index>(1, (Index{64} << 20) / std::max<Index>(1, m * c * 8));
+        return std::max<Index>(1, std::min({Index{16}, by_memory, (n + 4095) / 4096}));
+    }
+
+    double predict_tol() const noexcept { return std::min(options_.cg_tol, options_.predict_cg_tol); }
+
+    std::vector<double> lengthscales() const
+    {
+        std::vector<double> t = kernels::kernel_theta(kernel_);
+        const Index p = static_cast<Index>(t.size()) - 1;  // stationary: lengthscale(s), then s2
+        std::vector<double> l(static_cast<std::size_t>(d_));
+        for (Index k = 0; k < d_; ++k) l[static_cast<std::size_t>(k)] = std::exp(t[static_cast<std::size_t>(p == d_ ? k : 0)]);
+        return l;
+    }
+
+    std::vector<double> theta_locked() const
+    {
+        std::vector<double> t = kernels::kernel_theta(kernel_);
+        t.push_back(std::log(noise_));
+        return t;
+    }
+
+    void check_theta(std::span<const double> theta) const
+    {
+        GPRAT_EXPECTS(static_cast<Index>(theta.size()) == n_params(),
+                      "theta must have " << n_params() << " entries; got " << theta.size());
+        for (double v : theta) GPRAT_EXPECTS(std::isfinite(v), "theta must be finite; got " << v);
+    }
+
+    template <typename Clock = std::chrono::steady_clock>
+    static double seconds_since(typename Clock::time_point t0)
+    {
+        return std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+
+    /// G <- W^T V for V (n, c): the points are cut into `scatter_groups` fixed ranges, each summed
+    /// into its own (m, c) partial block by one task, and the blocks are added in order.
+    void scatter(const double* V, Index c, double* G)
+    {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Index groups = scatter_groups(n_, m_, c);
+        const Index per = (n_ + groups - 1) / groups;
+        const Index P4 = W_.nnz;
+        std::vector<double> partial(groups > 1 ? static_cast<std::size_t>(m_ * c * groups) : 0);
+        parallel_chunks("kiss_scatter", groups, 1, [&](Index b, Index e) {
+            for (Index q = b; q < e; ++q) {
+                double* acc = groups > 1 ? partial.data() + q * m_ * c : G;
+                std::fill(acc, acc + m_ * c, 0.0);
+                const Index i1 = std::min(n_, (q + 1) * per);
+                for (Index i = q * per; i < i1; ++i) {
+                    const double* v = V + i * c;
+                    const std::int32_t* idx = W_.index.data() + i * P4;
+                    const double* wv = W_.value.data() + i * P4;
+                    for (Index s = 0; s < P4; ++s) {  // G(u, :) += w_is V(i, :)
+                        double* g = acc + static_cast<Index>(idx[s]) * c;
+                        const double w = wv[s];
+#pragma omp simd
+                        for (Index j = 0; j < c; ++j) g[j] += w * v[j];
+                    }
+                }
+            }
+        });
+        if (groups > 1)
+            parallel_chunks("kiss_scatter_sum", m_ * c, Index{1} << 15, [&](Index b, Index e) {
+                for (Index x = b; x < e; ++x) {
+                    double s = 0.0;
+                    for (Index q = 0; q < groups; ++q) s += partial[static_cast<std::size_t>(q * m_ * c + x)];
+                    G[x] = s;
+                }
+            });
+        timings_.interpolation += seconds_since(t0);
+    }
+
+    /// out <- W H + diag_scale V for H (m, c), V and out (n, c); V may be null (no diagonal).
+    void gather(const double* H, Index c, const double* V, double diag_scale, double* out)
+    {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Index P4 = W_.nnz;
+        parallel_chunks("kiss_gather", n_, row_chunk, [&](Index b, Index e) {
+            for (Index i = b; i < e; ++i) {
+                double* o = out + i * c;
+                if (V != nullptr)
+                    for (Index j = 0; j < c; ++j) o[j] = diag_scale * V[i * c + j];
+                else
+                    for (Index j = 0; j < c; ++j) o[j] = 0.0;
+                const std::int32_t* idx = W_.index.data() + i * P4;
+                const double* wv = W_.value.data() + i * P4;
+                for (Index s = 0; s < P4; ++s) {  // out(i, :) += w_is H(u, :)
+                    const double* h = H + static_cast<Index>(idx[s]) * c;
+                    const double w = wv[s];
+#pragma omp simd
+                    for (Index j = 0; j < c; ++j) o[j] += w * h[j];
+                }
+            }
+        });
+        timings_.interpolation += seconds_since(t0);
+    }
+
+    void kron(const Structure& s, const std::vector<const ToeplitzFactor*>& f, double scale, const double* in,
+              double* out, double* work, Index c)
+    {
+        (void)s;
+        const auto t0 = std::chrono::steady_clock::now();
+        apply_kronecker(f, scale, in, out, work, c);
+        timings_.kronecker += seconds_since(t0);
+    }
+
+    static std::vector<const ToeplitzFactor*> value_factors(const Structure& s)
+    {
+        std::vector<const ToeplitzFactor*> f;
+        for (const ToeplitzFactor& t : s.T) f.push_back(&t);
+        return f;
+    }
+
+    /// out <- K~ V = W (K_UU (W^T V)) + sigma2 V.
+    void apply(const Structure& s, double sigma2, const double* V, Index c, double* out, Workspace& w)
+    {
+        scatter(V, c, w.G.data());
+        kron(s, value_factors(s), s.s0, w.G.data(), w.H.data(), w.work.data(), c);
+        gather(w.H.data(), c, V, sigma2, out);
+        ++timings_.mvms;
+    }
+
+    /// out[j] = sum_i A(i, j) B(i, j) for (n, c) blocks: per-chunk partial sums added in order.
+    void column_dots(const double* A, const double* B, Index c, double* out) const
+    {
+        const Index chunks = chunk_count(n_, row_chunk);
+        std::vector<double> partial(static_cast<std::size_t>(chunks * c), 0.0);
+        parallel_chunks("kiss_dot", chunks, 1, [&](Index b, Index e) {
+            for (Index q = b; q < e; ++q) {
+                double* p = partial.data() + q * c;
+                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i)
+                    for (Index j = 0; j < c; ++j) p[j] += A[i * c + j] * B[i * c + j];
+            }
+        });
+        for (Index j = 0; j < c; ++j) {
+            double s = 0.0;
+            for (Index q = 0; q < chunks; ++q) s += partial[static_cast<std::size_t>(q * c + j)];
+            out[j] = s;
+        }
+    }
+
+    /// For test points [b0, b0 + cb) of Ws: R(:, j) = W K_UU w*_j (n, cb row-major) and
+    /// prior[j] = w*_j^T K_UU w*_j, through the 1-D products v_k = T_k w*_jk:
+    ///   (K_UU w*)(u) = s0 prod_k v_k(u_k),  R(i, j) = s0 prod_k sum_s w_iks v_k(first_ik + s).
+    void cross_covariance(const Structure& s, const Interpolation& Ws, Index b0, Index cb, double* R, double* prior) const
+    {
+        // v[(j * d + k)] : the m_k-vector T_k w*_jk
+        std::vector<std::vector<double>> v(static_cast<std::size_t>(cb * d_));
+        for (Index j = 0; j < cb; ++j) {
+            double p = s.s0;
+            for (Index k = 0; k < d_; ++k) {
+                const ToeplitzFactor& T = s.T[static_cast<std::size_t>(k)];
+                const Index mk = T.m();
+                const std::size_t at = static_cast<std::size_t>((b0 + j) * d_ + k);
+                const Index f = Ws.first[at];
+                const double* w = &Ws.weight[at * 4];
+                std::vector<double>& vk = v[static_cast<std::size_t>(j * d_ + k)];
+                vk.assign(static_cast<std::size_t>(mk), 0.0);
+                for (Index u = 0; u < mk; ++u)
+                    for (Index q = 0; q < 4; ++q) vk[static_cast<std::size_t>(u)] += w[q] * T.at(u - (f + q));
+                double pk = 0.0;
+                for (Index q = 0; q < 4; ++q) pk += w[q] * vk[static_cast<std::size_t>(f + q)];
+                p *= pk;
+            }
+            prior[j] = p;
+        }
+        parallel_chunks("kiss_cross", n_, row_chunk, [&](Index b, Index e) {
+            for (Index i = b; i < e; ++i)
+                for (Index j = 0; j < cb; ++j) {
+                    double p = s.s0;
+                    for (Index k = 0; k < d_; ++k) {
+                        const std::size_t at = static_cast<std::size_t>(i * d_ + k);
+                        const Index f = W_.first[at];
+                        const double* w = &W_.weight[at * 4];
+                        const std::vector<double>& vk = v[static_cast<std::size_t>(j * d_ + k)];
+                        double acc = 0.0;
+                        for (Index q = 0; q < 4; ++q) acc += w[q] * vk[static_cast<std::size_t>(f + q)];
+                        p *= acc;
+                    }
+                    R[i * cb + j] = p;
+                }
+        });
+    }
+
+    /// Rank-k pivoted Cholesky of W K_UU W^T (greedy largest remaining diagonal), then M and log|P|.
+    Preconditioner make_preconditioner(const Structure& s, double sigma2)
+    {
+        const auto t0 = std::chrono::steady_clock::now();
+        Preconditioner P;
+        P.sigma2 = sigma2;
+        P.k = std::min(options_.preconditioner_rank, n_);
+        const Index k = P.k;
+        P.L.assign(static_cast<std::size_t>(n_ * k), 0.0);
+        if (k > 0) {
+            // diag(W K_UU W^T)_i = s0 prod_k sum_{q,q'} w_iq w_iq' t_k[|q - q'|]
+            std::vector<double> diag(static_cast<std::size_t>(n_));
+            for (Index i = 0; i < n_; ++i) {
+                double p = s.s0;
+                for (Index dim = 0; dim < d_; ++dim) {
+                    const double* w = &W_.weight[static_cast<std::size_t>(i * d_ + dim) * 4];
+                    const ToeplitzFactor& T = s.T[static_cast<std::size_t>(dim)];
+                    double acc = 0.0;
+                    for (Index q = 0; q < 4; ++q)
+                        for (Index r = 0; r < 4; ++r) acc += w[q] * w[r] * T.at(q - r);
+                    p *= acc;
+                }
+                diag[static_cast<std::size_t>(i)] = p;
+            }
+            const double diag0 = *std::max_element(diag.begin(), diag.end());
+            std::vector<double> col(static_cast<std::size_t>(n_)), prior(1);
+            for (Index j = 0; j < k; ++j) {
+                const Index piv = static_cast<Index>(std::max_element(diag.begin(), diag.end()) - diag.begin());
+                const double dp = diag[static_cast<std::size_t>(piv)];
+                if (!(dp > 1e-12 * diag0)) break;  // numerically rank j: the remaining columns stay 0
+                const double lpp = std::sqrt(dp);
+                cross_covariance(s, W_, piv, 1, col.data(), prior.data());  // K(:, piv)
+                parallel_chunks("kiss_pivchol", n_, row_chunk, [&](Index b, Index e) {
+                    for (Index i = b; i < e; ++i) {  // L(i, j) = (K(i, piv) - sum_l L(i, l) L(piv, l)) / L(piv, j)
+                        double v = col[static_cast<std::size_t>(i)];
+                        for (Index l = 0; l < j; ++l)
+                            v -= P.L[static_cast<std::size_t>(i * k + l)] * P.L[static_cast<std::size_t>(piv * k + l)];
+                        P.L[static_cast<std::size_t>(i * k + j)] = v / lpp;
+                        diag[static_cast<std::size_t>(i)] -= (v / lpp) * (v / lpp);
+                    }
+                });
+                diag[static_cast<std::size_t>(piv)] = 0.0;
+            }
+        }
+        // M = sigma2 I + L^T L; chol(M); log|P| = (n - k) log sigma2 + 2 sum log M_ll
+        P.M.assign(static_cast<std::size_t>(k * k), 0.0);
+        if (k > 0) {
+            const Index chunks = chunk_count(n_, row_chunk);
+            std::vector<double> partial(static_cast<std::size_t>(chunks * k * k), 0.0);
+            parallel_chunks("kiss_precond_gram", chunks, 1, [&](Index b, Index e) {
+                for (Index q = b; q < e; ++q) {  // L^T L per chunk: L_cm L_cm^T
+                    const Index i0 = q * row_chunk, nq = std::min(n_, i0 + row_chunk) - i0;
+                    const tiles::TileView<double> Lq(P.L.data() + i0 * k, k, nq, k);
+                    linalg::tile::gemm(Op::NoTrans, Op::Trans, 1.0, Lq, Lq, 0.0,
+                                       tiles::TileView<double>(partial.data() + q * k * k, k, k, k));
+                }
+            });
+            for (Index x = 0; x < k * k; ++x)
+                for (Index q = 0; q < chunks; ++q) P.M[static_cast<std::size_t>(x)] += partial[static_cast<std::size_t>(q * k * k + x)];
+            for (Index l = 0; l < k; ++l) P.M[static_cast<std::size_t>(l + l * k)] += sigma2;
+            linalg::tile::potrf(tiles::TileView<double>(P.M.data(), k, k, k), 0);
+        }
+        P.logdet = static_cast<double>(n_ - k) * std::log(sigma2);
+        for (Index l = 0; l < k; ++l) P.logdet += 2.0 * std::log(P.M[static_cast<std::size_t>(l + l * k)]);
+        timings_.preconditioner += seconds_since(t0);
+        return P;
+    }
+
+    /// out <- P^{-1} V = (V - L M^{-1} L^T V) / sigma2 for (n, c) blocks.
+    void precondition(const Preconditioner& P, const double* V, Index c, double* out) const
+    {
+        const Index k = P.k;
+        const double inv = 1.0 / P.sigma2;
+        if (k == 0) {
+            parallel_chunks("kiss_precond", n_ * c, row_chunk * 4, [&](Index b, Index e) {
+                for (Index x = b; x < e; ++x) out[x] = inv * V[x];
+            });
+            return;
+        }
+        // Y = L^T V (k, c), by chunk partial sums in order. Plain loops, not GEMM: each column's
+        // arithmetic must not depend on how many columns the block has (a prediction must not
+        // depend on the other test points in the call), which BLAS blocking does not promise.
+        const Index chunks = chunk_count(n_, row_chunk);
+        std::vector<double> partial(static_cast<std::size_t>(chunks * k * c), 0.0);
+        parallel_chunks("kiss_precond_lt", chunks, 1, [&](Index b, Index e) {
+            for (Index q = b; q < e; ++q) {
+                double* y = partial.data() + q * k * c;
+                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i) {
+                    const double* li = P.L.data() + i * k;
+                    const double* vi = V + i * c;
+                    for (Index l = 0; l < k; ++l) {
+                        const double w = li[l];
+                        double* yl = y + l * c;
+#pragma omp simd
+                        for (Index j = 0; j < c; ++j) yl[j] += w * vi[j];
+                    }
+                }
+            }
+        });
+        std::vector<double> Y(static_cast<std::size_t>(k * c), 0.0);  // Y(l, j) at Y[l c + j]
+        for (Index x = 0; x < k * c; ++x)
+            for (Index q = 0; q < chunks; ++q) Y[static_cast<std::size_t>(x)] += partial[static_cast<std::size_t>(q * k * c + x)];
+        for (Index j = 0; j < c; ++j) {  // Y(:, j) <- M^{-1} Y(:, j) = C^{-T} C^{-1} Y, C = chol(M)
+            for (Index r = 0; r < k; ++r) {
+                double v = Y[static_cast<std::size_t>(r * c + j)];
+                for (Index l = 0; l < r; ++l) v -= P.M[static_cast<std::size_t>(r + l * k)] * Y[static_cast<std::size_t>(l * c + j)];
+                Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
+            }
+            for (Index r = k - 1; r >= 0; --r) {
+                double v = Y[static_cast<std::size_t>(r * c + j)];
+                for (Index l = r + 1; l < k; ++l) v -= P.M[static_cast<std::size_t>(l + r * k)] * Y[static_cast<std::size_t>(l * c + j)];
+                Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
+            }
+        }
+        parallel_chunks("kiss_precond", n_, row_chunk, [&](Index b, Index e) {
+            for (Index i = b; i < e; ++i) {  // out(i, :) = (V(i, :) - L(i, :) Y) / sigma2
+                const double* li = P.L.data() + i * k;
+                double* o = out + i * c;
+                for (Index j = 0; j < c; ++j) o[j] = V[i * c + j];
+                for (Index l = 0; l < k; ++l) {
+                    const double w = li[l];
+                    const double* yl = Y.data() + l * c;
+#pragma omp simd
+                    for (Index j = 0; j < c; ++j) o[j] -= w * yl[j];
+                }
+                for (Index j = 0; j < c; ++j) o[j] *= inv;
+            }
+        });
+    }
+
+    /// Preconditioned CG on K~ X = B for each column of B (n, c) at once (mBCG).
+    /// @param[out] Z0   P^{-1} B (n, c), or null
+    /// @param[out] tri  per column the CG coefficients (alpha_0, beta_0, alpha_1, ...), or null
+    /// @param[out] iterations per column
+    /// @param[out] rz0  per column b^T P^{-1} b, or null
+    /// Blocks held: R (B moved in), D, X, and one block shared by Q = K~ D and Z = P^{-1} R
+    /// (Q is dead once R is updated, before Z is formed).
+    void cg(const Structure& s, double sigma2, const Preconditioner& P, const double* B, Index c, double* X,
+            double* Z0, std::vector<std::vector<double>>* tri, std::vector<Index>& iterations,
+            std::vector<double>* moved_B = nullptr, double* rz0 = nullptr, const std::vector<double>* tol = nullptr)
+    {
+        const auto t0 = std::chrono::steady_clock::now();
+        double in_mvm = 0.0;
+        const std::size_t nc = static_cast<std::size_t>(n_ * c);
+        std::vector<double> R = moved_B != nullptr ? std::move(*moved_B) : std::vector<double>(B, B + nc);
+        std::vector<double> Z(nc), D(nc);
+        std::vector<double>& Q = Z;
+        Workspace w(n_, m_, c);
+        std::fill(X, X + nc, 0.0);
+        precondition(P, R.data(), c, Z.data());
+        if (Z0 != nullptr) std::copy(Z.begin(), Z.end(), Z0);
+        D = Z;
+        std::vector<double> rz(static_cast<std::size_t>(c)), bnorm(static_cast<std::size_t>(c)), pq(static_cast<std::size_t>(c)),
+            rr(static_cast<std::size_t>(c)), alpha(static_cast<std::size_t>(c)), beta(static_cast<std::size_t>(c));
+        column_dots(R.data(), Z.data(), c, rz.data());
+        column_dots(R.data(), R.data(), c, bnorm.data());
+        if (rz0 != nullptr) std::copy(rz.begin(), rz.end(), rz0);
+        std::vector<char> active(static_cast<std::size_t>(c), 1);
+        iterations.assign(static_cast<std::size_t>(c), 0);
+        if (tri != nullptr) tri->assign(static_cast<std::size_t>(c), {});
+        for (Index j = 0; j < c; ++j) {
+            bnorm[static_cast<std::size_t>(j)] = std::sqrt(bnorm[static_cast<std::size_t>(j)]);
+            if (bnorm[static_cast<std::size_t>(j)] == 0.0) active[static_cast<std::size_t>(j)] = 0;
+        }
+        const Index min_iter = std::min<Index>(10, n_);
+        for (Index it = 0; it < options_.max_cg_iter; ++it) {
+            if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
+            const auto tm = std::chrono::steady_clock::now();
+            apply(s, sigma2, D.data(), c, Q.data(), w);  // Q = K~ D
+            in_mvm += seconds_since(tm);
+            column_dots(D.data(), Q.data(), c, pq.data());
+            for (Index j = 0; j < c; ++j) {
+                const std::size_t jj = static_cast<std::size_t>(j);
+                alpha[jj] = 0.0;
+                if (!active[jj]) continue;
+                if (!(pq[jj] > 0.0) || !std::isfinite(pq[jj]))
+                    throw NotPositiveDefinite(it + 1);  // d^T K~ d <= 0: K~ is not positive definite
+                alpha[jj] = rz[jj] / pq[jj];
+                iterations[jj] = it + 1;
+                if (tri != nullptr) (*tri)[jj].push_back(alpha[jj]);
+            }
+            parallel_chunks("kiss_cg_update", n_, row_chunk, [&](Index b, Index e) {
+                for (Index i = b; i < e; ++i)  // X += alpha D, R -= alpha Q
+                    for (Index j = 0; j < c; ++j) {
+                        X[i * c + j] += alpha[static_cast<std::size_t>(j)] * D[static_cast<std::size_t>(i * c + j)];
+                        R[static_cast<std::size_t>(i * c + j)] -= alpha[static_cast<std::size_t>(j)] * Q[static_cast<std::size_t>(i * c + j)];
+                    }
+            });
+            column_dots(R.data(), R.data(), c, rr.data());
+            for (Index j = 0; j < c; ++j) {
+                const std::size_t jj = static_cast<std::size_t>(j);
+                const double tj = tol != nullptr ? (*tol)[jj] : options_.cg_tol;
+                if (active[jj] && it + 1 >= min_iter && std::sqrt(rr[jj]) <= tj * bnorm[jj]) active[jj] = 0;
+            }
+            if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
+            precondition(P, R.data(), c, Z.data());
+            std::vector<double> rz_new(static_cast<std::size_t>(c));
+            column_dots(R.data(), Z.data(), c, rz_new.data());
+            for (Index j = 0; j < c; ++j) {
+                const std::size_t jj = static_cast<std::size_t>(j);
+                beta[jj] = active[jj] ? rz_new[jj] / rz[jj] : 0.0;
+                if (active[jj]) {
+                    rz[jj] = rz_new[jj];
+                    if (tri != nullptr) (*tri)[jj].push_back(beta[jj]);
+                }
+            }
+            parallel_chunks("kiss_cg_direction", n_, row_chunk, [&](Index b, Index e) {
+                for (Index i = b; i < e; ++i)  // D = Z + beta D
+                    for (Index j = 0; j < c; ++j)
+                        if (active[static_cast<std::size_t>(j)])
+                            D[static_cast<std::size_t>(i * c + j)] =
+                                Z[static_cast<std::size_t>(i * c + j)] + beta[static_cast<std::size_t>(j)] * D[static_cast<std::size_t>(i * c + j)];
+            });
+        }
+        const Index worst = *std::max_element(iterations.begin(), iterations.end());
+        timings_.cg_iterations += worst;
+        timings_.cg_other += seconds_since(t0) - in_mvm;
+    }
+
+    /// sum_i A[l n + i] v[i] for l < j (columns of the column-major (n, j) A), by fixed row
+    /// chunks summed in order.
+    void project(const double* A, Index j, const double* v, double* out) const
+    {
+        const Index chunks = chunk_count(n_, row_chunk);
+        std::vector<double> partial(static_cast<std::size_t>(chunks * j), 0.0);
+        parallel_chunks("kiss_lanczos_dot", chunks * j, 1, [&](Index b, Index e) {
+            for (Index x = b; x < e; ++x) {
+                const Index q = x / j, l = x % j;
+                double acc = 0.0;
+                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i) acc += A[l * n_ + i] * v[i];
+                partial[static_cast<std::size_t>(x)] = acc;
+            }
+        });
+        for (Index l = 0; l < j; ++l) {
+            double acc = 0.0;
+            for (Index q = 0; q < chunks; ++q) acc += partial[static_cast<std::size_t>(q * j + l)];
+            out[l] = acc;
+        }
+    }
+
+    /// The LOVE cache C (see predict_variance_love) from k Lanczos steps at the fitted theta.
+    void build_love(Index k, std::uint64_t seed)
+    {
+        const Structure& s = cached_;
+        std::vector<double> Q(static_cast<std::size_t>(n_ * k), 0.0), v(static_cast<std::size_t>(n_)), h(static_cast<std::size_t>(k));
+        std::vector<double> alpha, beta;
+        Workspace w(n_, m_, 1);
+        NormalStream rng(seed, 0x4C4F5645ULL);  // "LOVE"
+        for (Index i = 0; i < n_; ++i) v[static_cast<std::size_t>(i)] = rng.next();
+        const auto normalize_into = [&](Index j) {
+            double nn = 0.0;
+            for (double x : v) nn += x * x;
+            const double norm = std::sqrt(nn);
+            for (Index i = 0; i < n_; ++i) Q[static_cast<std::size_t>(j * n_ + i)] = v[static_cast<std::size_t>(i)] / norm;
+            return norm;
+        };
+        normalize_into(0);
+        Index rank = k;
+        for (Index j = 0; j < k; ++j) {
+            const double* qj = Q.data() + j * n_;
+            apply(s, noise_, qj, 1, v.data(), w);  // v = K~ q_j
+            double a = 0.0;
+            for (Index i = 0; i < n_; ++i) a += qj[i] * v[static_cast<std::size_t>(i)];
+            alpha.push_back(a);
+            // v -= Q_{0..j} (Q^T v), twice (full reorthogonalization, "twice is enough")
+            for (int pass = 0; pass < 2; ++pass) {
+                project(Q.data(), j + 1, v.data(), h.data());
+                parallel_chunks("kiss_lanczos_orth", n_, row_chunk, [&](Index b, Index e) {
+                    for (Index i = b; i < e; ++i) {
+                        double x = v[static_cast<std::size_t>(i)];
+                        for (Index l = 0; l <= j; ++l) x -= Q[static_cast<std::size_t>(l * n_ + i)] * h[static_cast<std::size_t>(l)];
+                        v[static_cast<std::size_t>(i)] = x;
+                    }
+                });
+            }
+            if (j + 1 == k) break;
+            double nn = 0.0;
+            for (double x : v) nn += x * x;
+            const double b = std::sqrt(nn);
+            if (!(b > 1e-10 * std::abs(alpha.front()))) {  // invariant subspace: T is exact
+                rank = j + 1;
+                break;
+            }
+            beta.push_back(b);
+            normalize_into(j + 1);
+        }
+        // T = L_T L_T^T (tridiagonal Cholesky), R = Q L_T^{-T}: column j of R^T solves L_T r = e
+        const Index r = rank;
+        std::vector<double> Ld(static_cast<std::size_t>(r)), Le(static_cast<std::size_t>(std::max<Index>(r - 1, 1)));
+        for (Index j = 0; j < r; ++j) {
+            double dj = alpha[static_cast<std::size_t>(j)] - (j > 0 ? Le[static_cast<std::size_t>(j - 1)] * Le[static_cast<std::size_t>(j - 1)] : 0.0);
+            if (!(dj > 0.0)) throw NotPositiveDefinite(j + 1);
+            Ld[static_cast<std::size_t>(j)] = std::sqrt(dj);
+            if (j + 1 < r) Le[static_cast<std::size_t>(j)] = beta[static_cast<std::size_t>(j)] / Ld[static_cast<std::size_t>(j)];
+        }
+        // G = W^T Q (m, r) row-major, then C = K_UU G, then C <- C L_T^{-T} row by row:
+        // (C L_T^{-T})(u, :) solves L_T x = C(u, :)^T (lower bidiagonal forward substitution)
+        std::vector<double> Qr(static_cast<std::size_t>(n_ * r));
+        for (Index i = 0; i < n_; ++i)
+            for (Index j = 0; j < r; ++j) Qr[static_cast<std::size_t>(i * r + j)] = Q[static_cast<std::size_t>(j * n_ + i)];
+        Q.clear();
+        Q.shrink_to_fit();
+        std::vector<double> G(static_cast<std::size_t>(m_ * r)), C(static_cast<std::size_t>(m_ * r)), work(static_cast<std::size_t>(m_ * r));
+        scatter(Qr.data(), r, G.data());
+        kron(s, value_factors(s), s.s0, G.data(), C.data(), work.data(), r);
+        for (Index u = 0; u < m_; ++u) {
+            double* c = C.data() + u * r;
+            for (Index j = 0; j < r; ++j) {
+                const double prev = j > 0 ? Le[static_cast<std::size_t>(j - 1)] * c[j - 1] : 0.0;
+                c[j] = (c[j] - prev) / Ld[static_cast<std::size_t>(j)];
+            }
+        }
+        love_ = std::move(C);
+        love_rank_ = r;
+    }
+
+    /// e_1^T log(T) e_1 for the Lanczos tridiagonal of CG coefficients (a_0, b_0, a_1, ..., a_J).
+    static double lanczos_log_quadrature(const std::vector<double>& coef)
+    {
+        const Index J = static_cast<Index>((coef.size() + 1) / 2);
+        if (J == 0) return 0.0;
+        std::vector<double> diag(static_cast<std::size_t>(J)), off(static_cast<std::size_t>(std::max<Index>(J - 1, 1))),
+            Z(static_cast<std::size_t>(J * J));
+        for (Index i = 0; i < J; ++i) {
+            const double a = coef[static_cast<std::size_t>(2 * i)];
+            diag[static_cast<std::size_t>(i)] = 1.0 / a;  // T_ii = 1/a_i + b_{i-1}/a_{i-1}
+            if (i > 0) {
+                const double b = coef[static_cast<std::size_t>(2 * i - 1)];
+                const double a_prev = coef[static_cast<std::size_t>(2 * i - 2)];
+                diag[static_cast<std::size_t>(i)] += b / a_prev;
+                off[static_cast<std::size_t>(i - 1)] = std::sqrt(b) / a_prev;  // T_{i-1,i} = sqrt(b_{i-1}) / a_{i-1}
+            }
+        }
+        linalg::tile::stev(J, diag.data(), off.data(), Z.data());
+        double q = 0.0;
+        for (Index i = 0; i < J; ++i) {
+            const double lambda = diag[static_cast<std::size_t>(i)];
+            if (!(lambda > 0.0)) throw NotPositiveDefinite(i + 1);
+            const double z0 = Z[static_cast<std::size_t>(i * J)];  // first entry of eigenvector i
+            q += z0 * z0 * std::log(lambda);
+        }
+        return q;
+    }
+
+    /// The estimate at theta (and its gradient); with store, the fitted caches are kept.
+    double evaluate(const std::vector<double>& theta, double* gradient, std::uint64_t seed, bool store)
+    {
+        const Index kp = static_cast<Index>(theta.size()) - 1;
+        const kernels::AnyKernel kern = kernels::kernel_with_theta(kernel_, std::span<const double>(theta).first(static_cast<std::size_t>(kp)));
+        const double sigma2 = std::exp(theta.back());
+        const Structure s = make_structure(kern, axes_);
+        const Preconditioner P = make_preconditioner(s, sigma2);
+        const Index t = options_.n_probes, c = t + 1;
+        const std::size_t nc = static_cast<std::size_t>(n_ * c);
+        // B = [y, z_1 .. z_t], z_j = L e + sigma e'
+        std::vector<double> B(nc), X(nc), Z0(nc);
+        for (Index i = 0; i < n_; ++i) B[static_cast<std::size_t>(i * c)] = y_[i];
+        parallel_chunks("kiss_probes", t, 1, [&](Index b, Index e) {
+            for (Index j = b; j < e; ++j) {
+                NormalStream rng(seed, static_cast<std::uint64_t>(j));
+                std::vector<double> e1(static_cast<std::size_t>(P.k));
+                for (double& v : e1) v = rng.next();
+                const double sd = std::sqrt(sigma2);
+                for (Index i = 0; i < n_; ++i) {
+                    double v = sd * rng.next();
+                    for (Index l = 0; l < P.k; ++l) v += P.L[static_cast<std::size_t>(i * P.k + l)] * e1[static_cast<std::size_t>(l)];
+                    B[static_cast<std::size_t>(i * c + j + 1)] = v;
+                }
+            }
+        });
+        std::vector<std::vector<double>> tri;
+        std::vector<double> rz0(static_cast<std::size_t>(c));  // z_j^T P^{-1} z_j
+        // the y column of a fit is solved to the prediction tolerance (alpha is cached for predict)
+        std::vector<double> tol(static_cast<std::size_t>(c), options_.cg_tol);
+        if (store) tol[0] = predict_tol();
+        cg(s, sigma2, P, nullptr, c, X.data(), Z0.data(), &tri, last_iterations_, &B, rz0.data(), &tol);
+        const auto t_slq = std::chrono::steady_clock::now();
+        double quad = 0.0;
+        for (Index i = 0; i < n_; ++i) quad += y_[i] * X[static_cast<std::size_t>(i * c)];
+        double logdet = P.logdet;
+        for (Index j = 1; j < c; ++j)
+            logdet += rz0[static_cast<std::size_t>(j)] * lanczos_log_quadrature(tri[static_cast<std::size_t>(j)]) / static_cast<double>(t);
+        timings_.slq += seconds_since(t_slq);
+        const double lml = -0.5 * quad - 0.5 * logdet - 0.5 * static_cast<double>(n_) * std::log(2.0 * std::numbers::pi);
+
+        if (gradient != nullptr || store) {
+            Workspace w(n_, m_, c);
+            std::vector<double> Gu(static_cast<std::size_t>(m_ * c)), Gz(static_cast<std::size_t>(m_ * c));
+            scatter(X.data(), c, Gu.data());  // W^T [alpha, u_1 .. u_t]
+            if (store) {
+                std::vector<double> g0(static_cast<std::size_t>(m_)), a(static_cast<std::size_t>(m_)), work(static_cast<std::size_t>(m_));
+                for (Index u = 0; u < m_; ++u) g0[static_cast<std::size_t>(u)] = Gu[static_cast<std::size_t>(u * c)];
+                kron(s, value_factors(s), s.s0, g0.data(), a.data(), work.data(), 1);  // a = K_UU W^T alpha
+                a_ = std::move(a);
+                alpha_.resize(static_cast<std::size_t>(n_));
+                for (Index i = 0; i < n_; ++i) alpha_[static_cast<std::size_t>(i)] = X[static_cast<std::size_t>(i * c)];
+                kernel_ = kern;
+                noise_ = sigma2;
+                cached_ = s;
+                cached_precond_ = P;
+                love_.clear();
+                love_rank_ = 0;
+                fitted_ = true;
+            }
+            if (gradient != nullptr) {
+                scatter(Z0.data(), c, Gz.data());  // W^T [., P^{-1} z_1 .. P^{-1} z_t]
+                for (Index u = 0; u < m_; ++u) Gz[static_cast<std::size_t>(u * c)] = Gu[static_cast<std::size_t>(u * c)];
+                std::vector<double> H(static_cast<std::size_t>(m_ * c)), dots(static_cast<std::size_t>(c));
+                const auto grad_of = [&](double dot0, const double* dj) {
+                    double tr = 0.0;
+                    for (Index j = 1; j < c; ++j) tr += dj[j];
+                    return 0.5 * dot0 - 0.5 * tr / static_cast<double>(t);
+                };
+                const auto grid_dots = [&](const double* A, const double* Bm, double* out) {
+                    std::fill(out, out + c, 0.0);
+                    for (Index u = 0; u < m_; ++u)
+                        for (Index j = 0; j < c; ++j) out[j] += A[u * c + j] * Bm[u * c + j];
+                };
+                std::vector<double> acc(static_cast<std::size_t>(c));
+                for (Index p = 0; p < kp; ++p) {
+                    std::fill(acc.begin(), acc.end(), 0.0);
+                    std::vector<Index> dims;
+                    if (p == kp - 1) {
+                        dims.push_back(-1);  // log s2: dK_UU = K_UU
+                    } else if (s.ard) {
+                        dims.push_back(p);
+                    } else {
+                        for (Index k = 0; k < d_; ++k) dims.push_back(k);  // shared l: sum over dimensions
+                    }
+                    for (Index dim : dims) {
+                        std::vector<const ToeplitzFactor*> f = value_factors(s);
+                        if (dim >= 0) f[static_cast<std::size_t>(dim)] = &s.dT[static_cast<std::size_t>(dim)];
+                        kron(s, f, s.s0, Gu.data(), H.data(), w.work.data(), c);  // dK_UU W^T [alpha, u]
+                        grid_dots(Gz.data(), H.data(), dots.data());
+                        for (Index j = 0; j < c; ++j) acc[static_cast<std::size_t>(j)] += dots[static_cast<std::size_t>(j)];
+                    }
+                    gradient[p] = grad_of(acc[0], acc.data());
+                }
+                // log sigma2: dK = sigma2 I
+                column_dots(Z0.data(), X.data(), c, dots.data());
+                double aa = 0.0;
+                for (Index i = 0; i < n_; ++i) aa += X[static_cast<std::size_t>(i * c)] * X[static_cast<std::size_t>(i * c)];
+                gradient[kp] = sigma2 * grad_of(aa, dots.data());
+            }
+        }
+        if (store) lml_ = lml;
+        return lml;
+    }
+
+    kernels::AnyKernel kernel_;
+    double noise_;
+    const double* X_;
+    const double* y_;
+    Index n_, d_;
+    KissGPOptions options_;
+    std::vector<GridAxis> axes_;
+    Index m_ = 1;
+    Interpolation W_;
+    // fitted state
+    bool fitted_ = false;
+    std::vector<double> love_;  ///< C = K_UU W^T Q L_T^{-T}, (m, love_rank_) row-major
+    Index love_rank_ = 0;
+    Index love_requested_ = 0;
+    double lml_ = 0.0;
+    std::vector<double> alpha_, a_;
+    Structure cached_;
+    Preconditioner cached_precond_;
+    std::vector<Index> last_iterations_;
+    KissTimings timings_;
+    mutable std::mutex mutex_;
+};
+
+}  // namespace gprat::approx::kiss_gp
