@@ -237,6 +237,8 @@ PYBIND11_MODULE(_cuda, m)
         }
     });
     m.def("device_count", &gprat::cuda::device_count, "Number of CUDA devices (0 without a driver or a GPU).");
+    m.def("device_status", &gprat::cuda::device_status,
+          "Why device_count() is 0 (the CUDA runtime's error), or '' when a device is there.");
     m.def("device_description", &gprat::cuda::device_description, py::arg("device") = 0,
           "Name, compute capability, memory, driver and runtime versions of a CUDA device.");
     m.def("choose_tile_size", &gprat::cuda::choose_device_tile_size, py::arg("n"));

@@ -315,6 +315,15 @@ int device_count() noexcept
     return count;
 }
 
+std::string device_status()
+{
+    int count = 0;
+    const cudaError_t s = cudaGetDeviceCount(&count);
+    if (s == cudaSuccess) return count > 0 ? "" : "the CUDA runtime reports no device";
+    (void)cudaGetLastError();
+    return std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(s) + ": " + cudaGetErrorString(s);
+}
+
 std::string device_description(int device)
 {
     cudaDeviceProp p{};
@@ -359,6 +368,16 @@ struct ExactGP<T>::Impl
                                      std::to_string(count) + " device(s)");
         nb = tile ? std::min(*tile, n) : choose_device_tile_size(n);
         nt = (n + nb - 1) / nb;
+        try {
+            initialize(X, y, n_streams);
+        } catch (...) {
+            release();  // the destructor does not run for a constructor that throws
+            throw;
+        }
+    }
+
+    void initialize(const T* X, const T* y, int n_streams)
+    {
         DeviceGuard guard(device);
         streams.resize(static_cast<std::size_t>(n_streams));
         blas.resize(streams.size());
@@ -396,16 +415,37 @@ struct ExactGP<T>::Impl
         y_host.assign(y, y + n);
     }
 
-    ~Impl()
+    ~Impl() { release(); }
+
+    /// Frees the streams and handles (buffers free themselves); safe on a half-built Impl.
+    void release() noexcept
     {
         cudaSetDevice(device);
-        for (cudaStream_t st : streams) cudaStreamSynchronize(st);
+        for (cudaStream_t st : streams)
+            if (st) cudaStreamSynchronize(st);
         graph.reset();
-        for (cublasHandle_t h : blas) cublasDestroy(h);
-        for (cusolverDnHandle_t h : solver) cusolverDnDestroy(h);
+        for (cublasHandle_t h : blas)
+            if (h) cublasDestroy(h);
+        for (cusolverDnHandle_t h : solver)
+            if (h) cusolverDnDestroy(h);
         if (params) cusolverDnDestroyParams(params);
         for (cudaEvent_t e : timing) cudaEventDestroy(e);
-        for (cudaStream_t st : streams) cudaStreamDestroy(st);
+        for (cudaStream_t st : streams)
+            if (st) cudaStreamDestroy(st);
+        blas.clear(), solver.clear(), timing.clear(), streams.clear();
+        params = nullptr;
+    }
+
+    /// After a failure with work in flight: let it finish (its errors are dropped: the first one
+    /// is already being thrown) and forget the graph's state, so that the next call starts clean.
+    void drain() noexcept
+    {
+        for (cudaStream_t st : streams) cudaStreamSynchronize(st);
+        (void)cudaGetLastError();
+        try {
+            graph->wait();
+        } catch (...) {
+        }
     }
 
     std::size_t tile_elements() const { return static_cast<std::size_t>(nb * nb); }
@@ -649,6 +689,16 @@ struct ExactGP<T>::Impl
     double factorize(const std::vector<double>& th, double* gradient)
     {
         DeviceGuard guard(device);
+        try {
+            return factorize_body(th, gradient);
+        } catch (...) {
+            drain();
+            throw;
+        }
+    }
+
+    double factorize_body(const std::vector<double>& th, double* gradient)
+    {
         const Index kp = kernels::kernel_params(kernel);
         const kernels::AnyKernel k = kernels::kernel_with_theta(kernel, std::span(th).first(static_cast<std::size_t>(kp)));
         const std::optional<double> learned =
@@ -774,6 +824,16 @@ struct ExactGP<T>::Impl
         GPRAT_EXPECTS(m >= 1, "Xs must have at least one row; got 0");
         ensure_factor();
         DeviceGuard guard(device);
+        try {
+            predict_body(Xs, m, mean, variance, covariance, include_noise);
+        } catch (...) {
+            drain();
+            throw;
+        }
+    }
+
+    void predict_body(const T* Xs, Index m, T* mean, T* variance, T* covariance, bool include_noise)
+    {
         using B = Blas<T>;
         const DeviceTree tree = upload(kernel);
         const double noise = include_noise ? learned_noise.value_or(0.0) : 0.0;

@@ -36,6 +36,8 @@ namespace gprat::cuda {
 
 /// Number of CUDA devices the runtime sees; 0 when there is no driver, no device or any error.
 int device_count() noexcept;
+/// Why device_count() is 0 ("" when a device is there): the CUDA runtime's error name and text.
+std::string device_status();
 /// "name, compute capability x.y, N MiB; driver D, runtime R" of device `device`.
 std::string device_description(int device);
 
