@@ -316,3 +316,24 @@ def test_ctrl_c_during_device_training(rng):
     assert elapsed < 0.8 + 3.0, elapsed  # one training step in flight at most
     np.testing.assert_array_equal(gp.theta, theta)
     assert np.isfinite(gp.predict(X[:10]).sum())
+
+
+def _compat_gp(**kw):
+    series = list(np.sin(np.linspace(0, 6, 71)))
+    return gprat.GP(series, series, 4, 16, n_reg=8, **kw)
+
+
+@pytest.mark.skipif(not backends.cuda_built() or HAVE_GPU, reason="needs the CUDA module built and no device")
+def test_gprat_gpu_id_without_device_raises():
+    assert gprat.compiled_with_cuda() and gprat.gpu_count() == 0
+    with pytest.raises(gprat.BackendUnavailableError, match="not available"):
+        _compat_gp(gpu_id=0, n_units=4)
+
+
+@needs_gpu
+def test_gprat_gpu_id_runs_on_the_device():
+    cpu, gpu = _compat_gp(), _compat_gp(gpu_id=0, n_units=4)
+    assert gprat.gpu_count() >= 1
+    assert_close(gpu.compute_loss(), cpu.compute_loss(), 1e-10, "GPRat loss on the device")
+    assert_close(gpu.predict(list(np.linspace(0, 1, 71)), 4, 16), cpu.predict(list(np.linspace(0, 1, 71)), 4, 16),
+                 1e-10, "GPRat predict on the device")

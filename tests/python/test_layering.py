@@ -21,6 +21,9 @@ ALLOWED = {
     "kernels": {"core", "tiles"},
     "linalg": {"core", "tiles", "runtime"},
     "gp": {"core", "tiles", "runtime", "linalg", "kernels"},
+    # the CUDA backend: the per-pair kernel code and the runtime's interrupt hook; nothing
+    # outside cuda/ includes it (no other layer lists it)
+    "cuda": {"core", "tiles", "runtime", "kernels"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]gprat/([a-z_]+)/([^">]+)[">]', re.MULTILINE)
