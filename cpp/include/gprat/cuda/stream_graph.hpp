@@ -64,7 +64,12 @@ class StreamGraph
         for (const TileKey& w : writes) {
             State& t = state(w);
             wait_for(st, s, t.writer);
-            for (const Edge& e : t.readers) wait_for(st, s, e);
+            // Events of one stream complete in order: waiting for the latest reader on each
+            // stream covers the earlier ones there.
+            latest_.assign(streams_.size(), nullptr);
+            for (const Edge& e : t.readers) latest_[static_cast<std::size_t>(e.stream)] = e.event;
+            for (std::size_t r = 0; r < latest_.size(); ++r)
+                wait_for(st, s, Edge{latest_[r], static_cast<int>(r)});
         }
         launch(s);
         GPRAT_CHECK_LAUNCH();
@@ -138,6 +143,7 @@ class StreamGraph
     std::unordered_map<std::uint64_t, State> tiles_;
     std::vector<cudaEvent_t> events_;
     std::size_t used_ = 0;
+    std::vector<cudaEvent_t> latest_;  ///< scratch of add(): the last reader event per stream
 };
 
 }  // namespace gprat::cuda
