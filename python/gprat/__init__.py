@@ -13,7 +13,7 @@ Quick start
 
 from . import kernels, linalg
 from ._version import __version__
-from .backends import cuda_available, cuda_device_count
+from .backends import cuda_available, cuda_device_count, cuda_status
 from .exceptions import (
     BackendUnavailableError,
     NotFittedError,
@@ -57,6 +57,7 @@ __all__ = [
     "task_graph",
     "cuda_available",
     "cuda_device_count",
+    "cuda_status",
     "NotPositiveDefiniteError",
     "BackendUnavailableError",
     "RuntimeStateError",

@@ -12,6 +12,7 @@ The backend contract:
   model. Nothing else probes for backends.
 """
 
+import functools
 import importlib
 import importlib.util
 import operator
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 
 from .exceptions import BackendUnavailableError
 
-__all__ = ["Device", "parse_device", "require", "engine_module", "engine_class", "cuda_available", "cuda_built", "cuda_device_count"]
+__all__ = ["Device", "parse_device", "require", "engine_module", "engine_class", "cuda_available", "cuda_built",
+           "cuda_device_count", "cuda_status", "device_from_gpu_id"]
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,60 @@ def require(device):
         raise BackendUnavailableError(f"device={str(parsed)!r} is not available: {reason}; use device='cpu'")
     count = int(module.device_count())
     if parsed.index >= count:
+        why = getattr(module, "device_status", lambda: "")() if count == 0 else ""
         raise BackendUnavailableError(
-            f"device={str(parsed)!r} is not available: the CUDA backend sees {count} device(s); use device='cpu'"
+            f"device={str(parsed)!r} is not available: the CUDA backend sees {count} device(s)"
+            + (f" ({why})" if why else "") + "; use device='cpu'"
             + ("" if count == 0 else f" or an index below {count}")
         )
     return parsed
+
+
+def cuda_status():
+    """str: why ``device="cuda"`` cannot be used here, or ``""`` when it can.
+
+    Examples
+    --------
+    >>> isinstance(cuda_status(), str)
+    True
+    """
+    module, reason = _cuda_module()
+    if module is None:
+        return reason
+    if int(module.device_count()) > 0:
+        return ""
+    return getattr(module, "device_status", lambda: "no CUDA device")() or "no CUDA device"
+
+
+def device_from_gpu_id(gpu_id=None, n_units=None):
+    """The device string of GPRat's ``gpu_id`` / ``n_units`` arguments.
+
+    GPRat's GPU build takes ``gpu_id`` (the CUDA device) and ``n_units`` (its number of streams);
+    ``gpu_id=None`` is the CPU. Returns ``(device, streams)``: ``"cuda:<gpu_id>"`` or ``"cpu"``,
+    and ``n_units`` (None for the backend's default).
+
+    Raises
+    ------
+    ValueError
+        For a negative gpu_id or an n_units below 1.
+
+    Examples
+    --------
+    >>> device_from_gpu_id(1, 32)
+    ('cuda:1', 32)
+    >>> device_from_gpu_id()
+    ('cpu', None)
+    """
+    if gpu_id is None:
+        return "cpu", None
+    gpu_id = operator.index(gpu_id)
+    if gpu_id < 0:
+        raise ValueError(f"gpu_id must be a CUDA device index >= 0; got {gpu_id}")
+    if n_units is not None:
+        n_units = operator.index(n_units)
+        if n_units < 1:
+            raise ValueError(f"n_units (CUDA streams) must be >= 1; got {n_units}")
+    return f"cuda:{gpu_id}", n_units
 
 
 def engine_module(device):
@@ -121,8 +172,12 @@ def engine_module(device):
     return _cuda_module()[0]
 
 
-def engine_class(device, name):
+def engine_class(device, name, streams=None):
     """The compiled class `name` (e.g. ``"ExactGP64"``) of the backend of `device`.
+
+    For a CUDA device the class is bound to the device index (and to `streams`, the CUDA streams
+    its tiles are spread over; None: the backend's default): it is called with the same
+    arguments as the CPU engine, so a model passes ``device`` here and nowhere else.
 
     Raises
     ------
@@ -132,4 +187,19 @@ def engine_class(device, name):
     cls = getattr(engine_module(device), name, None)
     if cls is None:
         raise BackendUnavailableError(f"the {device.kind} backend of this gprat has no {name}; use device='cpu'")
+    if device.kind == "cuda":
+        return _on_device(cls, device.index, streams)
     return cls
+
+
+@functools.lru_cache(maxsize=None)
+def _on_device(cls, index, streams):
+    """A subclass of the CUDA engine `cls` whose constructor fills in device= (and streams=)."""
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("device", index)
+        if streams is not None:
+            kwargs.setdefault("streams", streams)
+        cls.__init__(self, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__,
+                                        "__doc__": f"{cls.__name__} on cuda:{index}"})

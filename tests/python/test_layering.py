@@ -24,6 +24,9 @@ ALLOWED = {
     # the per-rank work of gprat.distributed: kernels' tile functions on the runtime, no gp/
     "distributed": {"core", "tiles", "runtime", "kernels"},
     "approx": {"core", "tiles", "runtime", "linalg", "kernels"},
+    # the CUDA backend: the per-pair kernel code and the runtime's interrupt hook; nothing
+    # outside cuda/ includes it (no other layer lists it)
+    "cuda": {"core", "tiles", "runtime", "kernels"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]gprat/([a-z_]+)/([^">]+)[">]', re.MULTILINE)

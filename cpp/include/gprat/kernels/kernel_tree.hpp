@@ -370,6 +370,11 @@ class KernelTree
     Index n_params() const noexcept { return static_cast<Index>(values_.size()); }
     Index n_nodes() const noexcept { return static_cast<Index>(nodes_.size()); }
     const std::vector<TreeNode>& nodes() const noexcept { return nodes_; }
+    /// exp(theta), every parameter in theta's order, and the active-dimension array the leaves
+    /// index (dim_begin, n_dims): with nodes(), all tree_evaluate reads (the CUDA backend copies
+    /// the three arrays to the device and calls the same tree_evaluate there).
+    const std::vector<double>& values() const noexcept { return values_; }
+    const std::vector<Index>& dims() const noexcept { return dims_; }
 
     /// log of every parameter, leaves left to right.
     std::vector<double> theta() const
