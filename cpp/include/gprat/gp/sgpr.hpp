@@ -225,7 +225,8 @@ class SGPR
         const double add = include_noise ? noise_ : 0.0;
         std::vector<double> xs(static_cast<std::size_t>(ms * d_));
         for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<double>(Xs[i]);
-        std::visit(
+        runtime::TaskGraph g;
+        g.add("sgpr_predict", 0, [&] { std::visit(
             [&](const auto& kern) {
                 // K_Z* (M x ms); V = L^{-1} K_Z*; W = L_B^{-1} V
                 std::vector<double> Kzs(static_cast<std::size_t>(M * ms));
@@ -266,7 +267,8 @@ class SGPR
                         }
                 }
             },
-            kernel_);
+            kernel_); });
+        g.wait();
     }
 
     /// The variational posterior over u = f(Z) that maximizes the bound (Titsias):
@@ -346,10 +348,20 @@ class SGPR
     }
 
     /// The bound (and its gradient) at kernel k, noise s2, inducing points Z; the factors into f.
+    /// Runs as one task on a runtime worker, like the rest of the engine's BLAS calls (single-
+    /// threaded BLAS there; see gp/svgp.hpp for why not the calling thread); the row-tile passes
+    /// are a nested graph.
     double evaluate(const kernels::AnyKernel& kernel, double s2, const std::vector<double>& Z, double jitter,
                     double* grad_theta, double* grad_Z, Factors& f) const
     {
-        return std::visit([&](const auto& k) { return evaluate_with(k, s2, Z, jitter, grad_theta, grad_Z, f); }, kernel);
+        double out = 0.0;
+        runtime::TaskGraph g;
+        g.add("sgpr_evaluate", 0, [&] {
+            out = std::visit([&](const auto& k) { return evaluate_with(k, s2, Z, jitter, grad_theta, grad_Z, f); },
+                             kernel);
+        });
+        g.wait();
+        return out;
     }
 
     template <typename K>
