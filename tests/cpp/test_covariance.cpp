@@ -9,6 +9,7 @@
 
 #include "check.hpp"
 #include "gprat/core/exp.hpp"
+#include "gprat/distributed/block_cyclic.hpp"
 #include "gprat/gp/assemble_tasks.hpp"
 #include "gprat/kernels/any_kernel.hpp"
 #include "gprat/kernels/assemble.hpp"
@@ -772,6 +773,89 @@ TEST(tree_bad_descriptions_name_the_parameter)
     CHECK_EQ(message({{"SquaredExponential", {1.0, 2.0, 3.0, 1.0}, {}}}),
              std::string("SquaredExponential: ARD lengthscale has 3 entries but the data have 2 features"));
     CHECK_EQ(message({{"White", {1.0, 2.0}, {}}}), std::string("White: expects 1 parameters; got 2"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// distributed/block_cyclic.hpp (no MPI needed): ScaLAPACK's layout arithmetic against a direct
+// count, and every rank's blocks of a virtual P_r x P_c grid against dense loops over the pairs.
+
+TEST(numroc_and_global_rows_match_a_direct_count)
+{
+    for (Index n = 1; n <= 40; ++n)
+        for (Index nb = 1; nb <= 7; ++nb)
+            for (Index procs = 1; procs <= 5; ++procs) {
+                Index total = 0;
+                for (Index p = 0; p < procs; ++p) {
+                    std::vector<Index> owned;  // rows g with block g / nb on process p
+                    for (Index g = 0; g < n; ++g)
+                        if ((g / nb) % procs == p) owned.push_back(g);
+                    const Index local = gprat::distributed::numroc(n, nb, p, procs);
+                    CHECK_MSG(local == static_cast<Index>(owned.size()), "n=" << n << " nb=" << nb << " P=" << procs);
+                    const gprat::distributed::BlockCyclic A(n, 1, nb, 1, procs, 1, p, 0, std::max<Index>(1, local));
+                    for (Index r = 0; r < local; ++r) CHECK_EQ(A.global_row(r), owned[static_cast<std::size_t>(r)]);
+                    total += local;
+                }
+                CHECK_EQ(total, n);
+            }
+}
+
+TEST(virtual_grid_blocks_equal_dense_kernel_and_gradient)
+{
+    using gprat::kernels::SquaredExponential;
+    const Index n = 23, d = 2, nb = 4, P_r = 2, P_c = 3;
+    std::mt19937 gen(7);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    std::vector<double> X(static_cast<std::size_t>(n * d)), alpha(static_cast<std::size_t>(n)),
+        W(static_cast<std::size_t>(n * n));
+    for (double& v : X) v = u(gen);
+    for (double& v : alpha) v = u(gen);
+    for (Index i = 0; i < n; ++i)  // a symmetric stand-in for K^{-1}
+        for (Index j = 0; j <= i; ++j) W[static_cast<std::size_t>(i * n + j)] = W[static_cast<std::size_t>(j * n + i)] = u(gen);
+    const SquaredExponential se({0.7, 1.3}, 1.2);
+    const gprat::kernels::AnyKernel k = se;
+    const double noise = 0.1, sentinel = -7.0;
+    // dense reference: sum over ALL pairs (a, b) of (alpha_a alpha_b - W_ab) dK_ab/dtheta, + noise entry
+    const Index kp = se.n_params();  // 2 lengthscales (ARD) + signal variance
+    std::vector<double> want(static_cast<std::size_t>(kp + 1), 0.0), grad(static_cast<std::size_t>(kp));
+    for (Index a = 0; a < n; ++a)
+        for (Index b = 0; b < n; ++b) {
+            const double w = alpha[static_cast<std::size_t>(a)] * alpha[static_cast<std::size_t>(b)] -
+                             W[static_cast<std::size_t>(a * n + b)];
+            se.gradient(X.data() + a * d, X.data() + b * d, d, std::span<double>(grad));
+            for (Index q = 0; q < kp; ++q) want[static_cast<std::size_t>(q)] += w * grad[static_cast<std::size_t>(q)];
+            if (a == b) want[static_cast<std::size_t>(kp)] += w * noise;
+        }
+    std::vector<double> got(want.size(), 0.0);
+    for (Index pr = 0; pr < P_r; ++pr)
+        for (Index pc = 0; pc < P_c; ++pc) {
+            const Index lr = gprat::distributed::numroc(n, nb, pr, P_r);
+            const gprat::distributed::BlockCyclic A(n, n, nb, nb, P_r, P_c, pr, pc, std::max<Index>(1, lr));
+            const Index lc = A.local_cols();
+            std::vector<double> local(static_cast<std::size_t>(A.lld * std::max<Index>(1, lc)), sentinel);
+            gprat::distributed::assemble_local_covariance(A, local.data(), X.data(), d, k, noise);
+            for (Index c = 0; c < lc; ++c)
+                for (Index r = 0; r < lr; ++r) {
+                    const Index gi = A.global_row(r), gj = A.global_col(c);
+                    const double v = local[static_cast<std::size_t>(r + c * A.lld)];
+                    if (gi / nb < gj / nb) {
+                        CHECK_EQ(v, sentinel);  // blocks above the diagonal: not touched
+                    } else if (gi < gj) {
+                        CHECK_EQ(v, 0.0);  // strict upper part of a diagonal block
+                    } else {
+                        const double ref = se(X.data() + gi * d, X.data() + gj * d, d) + (gi == gj ? noise : 0.0);
+                        CHECK_MSG(std::fabs(v - ref) <= 1e-14, "(" << gi << ", " << gj << ") " << v << " vs " << ref);
+                    }
+                }
+            for (Index c = 0; c < lc; ++c)  // this rank's part of W, as pdpotri leaves K^{-1}
+                for (Index r = 0; r < lr; ++r)
+                    local[static_cast<std::size_t>(r + c * A.lld)] = W[static_cast<std::size_t>(A.global_row(r) * n + A.global_col(c))];
+            const std::vector<double> part =
+                gprat::distributed::local_gradient(A, local.data(), alpha.data(), X.data(), d, k, &noise);
+            REQUIRE(part.size() == want.size());
+            for (std::size_t q = 0; q < want.size(); ++q) got[q] += part[q];
+        }
+    for (std::size_t q = 0; q < want.size(); ++q)
+        CHECK_MSG(std::fabs(got[q] - want[q]) <= 1e-11 * (1.0 + std::fabs(want[q])), "q=" << q << " " << got[q] << " vs " << want[q]);
 }
 
 int main(int argc, char** argv) { return gprat_test::run_all(argc, argv); }
