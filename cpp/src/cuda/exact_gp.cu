@@ -260,12 +260,20 @@ struct ExactGP<T>::Impl
         }
         GPRAT_CHECK_CUSOLVER(cusolverDnCreateParams(&params));
         graph = std::make_unique<StreamGraph>(streams);
+        // The big allocation first: a model that does not fit fails before anything else is made.
+        Kt = DeviceBuffer<T>(tile_elements() * static_cast<std::size_t>(nt * (nt + 1) / 2), "the lower tiles of K");
+        Xd = DeviceBuffer<T>(static_cast<std::size_t>(n * d), "X");
+        yd = DeviceBuffer<T>(static_cast<std::size_t>(n), "y");
+        alpha = DeviceBuffer<T>(static_cast<std::size_t>(n), "alpha");
+        info = DeviceBuffer<int>(static_cast<std::size_t>(2 * nt), "the potrf/trtri info array");
+        log_diag = DeviceBuffer<double>(static_cast<std::size_t>(nt), "the log-diagonal sums");
         // Workspaces of potrf and trtri on one nb x nb tile, one per stream (tasks of a stream are ordered).
         std::size_t dev_bytes = 0, host_bytes = 0, d2 = 0, h2 = 0;
+        // (queried on a real tile: the size queries are not documented to accept a null matrix)
         GPRAT_CHECK_CUSOLVER(cusolverDnXpotrf_bufferSize(solver[0], params, CUBLAS_FILL_MODE_LOWER, nb, Blas<T>::data_type,
-                                                         nullptr, nb, Blas<T>::data_type, &dev_bytes, &host_bytes));
+                                                         Kt.data(), nb, Blas<T>::data_type, &dev_bytes, &host_bytes));
         GPRAT_CHECK_CUSOLVER(cusolverDnXtrtri_bufferSize(solver[0], CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, nb,
-                                                         Blas<T>::data_type, nullptr, nb, &d2, &h2));
+                                                         Blas<T>::data_type, Kt.data(), nb, &d2, &h2));
         work_bytes = std::max<std::size_t>({dev_bytes, d2, 1});
         host_work_bytes = std::max<std::size_t>({host_bytes, h2, 1});
         for (std::size_t s = 0; s < streams.size(); ++s) {
@@ -273,12 +281,6 @@ struct ExactGP<T>::Impl
             host_work.emplace_back(host_work_bytes);
             scratch.emplace_back(static_cast<std::size_t>(nb * nb), "the lauum scratch tiles");
         }
-        Kt = DeviceBuffer<T>(tile_elements() * static_cast<std::size_t>(nt * (nt + 1) / 2), "the lower tiles of K");
-        Xd = DeviceBuffer<T>(static_cast<std::size_t>(n * d), "X");
-        yd = DeviceBuffer<T>(static_cast<std::size_t>(n), "y");
-        alpha = DeviceBuffer<T>(static_cast<std::size_t>(n), "alpha");
-        info = DeviceBuffer<int>(static_cast<std::size_t>(2 * nt), "the potrf/trtri info array");
-        log_diag = DeviceBuffer<double>(static_cast<std::size_t>(nt), "the log-diagonal sums");
         GPRAT_CHECK_CUDA(cudaMemcpy(Xd.data(), X, sizeof(T) * static_cast<std::size_t>(n * d), cudaMemcpyHostToDevice));
         GPRAT_CHECK_CUDA(cudaMemcpy(yd.data(), y, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyHostToDevice));
         y_host.assign(y, y + n);
