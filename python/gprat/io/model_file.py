@@ -707,7 +707,6 @@ def load_model(path):
             data = {key: archive[key] for key in required}
             model_type = str(archive["model_type"]) if "model_type" in archive.files else "ExactGP"
             optional = {key: archive[key] for key in _OPTIONAL + _SPARSE_ENTRIES if key in archive.files}
-            optional = {key: archive[key] for key in _OPTIONAL if key in archive.files}
             kiss = {key: archive[key] for key in _KISS_ENTRIES if key in archive.files}
         except (ValueError, TypeError, zipfile.BadZipFile) as error:
             raise ModelFileError(f"{path}: unreadable entry in the model file: {error}") from None
