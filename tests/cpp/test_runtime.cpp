@@ -174,7 +174,8 @@ TEST(random_graphs_match_sequential_execution)
 
         constexpr int kMaxTasks = 3 * 120;  // epochs * tasks per epoch, at most
         std::vector<char> scratch(kMaxTasks * 2 * kMaxSlots);  // distinct bytes per task and slot
-        TaskGraph g;
+        // Every fourth graph runs in the adding thread (Schedule::caller): the same semantics.
+        TaskGraph g(gi % 4 == 3 ? gprat::runtime::Schedule::caller : gprat::runtime::Schedule::workers);
         const int epochs = std::uniform_int_distribution<int>(1, 3)(rng);  // reuse the graph after wait()
         long total = 0;
         int next_id = 0;
@@ -518,6 +519,76 @@ TEST(exception_propagates_and_skips_dependants_added_after_failure)
 {
     for (int threads : {1, 3})
         for (int round = 0; round < 5; ++round) check_exception_propagation(false, threads);
+}
+
+TEST(caller_schedule_runs_tasks_in_the_adding_thread_in_order)
+{
+    using gprat::runtime::Schedule;
+    executor().start(2);
+    executor().set_tracing(true);
+    (void)executor().take_trace();
+    TaskGraph g(Schedule::caller);
+    const std::thread::id me = std::this_thread::get_id();
+    std::vector<int> order;
+    int a = 0, b = 0;
+    bool all_here = true;
+    for (int t = 0; t < 6; ++t) {
+        // Independent tasks too (t odd writes b): with workers they could run in any order.
+        g.add("step", t, [&all_here, &order, me, t](int* p) {
+            all_here = all_here && std::this_thread::get_id() == me;
+            order.push_back(t);
+            *p += 1;
+        }, Write<int*>{t % 2 == 0 ? &a : &b});
+        CHECK_EQ(static_cast<int>(order.size()), t + 1);  // ran inside add()
+    }
+    CHECK_NOTHROW(g.wait());
+    CHECK(all_here);
+    CHECK((order == std::vector<int>{0, 1, 2, 3, 4, 5}));
+    CHECK_EQ(a, 3);
+    CHECK_EQ(b, 3);
+    const auto trace = executor().take_trace();
+    executor().set_tracing(false);
+    CHECK_EQ(static_cast<int>(trace.size()), 6);
+    for (const auto& r : trace) CHECK_EQ(r.worker, Index{-1});
+
+    // An exception: the dependants are skipped, an independent task still runs, wait() rethrows.
+    int x = 0, y = 0;
+    bool dependant_ran = false;
+    g.add("fail", 0, [](int*) { throw std::runtime_error("boom inline"); }, Write<int*>{&x});
+    g.add("dependant", 0, [&dependant_ran](int*) { dependant_ran = true; }, Read<int*>{&x});
+    bool caught = false;
+    try {
+        g.wait();
+    } catch (const std::runtime_error& e) {
+        caught = std::string(e.what()) == "boom inline";
+    }
+    CHECK(caught);
+    CHECK(!dependant_ran);
+    (void)y;
+    // Usable afterwards, and refused like any graph while the runtime is suspended.
+    g.add("after", 0, [](int* p) { *p = 5; }, Write<int*>{&y});
+    CHECK_NOTHROW(g.wait());
+    CHECK_EQ(y, 5);
+    executor().suspend();
+    TaskGraph h(Schedule::caller);
+    CHECK_THROWS_AS(h.add("refused", 0, [] {}), gprat::RuntimeStateError);
+    executor().resume();
+}
+
+TEST(caller_schedule_inside_a_task_runs_in_that_worker)
+{
+    executor().start(2);
+    TaskGraph outer;
+    int inner_sum = 0;
+    outer.add("outer", 0, [](int* sum) {
+        TaskGraph inner(gprat::runtime::Schedule::caller);
+        const std::thread::id me = std::this_thread::get_id();
+        for (int t = 1; t <= 4; ++t)
+            inner.add("inner", 0, [me, t](int* s) { *s += std::this_thread::get_id() == me ? t : 1000; }, Write<int*>{sum});
+        inner.wait();
+    }, Write<int*>{&inner_sum});
+    CHECK_NOTHROW(outer.wait());
+    CHECK_EQ(inner_sum, 10);
 }
 
 TEST(non_std_exception_is_rethrown)

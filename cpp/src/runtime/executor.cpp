@@ -287,6 +287,8 @@ void Executor::execute(detail::Task* task, Index worker)
     graph->task_finished(std::move(error));  // last touch of graph memory: the waiter may free it after
 }
 
+void Executor::execute_here(detail::Task* task) { execute(task, this_worker); }
+
 void Executor::set_tracing(bool enabled) { tracing_.store(enabled, std::memory_order_relaxed); }
 
 std::vector<TraceRecord> Executor::take_trace()

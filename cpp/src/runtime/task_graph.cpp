@@ -156,7 +156,12 @@ void TaskGraph::submit(detail::Task& task)
     Executor& executor = Executor::instance();
     task.sequence = executor.next_sequence_.fetch_add(1, std::memory_order_relaxed);
     outstanding_.fetch_add(1, std::memory_order_acq_rel);
-    if (task.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) { executor.schedule(&task); }
+    if (task.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // Schedule::caller: every earlier task of the graph ran inside its add(), so a new task
+        // is ready at once and runs here; adding order is a valid order of execution.
+        if (schedule_ == Schedule::caller) { executor.execute_here(&task); }
+        else { executor.schedule(&task); }
+    }
 }
 
 void TaskGraph::task_finished(std::exception_ptr error) noexcept

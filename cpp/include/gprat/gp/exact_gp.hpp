@@ -210,7 +210,7 @@ class ExactGP
         std::shared_lock lock = shared_lock_with_factor();
         Matrix R(n_, k, nb_, std::max(nb_, k));
         tiles::copy_from_row_major(B, k, R);
-        runtime::TaskGraph g;
+        runtime::TaskGraph g(schedule_for(K_.nt() * R.nt()));
         linalg::solve_lower(K_, Op::NoTrans, R, g);
         linalg::solve_lower(K_, Op::Trans, R, g);
         g.wait();
@@ -377,6 +377,14 @@ class ExactGP
     }
 
     static Index tile_count(Index n, Index nb) { return (n + nb - 1) / nb; }
+    /// Where a graph over `tiles` tiles (all its operands together) runs: with one tile nothing
+    /// can run in parallel, and handing each of its ~10 chained tasks to a worker and back costs
+    /// more than the task itself at small n (the BO loop's fits), so it runs in the calling
+    /// thread.
+    static runtime::Schedule schedule_for(Index tiles)
+    {
+        return tiles == 1 ? runtime::Schedule::caller : runtime::Schedule::workers;
+    }
 
     /// Entries of the fused gradient's partial sums: n_params per lower tile of an nt x nt K.
     static std::size_t gradient_partial_count(Index nt, Index n_params)
@@ -443,7 +451,7 @@ class ExactGP
         const Index grad_entries = kp + noise_entries();  // the entries the fused pass reduces
         std::vector<double> partial(gradient ? gradient_partial_count(nt, grad_entries) : 0, 0.0);
 
-        runtime::TaskGraph g;
+        runtime::TaskGraph g(schedule_for(nt * alpha_.nt()));
         assemble_covariance(K_, X_, X_, d_, k, scalar, g, rows);
         linalg::cholesky(K_, g);
         for (Index i = 0; i < nt; ++i)  // alpha <- Y - 1 c^T (tiles are column-major, Y row-major)
@@ -682,7 +690,7 @@ class ExactGP
             const T* Xc = Xs + s * d_;
             Matrix Kt(n_, mc, nb_, nbc), mean_t(mc, p_, nbc, alpha_.nbc()), var_t;
             std::optional<Matrix> C;
-            runtime::TaskGraph g;
+            runtime::TaskGraph g(schedule_for(K_.nt() * Kt.nt()));
             assemble_covariance(Kt, X_, Xc, d_, kernel_, 0.0, g);  // K*^T(i,j) = k(X_i, Xs_j)
             linalg::transpose_times(Kt, alpha_, mean_t, g);                  // mean = K* alpha
             if (variance || covariance) { linalg::solve_lower(K_, Op::NoTrans, Kt, g); }  // V = L \ K*^T

@@ -106,6 +106,9 @@ class Executor
     };
     void worker_loop(Index worker);
     void execute(detail::Task* task, Index worker);
+    /// TaskGraph with Schedule::caller: run a ready task in the calling thread (traced as this
+    /// thread's worker index, -1 outside the pool).
+    void execute_here(detail::Task* task);
     void refuse_inside_task(const char* what) const;
     /// The task the calling thread is running (innermost), or nullptr outside tasks.
     static detail::Task* current_task() noexcept;

@@ -28,10 +28,27 @@
 
 namespace gprat::runtime {
 
+/// Where a graph's tasks run.
+enum class Schedule
+{
+    /// On the executor's workers, as soon as their inputs are ready, while the adding loop goes
+    /// on: the default.
+    workers,
+    /// In the adding thread, inside add(), one after the other in adding order (a valid order,
+    /// since a task depends only on tasks added before it). For graphs with no parallelism to
+    /// exploit (one tile), where each hand-off to a worker and back (a wake-up and a wait, tens
+    /// of microseconds, more on a loaded machine) would cost more than the task: a small-n fit
+    /// in a Bayesian-optimization loop runs a chain of ~10 such tasks per evaluation. Errors,
+    /// poisoning, cancellation, tracing (worker -1: not a pool thread) and the runtime's
+    /// lifecycle (suspend refuses new work) behave as with workers.
+    caller,
+};
+
 class TaskGraph
 {
   public:
     TaskGraph() = default;
+    explicit TaskGraph(Schedule schedule) : schedule_(schedule) {}
     TaskGraph(const TaskGraph&) = delete;
     TaskGraph& operator=(const TaskGraph&) = delete;
     /// Cancels what has not started and waits for the rest; never throws.
@@ -124,6 +141,7 @@ class TaskGraph
     std::atomic<Index> outstanding_{0};
     std::atomic<bool> cancelled_{false};
     bool acquired_ = false;
+    Schedule schedule_ = Schedule::workers;
     Index recorded_as_ = -1;  ///< graph number in the GraphRecorder, -1 while not recorded
     int min_depth_ = std::numeric_limits<int>::max();  ///< smallest Task::depth added (see Executor)
     /// The graph of the task that added this graph's tasks (since the last wait()), or nullptr.

@@ -12,7 +12,7 @@ namespace gprat::runtime {
 struct TraceRecord
 {
     const char* name;      ///< static string given to TaskGraph::add
-    Index worker;          ///< worker index, 0-based
+    Index worker;          ///< worker index, 0-based; -1: the adding thread of a Schedule::caller graph
     std::int64_t start_ns; ///< steady clock, nanoseconds
     std::int64_t end_ns;
 };
