@@ -5,6 +5,7 @@ Usage:
     python benchmarks/bo_small_n.py                          # n = 50..1000, SE-ARD, 5 repeats
     python benchmarks/bo_small_n.py --kernel matern52 --n 50 200 --repeats 3 --threads 2
     python benchmarks/bo_small_n.py --add-observations       # also the block update at n = 4096
+    python benchmarks/bo_small_n.py --n 50 200 --libraries gprat --repeats 1 --profile   # where the time goes
 
 The problem: the Hartmann-6 function on X ~ U[0, 1]^6 (seeded), y standardized (mean 0, std 1).
 Every library starts from the same hyperparameters, the "default start" of a new user:
@@ -201,6 +202,8 @@ def main(argv=None):
                     help="also time add_observations (k = 1, 10) against a refit at n = 4096")
     ap.add_argument("--demo", type=int, default=0, metavar="N",
                     help="also the demo's training problem at N samples (gprat vs GPyTorch, same start)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also split gprat's fit time at each n (cProfile): engine, SciPy, gprat's Python, NumPy")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
 
@@ -268,6 +271,8 @@ def main(argv=None):
         if "gprat" in libs:
             cells += [f"{row[k]['median'] / row['gprat']['median']:.1f}x" for k in libs if k != "gprat"]
         lines.append("| " + " | ".join(cells) + " |")
+    if args.profile and "gprat" in libs:
+        lines += ["", profile_table(gprat, args.kernel, args.n)]
     if args.add_observations:
         lines += ["", add_observations_table(gprat, args.repeats)]
     if args.demo:
@@ -275,6 +280,54 @@ def main(argv=None):
     text = "\n".join(lines) + "\n"
     (args.out / f"bo-small-n-{args.kernel}-{stamp}.md").write_text(text)
     print(text)
+
+
+def profile_table(gprat, kind, ns, fits=20):
+    """Where a small-n fit's time goes: cProfile's own time per function, summed by where the
+    function lives: the compiled engine (gprat._core: assembly, factorization, gradient, and the
+    runtime's hand-offs), SciPy (L-BFGS-B's driver and Fortran), gprat's Python (model, objective,
+    validation), NumPy, the rest. cProfile adds a few microseconds per Python call, so the Python
+    shares are upper bounds; the wall time per fit is measured without the profiler first."""
+    import cProfile
+    import pstats
+
+    out = ["| n | fit ms (no profiler, median) | evaluations per fit | engine % | SciPy % | gprat Python % | NumPy % | other % |",
+           "|---|---|---|---|---|---|---|---|"]
+    for n in ns:
+        X, y = problem(n)
+        fit_gprat(gprat, kind, X, y)
+        walls = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fit_gprat(gprat, kind, X, y)
+            walls.append(time.perf_counter() - t0)
+        reps = max(1, min(fits, int(2.0 / max(min(walls), 1e-3))))
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(reps):
+            fit_gprat(gprat, kind, X, y)
+        prof.disable()
+        stats = pstats.Stats(prof).stats
+        split = dict(engine=0.0, scipy=0.0, gprat=0.0, numpy=0.0, other=0.0)
+        evaluations = 0
+        for (filename, _line, name), (_cc, ncalls, tottime, _ct, _callers) in stats.items():
+            if "gprat._core" in name or "gprat._core" in filename:
+                split["engine"] += tottime
+                if name.endswith("training_step>"):
+                    evaluations += ncalls
+            elif "/scipy/" in filename or "scipy.optimize" in name:
+                split["scipy"] += tottime
+            elif "/gprat/" in filename:
+                split["gprat"] += tottime
+            elif "/numpy/" in filename or "numpy" in name:
+                split["numpy"] += tottime
+            else:
+                split["other"] += tottime
+        total = sum(split.values())
+        out.append(f"| {n} | {1e3 * statistics.median(walls):.2f} | {evaluations / reps:.0f} | "
+                   + " | ".join(f"{100 * split[k] / total:.0f}" for k in ("engine", "scipy", "gprat", "numpy", "other"))
+                   + " |")
+    return "\n".join(out)
 
 
 def add_observations_table(gprat, repeats, n=4096):
