@@ -47,6 +47,8 @@ numpydoc_xref_param_type = False
 # Names outside this project that autodoc writes into signatures and bases, and that no page
 # of ours documents (there is no intersphinx: the build must work offline, as in CI).
 nitpick_ignore = [
+    ("py:class", "sklearn.gaussian_process.GaussianProcessRegressor"),
+    ("py:mod", "sklearn.gaussian_process.kernels"),
     ("py:class", "sklearn.base.BaseEstimator"),
     ("py:class", "sklearn.base.RegressorMixin"),
     ("py:class", "sklearn.base.MultiOutputMixin"),
@@ -56,6 +58,8 @@ nitpick_ignore = [
 nitpick_ignore_regex = [
     # scikit-learn's kernel classes, the bases of gprat.kernels' scikit-learn spellings
     ("py:class", r"sklearn\.gaussian_process\.kernels\..*"),
+    # private base classes that show-inheritance names (gprat.kernels.families._Simple, ...)
+    ("py:class", r"gprat\.[\w.]*\._\w+"),
 ]
 
 # -- numpydoc: a public name without a docstring fails the build -------------------------------
@@ -66,7 +70,9 @@ numpydoc_validation_exclude = {
     r"\.__init__$",  # constructors are documented on the class (numpydoc convention)
 }
 
-autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True,
+# no "members" default: each directive lists what it documents (a module page of a name that is
+# documented under its public path elsewhere shows only its docstring)
+autodoc_default_options = {"undoc-members": True, "show-inheritance": True,
                            "member-order": "bysource"}
 autodoc_typehints = "none"  # the docstrings carry the types
 autoclass_content = "class"
@@ -80,7 +86,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     # the command-line scripts the plot_ scripts import from: listed in the gallery text, not run twice
-    "ignore_pattern": r"/(mauna_loa|svgp_million|_[^/]*)\.py$",
+    "ignore_pattern": r"(^|[/\\])(mauna_loa|svgp_million|_scale)\.py$",
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
