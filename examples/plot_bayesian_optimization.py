@@ -28,7 +28,7 @@ from scipy.stats import norm
 
 import gprat
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else "examples")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
 from _scale import pick  # noqa: E402
 
 
@@ -65,8 +65,8 @@ for step in range(n_steps):
 i = np.argmin(gp.y_train_)
 dense = np.linspace(0.0, 10.0, 100_001)              # the reference: brute force on a fine grid
 j = np.argmin(objective(dense))
-print(f"{gp.X_train_.shape[0]} evaluations; best x = {gp.X_train_[i, 0]:.4f}, f = {gp.y_train_[i]:.4f} "
-      f"(brute force over 100,001 points: x = {dense[j]:.4f}, f = {objective(dense[j]):.4f})")
+print(f"{gp.X_train_.shape[0]} evaluations; best: x = {gp.X_train_[i, 0]:.4f}, f = {gp.y_train_[i]:.4f}")
+print(f"brute force over 100,001 points: x = {dense[j]:.4f}, f = {objective(dense[j]):.4f}")
 
 # %%
 # The surrogate after the last step, and the best value found per step

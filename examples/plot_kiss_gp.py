@@ -24,7 +24,7 @@ import numpy as np
 
 import gprat
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else "examples")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
 from _scale import pick  # noqa: E402
 
 

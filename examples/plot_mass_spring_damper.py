@@ -25,7 +25,7 @@ import numpy as np
 import gprat
 from gprat import simulate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else "examples")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
 from _scale import pick  # noqa: E402
 
 n_train, n_test, lags, burn_in = pick(500, 2000), 500, 6, 100

@@ -19,7 +19,7 @@ import sys
 
 import matplotlib.pyplot as plt
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else "examples")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
 from _scale import pick  # noqa: E402
 from svgp_million import plot_elbo, train  # noqa: E402
 
