@@ -28,7 +28,10 @@ from scipy.stats import norm
 
 import gprat
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
+try:  # the helpers next to this script (sphinx-gallery runs it from examples/, without __file__)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+except NameError:
+    sys.path.insert(0, os.getcwd())
 from _scale import pick  # noqa: E402
 
 

@@ -25,7 +25,10 @@ import numpy as np
 import gprat
 from gprat import simulate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
+try:  # the helpers next to this script (sphinx-gallery runs it from examples/, without __file__)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+except NameError:
+    sys.path.insert(0, os.getcwd())
 from _scale import pick  # noqa: E402
 
 n_train, n_test, lags, burn_in = pick(500, 2000), 500, 6, 100

@@ -19,7 +19,10 @@ import sys
 
 import matplotlib.pyplot as plt
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/: the helpers next to this file
+try:  # the helpers next to this script (sphinx-gallery runs it from examples/, without __file__)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+except NameError:
+    sys.path.insert(0, os.getcwd())
 from _scale import pick  # noqa: E402
 from svgp_million import plot_elbo, train  # noqa: E402
 
