@@ -102,3 +102,22 @@ html_theme = "furo"
 html_title = f"gprat {release}"
 html_static_path = ["_static"]
 html_css_files = ["gprat.css"]
+
+
+def _drop_object_base(app, name, obj, options, bases):
+    """Leave "Bases: object" out: every class has it, it says nothing."""
+    bases[:] = [base for base in bases if base is not object]
+
+
+def _readable_signature(app, what, name, obj, options, signature, return_annotation):
+    """Write ``dtype=numpy.float64`` for the repr ``<class 'numpy.float64'>`` in signatures."""
+    if signature:
+        signature = signature.replace("<class 'numpy.float64'>", "numpy.float64").replace(
+            "<class 'numpy.float32'>", "numpy.float32")
+    return signature, return_annotation
+
+
+def setup(app):
+    """Register the two signature/bases clean-ups above."""
+    app.connect("autodoc-process-bases", _drop_object_base)
+    app.connect("autodoc-process-signature", _readable_signature)
