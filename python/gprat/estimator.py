@@ -3,7 +3,7 @@
 The estimator has scikit-learn's signature and semantics and runs on gprat's tiled exact-GP
 engine (:class:`gprat.ExactGP`). Any tree of RBF, Matern (nu 0.5, 1.5, 2.5),
 RationalQuadratic, ExpSineSquared, DotProduct, ConstantKernel and WhiteKernel under Sum and
-Product runs there, converted once per fit (:class:`gprat.kernels.sklearn.EngineKernel`):
+Product runs there, converted once per fit (:class:`gprat.kernels.sklearn.EngineKernel`)::
 
     each node                     -> the engine node of the same kernel (C * RBF/Matern: one leaf
                                      with signal_variance=C)

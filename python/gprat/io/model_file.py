@@ -37,10 +37,10 @@ q_mean, q_sqrt     float64, (M,), (M, M)       version 5, model_type SVGP: the w
                                                ELBO is scaled to
 kiss_grid_size     int64, (d,)                 model_type ``"KissGP"`` only: grid points per feature (the grid
                                                covers the standardized training range, as at fit)
-kiss_n_probes, kiss_max_cg_iter, kiss_preconditioner_rank, kiss_random_state
-                   int64, ()                   KissGP only: its settings (see :class:`gprat.KissGP`)
-kiss_cg_tol, kiss_predict_cg_tol
-                   float64, ()                 KissGP only
+kiss_*             int64 or float64, ()        KissGP only: its settings ``kiss_n_probes``, ``kiss_max_cg_iter``,
+                                               ``kiss_preconditioner_rank``, ``kiss_random_state`` (int64),
+                                               ``kiss_cg_tol``, ``kiss_predict_cg_tol`` (float64); see
+                                               :class:`gprat.KissGP`
 =================  ==========================  =====================================================
 
 A file without the optional entries is written as version 2, readable by every gprat that
@@ -408,7 +408,7 @@ class GPModel:
             SGPR: L-BFGS-B on the collapsed bound over the hyperparameters and the inducing
             points; SVGP: `epochs` of minibatch training (natural gradients + Adam); KissGP:
             L-BFGS-B on its fixed-probe estimate, its grid (given in ``model_options["grid_size"]``,
-            else :func:`default_kiss_grid_size`) covering the standardized training range.
+            else :func:`~gprat.io.model_file.default_kiss_grid_size`) covering the standardized training range.
         inducing_points : int, default=256
             M for the sparse models (at most n_samples), chosen by k-means++ (seed 0).
         epochs, batch_size : int

@@ -95,7 +95,7 @@ class SGPR:
         Initial sigma2 (learned: last entry of theta).
     inducing_points : int or array-like of shape (M, n_features), default=64
         A count M (1 <= M <= n_samples): Z is chosen from the training inputs at ``fit`` by
-        k-means++ seeding (:func:`initial_inducing_points`); an array: Z itself (float64).
+        k-means++ seeding (:func:`~gprat.models.sgpr.initial_inducing_points`); an array: Z itself (float64).
     tile_size : int or None, default=None
         Training rows per task (results do not depend on it beyond rounding).
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
@@ -169,6 +169,7 @@ class SGPR:
 
     @property
     def inducing_points_(self):
+        """ndarray of shape (M, n_features): the inducing points Z; assigning new ones refits."""
         self._require_fit("inducing_points_")
         return np.array(self._core.inducing_points)
 

@@ -76,7 +76,7 @@ def minimize_adam(objective, bounds=None, max_iter=100, lr=0.05, beta1=0.9, beta
     lr, beta1, beta2, epsilon : float
         Adam's settings.
     gtol : float, default=1e-5
-        Convergence threshold on max |projected gradient| of the loss.
+        Convergence threshold on ``max |projected gradient|`` of the loss.
     progress : gprat.optim.progress.Progress or None
     callback : callable or None
         ``callback(iteration, loss)`` after every step.

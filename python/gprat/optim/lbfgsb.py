@@ -79,7 +79,7 @@ def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callbac
     """Minimize an exact objective with SciPy's L-BFGS-B.
 
     L-BFGS-B sees ``loss / scale`` and its gradient. Its first step is a gradient step of length
-    about 1/|g| and its stopping tests are tuned for values and gradients of order one; a log
+    about ``1/|g|`` and its stopping tests are tuned for values and gradients of order one; a log
     marginal likelihood summed over n samples has gradients of order n, so models pass the
     number of samples (times outputs) as `scale`: the per-sample objective that GPyTorch and
     BoTorch optimize. Reported values (history, callback, result) stay unscaled.
