@@ -2,7 +2,8 @@
 
 A separate class rather than an option of :class:`gprat.GaussianProcessRegressor`: the sparse
 models have parameters the exact one has not (the inducing points, SVGP's minibatches) and
-lack some it has (a per-sample ``alpha``, ``L_``, ``alpha_``, ``sample_y`` from the exact
+lack some it has (``alpha``, a fixed per-sample noise: the sparse models have one noise
+variance, which a WhiteKernel gives; ``L_``, ``alpha_``, ``sample_y`` from the exact
 posterior), so one class with both would read as two with ``if`` between them.
 
 The kernel is converted as the exact estimator converts it
@@ -10,8 +11,8 @@ The kernel is converted as the exact estimator converts it
 
     each node of the tree                    -> the engine kernel node
     a free WhiteKernel addend of the root    -> the sparse model's learned noise_variance
-    fixed WhiteKernels of the root + alpha   -> its noise_variance, held fixed (then no
-                                                free WhiteKernel may be present)
+    fixed WhiteKernels of the root           -> its noise_variance, held fixed (when there is
+                                                no free one)
 
 and ``kernel_.theta[i] = model.theta[theta_index[i]]`` (both logs of the same value).
 
@@ -53,9 +54,6 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         the number of distinct training rows when there are fewer (``n_inducing_`` holds the
         value used); an array: Z itself.
     method : {"sgpr", "svgp"}, default="sgpr"
-    alpha : float, default=0.0
-        Fixed noise variance added to that of the kernel's fixed WhiteKernels. With a free
-        WhiteKernel it must be 0 (the sparse models have one noise variance).
     optimizer : "fmin_l_bfgs_b" or None, default="fmin_l_bfgs_b"
         SGPR: None keeps the hyperparameters and Z. SVGP: None trains only q (the
         hyperparameters and Z stay as given).
@@ -82,6 +80,8 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         The fitted sparse model.
     inducing_points_ : ndarray of shape (n_inducing_, n_features)
     n_inducing_ : int
+    n_iter_ : int
+        SGPR: L-BFGS-B iterations; SVGP: minibatch steps.
     log_marginal_likelihood_value_ : float
         The bound (SGPR) or the ELBO (SVGP) on the training data at the fitted parameters.
     n_features_in_ : int
@@ -98,13 +98,12 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
     ((3,), (3,))
     """
 
-    def __init__(self, kernel=None, *, n_inducing=64, method="sgpr", alpha=0.0, optimizer="fmin_l_bfgs_b",
+    def __init__(self, kernel=None, *, n_inducing=64, method="sgpr", optimizer="fmin_l_bfgs_b",
                  max_iter=100, learn_inducing_points=True, normalize_y=False, batch_size=1024, epochs=10, lr=0.01,
                  random_state=None, tile_size=None):
         self.kernel = kernel
         self.n_inducing = n_inducing
         self.method = method
-        self.alpha = alpha
         self.optimizer = optimizer
         self.max_iter = max_iter
         self.learn_inducing_points = learn_inducing_points
@@ -138,14 +137,9 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
                              f"{self.n_inducing!r}.")
         if isinstance(self.n_inducing, numbers.Integral):
             _param_int(self.n_inducing, "n_inducing", 1)
-        for name in ("alpha", "lr"):
-            value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number; got {value!r}.")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (a fixed noise variance); got {self.alpha!r}.")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0; got {self.lr!r}.")
+        lr = self.lr
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real) or not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number; got {lr!r}.")
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):
@@ -169,7 +163,7 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         ------
         ValueError
             For an unaccepted kernel (the message names the node), a noise that is not
-            positive (no WhiteKernel and ``alpha=0``), a free WhiteKernel with ``alpha > 0``,
+            positive (no WhiteKernel in the root sum), fixed and free WhiteKernels together,
             inducing points with another feature count, or invalid data or parameters.
         NotPositiveDefiniteError
             If K_ZZ is not positive definite even with the models' jitter.
@@ -202,14 +196,13 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         target = (y - self._y_mean) / self._y_std
         converted = _skk.EngineKernel(kernel, X.shape[1])
         learned = converted.learned_noise is not None
-        if learned and self.alpha > 0:
-            raise ValueError(f"alpha must be 0 when the kernel has a free WhiteKernel (the sparse models learn one "
-                             f"noise variance); got alpha={self.alpha!r}. Fix the WhiteKernel's bounds to add both.")
-        fixed_noise = converted.fixed_noise + float(self.alpha)
-        noise = converted.learned_noise if learned else fixed_noise
+        if learned and converted.fixed_noise > 0:
+            raise ValueError("the kernel has WhiteKernels with fixed and with free bounds; a sparse GP has one noise "
+                             "variance: keep one WhiteKernel in the root sum.")
+        noise = converted.learned_noise if learned else converted.fixed_noise
         if not noise > 0:
-            raise ValueError("a sparse GP needs a positive noise variance: add a WhiteKernel to the kernel or give "
-                             f"alpha > 0; got alpha={self.alpha!r} and no WhiteKernel.")
+            raise ValueError(f"a sparse GP needs a noise variance: add a WhiteKernel to the root sum of the kernel "
+                             f"(noise_level_bounds='fixed' to keep it fixed); got {kernel}.")
         Z = self._inducing_spec(X)
         trainable = np.concatenate([converted.kernel.trainable, [learned]])
         if self.optimizer is None:
@@ -218,17 +211,20 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         if self.method == "sgpr":
             model = SGPR(converted.kernel, noise_variance=noise, inducing_points=Z, tile_size=self.tile_size,
                          random_state=self.random_state).fit(X, target)
+            n_iter = 0
             if trainable.any() or learn_z:
-                model.optimize(max_iter=int(self.max_iter), trainable=trainable, learn_inducing_points=learn_z)
+                n_iter = model.optimize(max_iter=int(self.max_iter), trainable=trainable,
+                                        learn_inducing_points=learn_z).n_iter
             value = model.log_marginal_likelihood()
         else:
             model = SVGP(converted.kernel, noise_variance=noise, inducing_points=Z)
             model.fit(X, target, batch_size=int(self.batch_size), epochs=int(self.epochs), lr=float(self.lr),
                       random_state=self.random_state, trainable=trainable, learn_inducing_points=learn_z)
+            n_iter = len(model.elbo_history_)
             value = model.log_marginal_likelihood()
         self.model_ = model
-        self._theta_index, self._learned_noise, self._fixed_white = converted.theta_index, learned, \
-            converted.fixed_noise
+        self._theta_index = converted.theta_index
+        self.n_iter_ = n_iter
         self.kernel_ = kernel
         if kernel.n_dims:
             self.kernel_.theta = np.asarray(model.theta)[self._theta_index]
@@ -253,7 +249,7 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X, return_std=False, return_cov=False):
         """Predictive mean, with the standard deviation or the covariance of y.
 
-        As in scikit-learn, the spread includes the WhiteKernel noise but not ``alpha``.
+        As in scikit-learn, the spread is that of y: it includes the WhiteKernel's noise.
 
         Parameters
         ----------
@@ -284,18 +280,13 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         mean = mean * self._y_std + self._y_mean
         if not (return_std or return_cov):
             return mean
-        white = self._white_noise()
+        white = float(self._get_model().noise_variance)
         if return_std:
             var = np.square(np.asarray(out[1], dtype=np.float64)) + white
             return mean, np.sqrt(var) * self._y_std
         cov = np.array(out[1], dtype=np.float64)
         cov[np.diag_indices_from(cov)] += white
         return mean, cov * self._y_std ** 2
-
-    def _white_noise(self):
-        """The noise the WhiteKernels add at new points: learned or fixed, never alpha."""
-        model = self._get_model()
-        return float(model.noise_variance) if self._learned_noise else self._fixed_white
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
         """The sparse model's bound on the log marginal likelihood (SGPR: Titsias'; SVGP: the ELBO).
