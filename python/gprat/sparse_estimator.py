@@ -275,18 +275,12 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         self._check_fitted()
         _refuse_bool_and_strings(X, "X")
         X = _validate_data(self, X, ensure_2d=True, dtype=np.float64, reset=False)
-        out = self._get_model().predict(X, return_std=return_std, return_cov=return_cov)
-        mean = np.asarray(out[0] if (return_std or return_cov) else out, dtype=np.float64)
-        mean = mean * self._y_std + self._y_mean
+        # the spread of y: the model's noise variance is the WhiteKernel's
+        out = self._get_model().predict(X, return_std=return_std, return_cov=return_cov, include_noise=True)
         if not (return_std or return_cov):
-            return mean
-        white = float(self._get_model().noise_variance)
-        if return_std:
-            var = np.square(np.asarray(out[1], dtype=np.float64)) + white
-            return mean, np.sqrt(var) * self._y_std
-        cov = np.array(out[1], dtype=np.float64)
-        cov[np.diag_indices_from(cov)] += white
-        return mean, cov * self._y_std ** 2
+            return np.asarray(out, dtype=np.float64) * self._y_std + self._y_mean
+        mean = np.asarray(out[0], dtype=np.float64) * self._y_std + self._y_mean
+        return mean, np.asarray(out[1], dtype=np.float64) * (self._y_std if return_std else self._y_std ** 2)
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
         """The sparse model's bound on the log marginal likelihood (SGPR: Titsias'; SVGP: the ELBO).
