@@ -14,6 +14,9 @@ Z: M rows of X (the first M, the same for every library, so that all do the same
 
 SGPR: one evaluation of Titsias' bound and its gradient with respect to theta and Z. gprat:
 ``SGPR.log_marginal_likelihood(theta, eval_gradient=True, return_inducing_gradient=True)``.
+GPflow (``--gpflow-python`` names an interpreter that has it): ``SGPR.maximum_log_likelihood_
+objective`` and its tf.GradientTape gradient, in a tf.function, second call timed; it forms
+K_uf (M x n) whole, so it is skipped where 3 n M doubles exceed ``--gpflow-max-gb``.
 NumPy: the same formulas (cpp/include/gprat/gp/sgpr.hpp), accumulating Psi2 = K_ZX K_XZ over
 row chunks of 8192 rows and then the weights W = 2 G_Psi2 K_ZX + g y^T chunk by chunk (no
 N x M matrix), BLAS through NumPy. Both report the bound (they must agree) and the peak
@@ -124,6 +127,8 @@ def sgpr_worker(args):
         t = time.perf_counter() - t0
         out = dict(library="gprat", seconds=t, bound_only_seconds=t_fit, bound=F,
                    grad_theta_norm=float(np.linalg.norm(g[:args.d + 1])), grad_Z_norm=float(np.linalg.norm(gz)))
+    elif args.library == "gpflow":
+        out = gpflow_sgpr(X, y, Z, ls, args)
     else:
         t0 = time.perf_counter()
         F, g, gz = numpy_sgpr(X, y, Z, ls, NOISE)
@@ -132,6 +137,37 @@ def sgpr_worker(args):
                    grad_Z_norm=float(np.linalg.norm(gz)))
     out["peak_rss_mb_above_data"] = peak_rss_mb() - base
     print(json.dumps(out))
+
+
+def gpflow_sgpr(X, y, Z, ls, args):
+    """GPflow's SGPR: its training objective (the collapsed bound) and the gradient with respect
+    to every trainable variable (kernel, likelihood and Z) by one tf.GradientTape, compiled with
+    tf.function; the first call (tracing) and a second one are timed. GPflow forms K_uf
+    (M x n) whole, so its memory grows as n M."""
+    import gpflow
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    gpflow.config.set_default_float(np.float64)
+    kernel = gpflow.kernels.SquaredExponential(variance=SIGNAL, lengthscales=ls.copy())
+    model = gpflow.models.SGPR((X, y[:, None]), kernel=kernel, inducing_variable=Z.copy(), noise_variance=NOISE)
+
+    @tf.function
+    def bound_and_gradient():
+        with tf.GradientTape() as tape:
+            F = model.maximum_log_likelihood_objective()
+        return F, tape.gradient(F, model.trainable_variables)
+
+    t0 = time.perf_counter()
+    bound_and_gradient()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    F, grads = bound_and_gradient()
+    t = time.perf_counter() - t0
+    zgrad = [g for v, g in zip(model.trainable_variables, grads) if tuple(v.shape) == Z.shape]
+    return dict(library="gpflow", version=gpflow.__version__, seconds=t, first_call_seconds=first,
+                bound=float(F.numpy()), grad_Z_norm=float(np.linalg.norm(zgrad[0].numpy())) if zgrad else None)
 
 
 # ----------------------------------------------------------------------------- SVGP
@@ -195,12 +231,14 @@ def svgp_worker(args):
 
 # ----------------------------------------------------------------------------- driver
 def run_worker(kind, library, args):
-    cmd = [sys.executable, __file__, "--worker", kind, "--library", library, "--n", str(args.n), "--d", str(args.d),
+    python = args.gpflow_python if library == "gpflow" else sys.executable
+    cmd = [python, os.path.abspath(__file__), "--worker", kind, "--library", library, "--n", str(args.n), "--d", str(args.d),
            "--m", str(args.m), "--batch", str(args.batch), "--steps", str(args.steps), "--threads", str(args.threads)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
-        return dict(library=library, error=out.stderr.strip().splitlines()[-1] if out.stderr else "failed")
+        return dict(library=library, error=out.stderr.strip().splitlines()[-1] if out.stderr else "failed",
+                    returncode=out.returncode)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -217,6 +255,12 @@ def main():
     p.add_argument("--threads", type=int, default=int(os.environ.get("GPRAT_NUM_THREADS", os.cpu_count())))
     p.add_argument("--small", action="store_true", help="n = 100000, M = 256 (sgpr) / 512 (svgp)")
     p.add_argument("--json", default=None)
+    p.add_argument("--sgpr-libraries", nargs="+", default=["gprat", "gpflow", "numpy"],
+                   help="SGPR rows to run (gprat, gpflow, numpy)")
+    p.add_argument("--gpflow-python", default=sys.executable,
+                   help="interpreter that has gpflow and tensorflow (e.g. a separate venv)")
+    p.add_argument("--gpflow-max-gb", type=float, default=6.0,
+                   help="skip GPflow when 3 n M doubles exceed this many GiB")
     args = p.parse_args()
     if args.worker:
         (sgpr_worker if args.worker == "sgpr" else svgp_worker)(args)
@@ -226,7 +270,14 @@ def main():
         a = argparse.Namespace(**vars(args))
         a.n = args.n or (100_000 if args.small else 1_000_000)
         a.m = args.m or (256 if args.small else 1024)
-        rows = [run_worker("sgpr", lib, a) for lib in ("gprat", "numpy")]
+        rows = []
+        for lib in args.sgpr_libraries:
+            need = 3 * a.n * a.m * 8 / 2 ** 30  # GPflow: K_uf and its tape copies, n x M each
+            if lib == "gpflow" and need > args.gpflow_max_gb:
+                rows.append(dict(library="gpflow", skipped=f"needs ~{need:.0f} GB for its n x M matrices "
+                                                           f"(> --gpflow-max-gb {args.gpflow_max_gb})"))
+                continue
+            rows.append(run_worker("sgpr", lib, a))
         results["sgpr"] = dict(n=a.n, m=a.m, d=a.d, threads=a.threads, rows=rows)
         print(f"SGPR bound + gradient, n={a.n}, M={a.m}, d={a.d}, {a.threads} threads")
         for r in rows:

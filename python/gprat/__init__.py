@@ -86,4 +86,8 @@ def __getattr__(name):
         from .estimator import GaussianProcessRegressor
 
         return GaussianProcessRegressor
+    if name == "SparseGaussianProcessRegressor":
+        from .sparse_estimator import SparseGaussianProcessRegressor
+
+        return SparseGaussianProcessRegressor
     raise AttributeError(f"module 'gprat' has no attribute {name!r}")

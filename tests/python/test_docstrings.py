@@ -13,7 +13,7 @@ MODULES = ["gprat"] + sorted(
     info.name for info in pkgutil.walk_packages(gprat.__path__, prefix="gprat.") if not info.name.startswith("gprat._core")
 )
 #: Modules that import scikit-learn, an optional dependency.
-NEEDS_SKLEARN = {"gprat.estimator", "gprat.kernels.sklearn"}
+NEEDS_SKLEARN = {"gprat.estimator", "gprat.kernels.sklearn", "gprat.sparse_estimator"}
 
 
 def test_the_walk_finds_the_package_layout():

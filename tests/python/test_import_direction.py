@@ -16,7 +16,7 @@ LAYERS = {
     "kernels": 3, "linalg": 3,
     "optim": 4,
     "models": 5,
-    "io": 6, "estimator": 6, "compat": 6, "simulate": 6, "plotting": 6, "distributed": 7,
+    "io": 6, "estimator": 6, "sparse_estimator": 6, "compat": 6, "simulate": 6, "plotting": 6, "distributed": 7,
     "cli": 7,
     "__init__": 8, "__main__": 8,
 }

@@ -253,3 +253,44 @@ def test_bad_input():
         m.predict(np.zeros((3, 2)))
     with pytest.raises(ValueError):
         m.log_marginal_likelihood(np.zeros(5))
+
+
+def test_bad_input_audit():
+    """The rest of issue #10's bad-input list for SGPR: NaN targets, booleans, Z of another d
+    through the setter and the bound, and an interrupted optimize leaving the model as it was."""
+    X, y, Z = problem(10, n=30)
+    k = kernels.SquaredExponential()
+    yn = y.copy()
+    yn[4] = np.nan
+    with pytest.raises(ValueError, match="y must contain only finite values; found nan at index 4"):
+        gprat.SGPR(k, inducing_points=4).fit(X, yn)
+    with pytest.raises(TypeError, match="boolean"):
+        gprat.SGPR(k, inducing_points=X[:4] > 0).fit(X, y)
+    with pytest.raises(ValueError, match="noise_variance"):
+        gprat.SGPR(k, noise_variance=0.0, inducing_points=4).fit(X, y)
+    with pytest.raises(TypeError, match="gprat.kernels kernel"):
+        gprat.SGPR("rbf", inducing_points=4).fit(X, y)
+    m = gprat.SGPR(k, inducing_points=Z).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        m.inducing_points_ = np.zeros((9, 2))
+    with pytest.raises(ValueError, match="features"):
+        m.log_marginal_likelihood(m.theta, inducing_points=np.zeros((9, 2)))
+    with pytest.raises(ValueError, match="9 rows"):
+        m.log_marginal_likelihood(m.theta, inducing_points=Z[:5])
+    with pytest.raises(ValueError, match="trainable must be 3 booleans"):
+        m.optimize(trainable=[True])
+    with pytest.raises(ValueError, match="method"):
+        m.optimize(method="sgd")
+    # Ctrl-C in the middle of optimize: the model is unchanged and usable
+    theta, Zb, F, pred = m.theta, m.inducing_points_, m.log_marginal_likelihood(), m.predict(X[:4])
+
+    def stop(iteration, loss):
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m.optimize(max_iter=20, callback=stop)
+    np.testing.assert_array_equal(m.theta, theta)
+    np.testing.assert_array_equal(m.inducing_points_, Zb)
+    assert m.log_marginal_likelihood() == F
+    np.testing.assert_array_equal(m.predict(X[:4]), pred)

@@ -229,3 +229,52 @@ def test_inducing_points_at_the_data_equal_the_exact_gp():
     m2, s2 = ex.predict(Xs, return_std=True)
     np.testing.assert_allclose(mean, m2, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(np.sqrt(var), s2, rtol=1e-7, atol=1e-8)
+
+
+def test_bad_input_audit():
+    """The rest of issue #10's bad-input list for SVGP: iterators yielding wrong shapes, NaN in a
+    later minibatch, an empty stream, partial_fit misuse, and Ctrl-C in a stream fit."""
+    X, y, *_ = problem(7, n=60)
+    k = kernels.SquaredExponential([1.0, 1.0])
+    S = gprat.SVGP
+    with pytest.raises(ValueError, match="inducing_points"):
+        S(k, inducing_points=0).fit(X, y)
+    with pytest.raises(ValueError, match="epochs"):
+        S(k, inducing_points=4).fit(X, y, epochs=0)
+    with pytest.raises(ValueError, match="yielded nothing"):
+        S(k, inducing_points=4).fit(iter([]), n_samples=10)
+    with pytest.raises(TypeError, match="iterable of \\(X_batch, y_batch\\)"):
+        S(k, inducing_points=4).fit(5, n_samples=10)
+    with pytest.raises(ValueError, match="X_batch"):  # a 3-D X_batch
+        S(k, inducing_points=4).fit([(X[None], y)], n_samples=60)
+    with pytest.raises(ValueError, match="y_batch"):  # a 2-D y_batch
+        S(k, inducing_points=4).fit([(X, np.stack([y, y], 1))], n_samples=60)
+    with pytest.raises(ValueError, match="first partial_fit needs n_samples"):
+        S(k, inducing_points=4).partial_fit(X, y)
+    sv = S(k, inducing_points=4).partial_fit(X, y, n_samples=60)
+    with pytest.raises(ValueError, match="features"):
+        sv.partial_fit(X[:, :1], y)
+    with pytest.raises(ValueError, match="features"):
+        sv.predict(np.zeros((2, 3)))
+    # NaN in the third minibatch: a clear error, the model stays at the second step
+    yn = y.copy()
+    yn[45] = np.nan
+    batches = [(X[s:s + 20], yn[s:s + 20]) for s in range(0, 60, 20)]
+    sv = S(k, inducing_points=4)
+    with pytest.raises(ValueError, match="y_batch must contain only finite values"):
+        sv.fit(batches, n_samples=60)
+    assert len(sv.elbo_history_) == 2 and np.all(np.isfinite(sv.predict(X[:3])))
+
+    # Ctrl-C in a stream fit: the model keeps its last completed step and goes on training
+    def stop(step, value):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    sv = S(k, inducing_points=4)
+    with pytest.raises(KeyboardInterrupt):
+        sv.fit([(X[s:s + 20], y[s:s + 20]) for s in range(0, 60, 20)], n_samples=60, epochs=3, callback=stop)
+    assert len(sv.elbo_history_) == 4
+    before = sv.predict(X[:3])
+    assert np.all(np.isfinite(before))
+    sv.partial_fit(X[:20], y[:20])
+    assert len(sv.elbo_history_) == 5

@@ -8,7 +8,6 @@ matrix is ever formed.
 
 import threading
 import warnings
-import numbers
 
 import numpy as np
 
@@ -16,11 +15,11 @@ from .. import _core
 from .._memory import check_fits
 from .._validation import as_matrix, as_vector, check_dtype, check_non_negative, check_positive, \
     check_positive_int, check_theta, THETA_MAX
-from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
-from ..kernels import Kernel
+from ..exceptions import NotPositiveDefiniteError, NumericalWarning
 from ..optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
 from ..runtime import num_threads, wait_for_lifecycle
-from .exact import DEFAULT_BOUNDS, DEFAULT_MAX_JITTER, _jitter_schedule
+from ._kernel_noise import KernelNoiseModel, factor_with_jitter
+from .exact import DEFAULT_BOUNDS, DEFAULT_MAX_JITTER
 
 __all__ = ["SGPR", "initial_inducing_points"]
 
@@ -79,7 +78,12 @@ def initial_inducing_points(X, m, random_state=None, chunk=65536):
     return X[chosen].copy()
 
 
-class SGPR:
+def _too_many(m, n):
+    return (f"inducing_points={m} is more than the number of training points n_samples={n}; SGPR needs M <= n "
+            "(use an ExactGP for that few points)")
+
+
+class SGPR(KernelNoiseModel):
     """Sparse GP regression with Titsias' (2009) collapsed variational bound.
 
     With M inducing points Z, ``Q = K_XZ K_ZZ^{-1} K_ZX`` and noise variance sigma2, the model
@@ -132,6 +136,8 @@ class SGPR:
     (3,)
     """
 
+    _NAME = "SGPR"
+
     def __init__(self, kernel, *, noise_variance=1e-2, inducing_points=64, tile_size=None, dtype=np.float64,
                  max_jitter=DEFAULT_MAX_JITTER, random_state=None):
         self.kernel = kernel
@@ -145,27 +151,9 @@ class SGPR:
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ state
-    @property
-    def n_params(self):
-        """int: entries of theta (kernel parameters, then log noise_variance)."""
-        return self.kernel.n_params + 1
-
-    @property
-    def theta(self):
-        """ndarray: log [kernel parameters..., noise_variance]."""
-        return np.concatenate([self.kernel.theta, [np.log(self.noise_variance)]])
-
-    @theta.setter
-    def theta(self, theta):
-        theta = check_theta(theta, self.n_params)
-        self.kernel = self.kernel.with_theta(theta[:-1])
-        self.noise_variance = float(np.exp(theta[-1]))
+    def _theta_changed(self):
         if self._core is not None:
             self._refit()
-
-    def _require_fit(self, what):
-        if self._core is None:
-            raise NotFittedError(f"SGPR.{what} needs a fitted model; call fit(X, y) first")
 
     @property
     def inducing_points_(self):
@@ -215,22 +203,12 @@ class SGPR:
         NotPositiveDefiniteError
             If K_ZZ is not positive definite even with ``max_jitter``.
         """
-        if not isinstance(self.kernel, Kernel):
-            raise TypeError(f"kernel must be a gprat.kernels kernel; got {type(self.kernel).__name__}")
-        noise = check_positive(self.noise_variance, "noise_variance")
+        noise = self._check_kernel_and_noise()
         X = as_matrix(X, "X", self.dtype)
         y = as_vector(y, "y", self.dtype, length=X.shape[0])
         n, d = X.shape
         self.kernel.check_features(d)
-        Zspec = self.inducing_points
-        if isinstance(Zspec, numbers.Integral) and not isinstance(Zspec, bool):
-            m = check_positive_int(int(Zspec), "inducing_points", allow_none=False)
-            if m > n:
-                raise ValueError(f"inducing_points={m} is more than the number of training points n_samples={n}; "
-                                 "SGPR needs M <= n (use an ExactGP for that few points)")
-            Z = initial_inducing_points(X, m, self.random_state)
-        else:
-            Z = self._check_Z(Zspec, n, d)
+        Z = self._check_Z(self._inducing_points_for(X, self.random_state, _too_many), n, d)
         tile_size = check_positive_int(self.tile_size, "tile_size")
         engine = getattr(_core, _ENGINE_NAME[self.dtype])
         check_fits(engine.evaluation_bytes(n, Z.shape[0], tile_size or min(n, 256), d, self.n_params, num_threads()),
@@ -248,34 +226,27 @@ class SGPR:
     def _factorize(self, core, Z):
         """fit() the engine with the jitter policy; (jitter, bound)."""
         mean_diag = float(np.mean(self.kernel.diag(Z)))
-        first_error, last_error, tried = None, None, []
-        for rel in [0.0] + _jitter_schedule(self.dtype, self.max_jitter):
-            jitter = rel * mean_diag
+
+        def attempt(jitter):
             core.jitter = jitter
-            try:
-                lml = float(core.fit())
-            except NotPositiveDefiniteError as err:
-                first_error, last_error = first_error or err, err
-                tried.append(rel)
-                continue
-            if not np.isfinite(lml):
-                first_error = first_error or NotPositiveDefiniteError(f"the bound is {lml} (K_ZZ is numerically singular)", None)
-                last_error = first_error
-                tried.append(rel)
-                continue
-            if jitter > 0:
-                warnings.warn(
-                    f"K_ZZ of the {Z.shape[0]} inducing points is not numerically positive definite ({first_error}); "
-                    f"added jitter {jitter:.3g} ({rel:.0e} x mean(diag K_ZZ)) to its diagonal, stored as jitter_. "
-                    "Fewer or more spread-out inducing points avoid it.", NumericalWarning, stacklevel=3)
-            return jitter, lml
-        tail = (f" even with jitter up to {tried[-1] * mean_diag:.3g} ({tried[-1]:.0e} x mean(diag K_ZZ)); last "
-                f"failure: {last_error}" if len(tried) > 1 else " (jitter is disabled: max_jitter=0)")
-        raise NotPositiveDefiniteError(
-            f"K_ZZ, the covariance of the {Z.shape[0]} inducing points, is not positive definite: {first_error}{tail}. "
-            "Fix: remove duplicate or near-duplicate inducing points, use fewer inducing points, a shorter "
-            "lengthscale, or allow more jitter with SGPR(max_jitter=...).",
-            getattr(first_error, "order", None)) from first_error
+            return core.fit()
+
+        def failure(first_error, last_error, largest):
+            tail = (f" even with jitter up to {largest * mean_diag:.3g} ({largest:.0e} x mean(diag K_ZZ)); last "
+                    f"failure: {last_error}" if largest is not None else " (jitter is disabled: max_jitter=0)")
+            return NotPositiveDefiniteError(
+                f"K_ZZ, the covariance of the {Z.shape[0]} inducing points, is not positive definite: {first_error}"
+                f"{tail}. Fix: remove duplicate or near-duplicate inducing points, use fewer inducing points, a "
+                "shorter lengthscale, or allow more jitter with SGPR(max_jitter=...).",
+                getattr(first_error, "order", None))
+
+        out = factor_with_jitter(attempt, mean_diag, self.dtype, self.max_jitter, failure)
+        if out.jitter > 0:
+            warnings.warn(
+                f"K_ZZ of the {Z.shape[0]} inducing points is not numerically positive definite ({out.first_error}); "
+                f"added jitter {out.jitter:.3g} ({out.relative:.0e} x mean(diag K_ZZ)) to its diagonal, stored as "
+                "jitter_. Fewer or more spread-out inducing points avoid it.", NumericalWarning, stacklevel=3)
+        return out.jitter, out.value
 
     def _refit(self):
         """Refactor at the current theta (jitter policy afresh)."""
@@ -362,12 +333,7 @@ class SGPR:
         max_iter = check_positive_int(max_iter, "max_iter", allow_none=False)
         core = self._core
         npar, M, d = self.n_params, core.m, core.d
-        if trainable is None:
-            mask_t = np.concatenate([self.kernel.trainable, [True]])
-        else:
-            mask_t = np.asarray(trainable)
-            if mask_t.dtype != bool or mask_t.shape != (npar,):
-                raise ValueError(f"trainable must be {npar} booleans; got {trainable!r}")
+        mask_t = self._trainable_mask(trainable)
         mask = np.concatenate([mask_t, np.full(M * d, bool(learn_inducing_points))])
         method_key = str(method).lower()
         if method_key not in ("l-bfgs-b", "lbfgsb", "fmin_l_bfgs_b", "adam"):
@@ -441,17 +407,12 @@ class SGPR:
         cov : ndarray of shape (n_samples, n_samples), with `return_cov`
         """
         self._require_fit("predict")
-        if return_std and return_cov:
-            raise ValueError("at most one of return_std and return_cov may be True")
+        self._check_predict_flags(return_std, return_cov)
         X = as_matrix(X, "X", self.dtype, n_features=self._core.d)
         if return_cov:
             check_fits(X.shape[0] ** 2 * 16, f"a {X.shape[0]} x {X.shape[0]} predictive covariance")
         mean, var, cov = self._core.predict(X, bool(return_std), bool(return_cov), bool(include_noise))
-        if return_std:
-            return mean, np.sqrt(var)
-        if return_cov:
-            return mean, cov
-        return mean
+        return self._predict_result(mean, var, cov, return_std, return_cov)
 
     def optimal_q(self):
         """Titsias' optimal q(u) = N(mean, cov) over u = f(Z) at the fitted parameters.
@@ -465,7 +426,6 @@ class SGPR:
         return self._core.optimal_q()
 
     def __repr__(self):
-        m = self.inducing_points if isinstance(self.inducing_points, numbers.Integral) else \
-            f"<array {np.shape(self.inducing_points)}>"
-        return (f"SGPR({self.kernel!r}, noise_variance={self.noise_variance:.4g}, inducing_points={m}, "
+        return (f"SGPR({self.kernel!r}, noise_variance={self.noise_variance:.4g}, "
+                f"inducing_points={self._repr_inducing()}, "
                 f"tile_size={self.tile_size}, dtype={np.dtype(self.dtype).name})")

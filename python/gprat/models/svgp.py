@@ -6,7 +6,6 @@ respect to every parameter (kernel, noise, inducing points Z, m, C), and the nat
 step for q. This module owns the parameters and the training loop.
 """
 
-import numbers
 import threading
 import warnings
 
@@ -15,12 +14,11 @@ import numpy as np
 from .. import _core
 from .._validation import as_matrix, as_vector, check_dtype, check_non_negative, check_positive, \
     check_positive_int, check_theta, THETA_MAX
-from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
-from ..kernels import Kernel
+from ..exceptions import NotPositiveDefiniteError, NumericalWarning
 from ..optim import AdamState, Progress
 from ..runtime import wait_for_lifecycle
 from .exact import DEFAULT_MAX_JITTER, _jitter_schedule
-from .sgpr import initial_inducing_points
+from ._kernel_noise import KernelNoiseModel
 
 __all__ = ["SVGP"]
 
@@ -29,7 +27,12 @@ _ENGINE_NAME = {np.float64: "SVGP64", np.float32: "SVGP32"}
 _NOISE_FLOOR = 1e-6
 
 
-class SVGP:
+def _too_many(m, n):
+    return (f"inducing_points={m} is more than the {n} points available to choose them from; give fewer inducing "
+            "points or a larger first batch")
+
+
+class SVGP(KernelNoiseModel):
     """Stochastic variational GP regression (Hensman et al. 2013), whitened, on minibatches.
 
     The ELBO of a minibatch B of b out of N points is
@@ -76,6 +79,9 @@ class SVGP:
     (2,)
     """
 
+    _NAME = "SVGP"
+    _FIT_HINT = "call fit or partial_fit first"
+
     def __init__(self, kernel, *, noise_variance=1e-2, inducing_points=64, dtype=np.float64, method="ngd", gamma=0.1,
                  max_jitter=DEFAULT_MAX_JITTER):
         self.kernel = kernel
@@ -89,34 +95,12 @@ class SVGP:
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ state
-    @property
-    def n_params(self):
-        """int: entries of theta (kernel parameters, then log noise_variance)."""
-        return self.kernel.n_params + 1
-
-    @property
-    def theta(self):
-        """ndarray: log [kernel parameters..., noise_variance]."""
-        return np.concatenate([self.kernel.theta, [np.log(self.noise_variance)]])
-
-    @theta.setter
-    def theta(self, theta):
-        theta = check_theta(theta, self.n_params)
-        self.kernel = self.kernel.with_theta(theta[:-1])
-        self.noise_variance = float(np.exp(theta[-1]))
-
-    def _require_fit(self, what):
-        if self._core is None:
-            raise NotFittedError(f"SVGP.{what} needs a fitted model; call fit or partial_fit first")
-
     def _params(self):
         return (list(self.theta), self.inducing_points_, self.q_mean_, self.q_sqrt_)
 
     def _initialize(self, X, random_state):
         """Engine, Z (from X if a count was given) and q = prior, for data with X's features."""
-        if not isinstance(self.kernel, Kernel):
-            raise TypeError(f"kernel must be a gprat.kernels kernel; got {type(self.kernel).__name__}")
-        check_positive(self.noise_variance, "noise_variance")
+        self._check_kernel_and_noise()
         if str(self.method).lower() not in ("ngd", "adam"):
             raise ValueError(f"method must be 'ngd' or 'adam'; got {self.method!r}")
         gamma = float(self.gamma)
@@ -124,15 +108,7 @@ class SVGP:
             raise ValueError(f"gamma must be in (0, 1]; got {self.gamma!r}")
         d = X.shape[1]
         self.kernel.check_features(d)
-        spec = self.inducing_points
-        if isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
-            M = check_positive_int(int(spec), "inducing_points", allow_none=False)
-            if M > X.shape[0]:
-                raise ValueError(f"inducing_points={M} is more than the {X.shape[0]} points available to choose them "
-                                 "from; give fewer inducing points or a larger first batch")
-            Z = initial_inducing_points(X, M, random_state)
-        else:
-            Z = as_matrix(spec, "inducing_points", np.float64, n_features=d)
+        Z = self._inducing_points_for(X, random_state, _too_many)
         M = Z.shape[0]
         wait_for_lifecycle()
         core = getattr(_core, _ENGINE_NAME[self.dtype])(self.kernel._to_core(), d, M)
@@ -295,19 +271,9 @@ class SVGP:
         self._step(Xb, yb, self.n_samples_, check_positive(lr, "lr"), trainable, learn_inducing_points)
         return self
 
-    def _masks(self, trainable, learn_z):
-        npar = self.n_params
-        if trainable is None:
-            mt = np.concatenate([self.kernel.trainable, [True]])
-        else:
-            mt = np.asarray(trainable)
-            if mt.dtype != bool or mt.shape != (npar,):
-                raise ValueError(f"trainable must be {npar} booleans; got {trainable!r}")
-        return mt, bool(learn_z)
-
     def _step(self, Xb, yb, N, lr, trainable, learn_z):
         """One minibatch step; the parameters change only once it has completed."""
-        mt, learn_z = self._masks(trainable, learn_z)
+        mt, learn_z = self._trainable_mask(trainable), bool(learn_z)
         M, d = self.inducing_points_.shape
         npar = self.n_params
         tril = np.tril_indices(M)
@@ -440,19 +406,13 @@ class SVGP:
         cov : ndarray of shape (n_samples, n_samples), with `return_cov`
         """
         self._require_fit("predict")
-        if return_std and return_cov:
-            raise ValueError("at most one of return_std and return_cov may be True")
+        self._check_predict_flags(return_std, return_cov)
         X = as_matrix(X, "X", self.dtype, n_features=self.n_features_in_)
         theta, Z, qm, qs = self._params()
         mean, var, cov = self._core.predict(theta, Z, qm, qs, X, bool(return_std), bool(return_cov), bool(include_noise))
-        if return_std:
-            return mean, np.sqrt(var)
-        if return_cov:
-            return mean, cov
-        return mean
+        return self._predict_result(mean, var, cov, return_std, return_cov)
 
     def __repr__(self):
-        m = self.inducing_points if isinstance(self.inducing_points, numbers.Integral) else \
-            f"<array {np.shape(self.inducing_points)}>"
-        return (f"SVGP({self.kernel!r}, noise_variance={self.noise_variance:.4g}, inducing_points={m}, "
+        return (f"SVGP({self.kernel!r}, noise_variance={self.noise_variance:.4g}, "
+                f"inducing_points={self._repr_inducing()}, "
                 f"method={self.method!r}, dtype={np.dtype(self.dtype).name})")
