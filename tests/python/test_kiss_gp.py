@@ -332,7 +332,8 @@ K = gprat.kernels
 #: (d, kernel) pairs that are exactly separable, so K_UU = s0 (x)_k T_k is the kernel itself on
 #: the grid and the dense reference is kernel(U) from the tile assembler.
 SEPARABLE = {
-    "scaled-matern-times-rq": (2, lambda: 2.0 * K.Matern32(0.3, active_dims=[0]) * K.RationalQuadratic(0.4, 2.0, active_dims=[1])),
+    "scaled-matern-times-rq": (2, lambda: 2.0 * K.Matern32(0.3, active_dims=[0])
+                               * K.RationalQuadratic(0.4, 2.0, active_dims=[1])),
     "se-times-periodic": (2, lambda: SE(0.35, active_dims=[0]) * K.Periodic(0.9, 0.8, active_dims=[1])),
     "constant-times-ard-se": (2, lambda: K.Constant(1.5) * SE([0.3, 0.25])),
     "se-on-one-of-two-features": (2, lambda: SE(0.3, 0.7, active_dims=[1])),
@@ -391,7 +392,8 @@ def test_scaled_and_product_kernels_equal_the_single_family():
     X, y = data(300, 2, seed=3)
     ref = gprat.KissGP(SE([0.3, 0.2], 1.5), noise_variance=0.05, grid_size=30, cg_tol=1e-11, random_state=1).fit(X, y)
     lml, g = ref.log_marginal_likelihood(eval_gradient=True)
-    scaled = gprat.KissGP(K.Constant(1.5) * SE([0.3, 0.2]), noise_variance=0.05, grid_size=30, cg_tol=1e-11, random_state=1).fit(X, y)
+    scaled = gprat.KissGP(K.Constant(1.5) * SE([0.3, 0.2]), noise_variance=0.05, grid_size=30, cg_tol=1e-11,
+                          random_state=1).fit(X, y)
     l2, g2 = scaled.log_marginal_likelihood(eval_gradient=True)  # theta: log c, log l0, log l1, log 1, log noise
     np.testing.assert_allclose(l2, lml, rtol=1e-8)
     np.testing.assert_allclose(g2, [g[2], g[0], g[1], g[2], g[3]], rtol=1e-8, atol=1e-8 * np.abs(g).max())
