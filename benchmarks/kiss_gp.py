@@ -215,9 +215,10 @@ def run_optimizer_study(spec):
             m = exact()
             r = m.optimize(method="L-BFGS-B", max_iter=100)
         else:
-            name, _, probes = method.partition(":")
+            name, probes, tol = (method.split(":") + ["", ""])[:3]
             m = gprat.KissGP(SE(spec["lengthscale"], 1.0), noise_variance=spec["noise"], grid_size=spec["grid"],
-                             n_probes=int(probes or spec["probes"]), random_state=0).fit(X, y)
+                             n_probes=int(probes or spec["probes"]), cg_tol=float(tol or 1e-6),
+                             random_state=0).fit(X, y)
             r = m.optimize(method=name, max_iter=spec["optimize"], **(dict(lr=0.1) if name == "adam" else {}))
         rec = dict(method=method, seconds=time.perf_counter() - t0, n_iter=int(r.n_iter),
                    hyperparameters=np.exp(m.theta).tolist(), rmse=rmse(m))
@@ -276,7 +277,7 @@ def main():
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--optimize", type=int, default=0, help="also time this many Adam steps and report test RMSE")
     ap.add_argument("--exact-max-n", type=int, default=5000)
-    ap.add_argument("--optimizer", default="L-BFGS-B", choices=["L-BFGS-B", "adam"],
+    ap.add_argument("--optimizer", default="adam", choices=["L-BFGS-B", "adam"],
                     help="gprat's optimizer for --optimize (GPyTorch always runs its Adam loop, lr 0.1)")
     ap.add_argument("--gpytorch-max-seconds", type=float, default=0,
                     help="stop GPyTorch's optimization loop after this long (0: run all steps)")
@@ -287,7 +288,8 @@ def main():
     ap.add_argument("--gpytorch-cases", nargs="*", default=["1d-100k", "2d-20k", "1d-20k", "1d-5k", "2d-5k"],
                     help="cases GPyTorch runs (1d-1M needs ~15 GB and a minute per step; 2d-100k runs out of memory)")
     ap.add_argument("--optimizer-study", nargs="+", metavar="METHOD",
-                    help="gprat alone: e.g. exact adam L-BFGS-B L-BFGS-B:30 (method[:probes]) on --cases")
+                    help="gprat alone: e.g. exact adam L-BFGS-B L-BFGS-B:30 adam:10:1.0 (method[:probes[:cg_tol]], "
+                         "cg_tol 1e-6 unless given) on --cases")
     ap.add_argument("--scaling", action="store_true", help="gprat alone: cost against n (1-D) and m (2-D)")
     ap.add_argument("--timeout", type=int, default=1800)
     args = ap.parse_args()

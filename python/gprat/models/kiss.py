@@ -431,7 +431,7 @@ class KissGP:
         b[-1] = np.log(DEFAULT_BOUNDS["noise_variance"])
         return b
 
-    def optimize(self, method="adam", max_iter=50, trainable=None, progress=False, lr=0.05, bounds=None,
+    def optimize(self, method="adam", max_iter=50, trainable=None, progress=False, lr=0.1, bounds=None,
                  callback=None):
         """Maximize the estimated log marginal likelihood over theta.
 
@@ -439,13 +439,21 @@ class KissGP:
         ----------
         method : {"adam", "L-BFGS-B"}, default="adam"
             Adam on a fresh probe set per iteration (a stochastic objective: the last iterate is
-            returned), or L-BFGS-B on the fixed-probe estimate (deterministic in theta).
+            returned), or L-BFGS-B on the fixed-probe estimate (deterministic in theta: a
+            sample-average approximation). Measured on a 2-D case (n = 5000, grid 50^2, from
+            lengthscale 0.2, variance 1, noise 0.01; docs/kiss_gp.md): Adam, 50 steps at lr 0.1
+            and the default ``cg_tol``, ends where the exact GP's LML is within 0.3 of its
+            optimum (test RMSE 0.01003 against the exact GP's 0.01017); L-BFGS-B needs about 30
+            probes to get there (0.01012, three times as long) and stops early with 10 (after 4
+            iterations, RMSE 0.01063): the fixed-probe estimate of t = 10 probes plus the CG
+            residual is too rough for its line search.
         max_iter : int, default=50
         trainable : array-like of bool, shape (n_params,), or None
             None: the kernel's ``trainable`` mask, then the noise.
         progress : bool, default=False
-        lr : float, default=0.05
-            Adam's learning rate in log units.
+        lr : float, default=0.1
+            Adam's learning rate in log units (0.1 is the measured setting above, and GPyTorch's
+            usual one).
         bounds : array-like of shape (n_params, 2) or None
             Box in theta space; None uses :meth:`default_bounds`.
         callback : callable or None
