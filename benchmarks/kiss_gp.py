@@ -42,6 +42,7 @@ CASES = {
     "2d-100k": dict(n=100_000, d=2, grid=100),
     # smaller cases for the 50-step optimization side by side (and the exact GP at n = 5000)
     "1d-20k": dict(n=20_000, d=1, grid=1000),
+    "1d-5k": dict(n=5_000, d=1, grid=1000),
     "2d-5k": dict(n=5_000, d=2, grid=50),
 }
 
@@ -74,25 +75,36 @@ def run_gprat(spec):
                       cg_tol=spec["cg_tol"], max_cg_iter=spec["max_cg_iter"],
                       preconditioner_rank=spec["rank"], random_state=0).fit(X, y)
     fit_s = time.perf_counter() - t0
-    gp._core.reset_timings()
-    t0 = time.perf_counter()
-    gp.log_marginal_likelihood(eval_gradient=True)
-    eval_s = time.perf_counter() - t0
-    rec = dict(lib="gprat", fit_s=fit_s, eval_s=eval_s, split=gp._core.timings(),
+    times = []
+    for _ in range(spec.get("repeats", 1)):
+        gp._core.reset_timings()  # the split of the last evaluation is reported
+        t0 = time.perf_counter()
+        gp.log_marginal_likelihood(eval_gradient=True)
+        times.append(time.perf_counter() - t0)
+    rec = dict(lib="gprat", fit_s=fit_s, eval_s=min(times), eval_s_median=float(np.median(times)),
+               split=gp._core.timings(),
                cg_iterations=max(gp._core.last_iterations), grid_points=gp.grid_points_)
     if spec["optimize"]:
         t0 = time.perf_counter()
-        gp.optimize(method="adam", max_iter=spec["optimize"], lr=0.1)
+        kw = dict(lr=0.1) if spec["optimizer"] == "adam" else {}
+        res = gp.optimize(method=spec["optimizer"], max_iter=spec["optimize"], **kw)
         rec["optimize_s"] = time.perf_counter() - t0
+        rec["optimize_iterations"] = int(res.n_iter)
         rec["rmse"] = float(np.sqrt(np.mean((gp.predict(Xt) - ft) ** 2)))
-        rec["theta"] = gp.theta.tolist()
+        rec["hyperparameters"] = np.exp(gp.theta).tolist()
         if spec["n"] <= spec["exact_max_n"]:
+            # the exact GP's own optimum (L-BFGS-B on the exact LML), and the exact GP at KissGP's
+            # hyperparameters (separates the interpolation error from where the optimizer ended)
             ex = gprat.ExactGP(gprat.kernels.SquaredExponential(spec["lengthscale"], 1.0),
                                noise_variance=spec["noise"]).fit(X, y)
             t0 = time.perf_counter()
-            ex.optimize(method="adam", max_iter=spec["optimize"], lr=0.1)
+            ex.optimize(method="L-BFGS-B", max_iter=100)
             rec["exact_optimize_s"] = time.perf_counter() - t0
             rec["exact_rmse"] = float(np.sqrt(np.mean((ex.predict(Xt) - ft) ** 2)))
+            rec["exact_hyperparameters"] = np.exp(ex.theta).tolist()
+            ex.theta = gp.theta
+            ex.fit(X, y)
+            rec["exact_at_kiss_theta_rmse"] = float(np.sqrt(np.mean((ex.predict(Xt) - ft) ** 2)))
     rec["peak_rss_mib"] = _rss_mib()
     return rec
 
@@ -134,19 +146,35 @@ def run_gpytorch(spec):
         s.__enter__()
     model.train()
     lik.train()
-    t0 = time.perf_counter()
-    loss = -mll(model(Xtr), ytr)
-    loss.backward()
-    rec["eval_s"] = time.perf_counter() - t0
+    times = []
+    for _ in range(spec.get("repeats", 1)):
+        model.zero_grad()
+        t0 = time.perf_counter()
+        loss = -mll(model(Xtr), ytr)
+        loss.backward()
+        times.append(time.perf_counter() - t0)
+    rec["eval_s"], rec["eval_s_median"] = min(times), float(np.median(times))
     if spec["optimize"]:
+        # GPyTorch's usual training loop: Adam, lr 0.1; stopped early (and said so) after
+        # max_seconds, with the per-iteration time recorded
         opt = torch.optim.Adam(model.parameters(), lr=0.1)
         t0 = time.perf_counter()
+        steps = []
         for _ in range(spec["optimize"]):
+            ts = time.perf_counter()
             opt.zero_grad()
             loss = -mll(model(Xtr), ytr)
             loss.backward()
             opt.step()
+            steps.append(time.perf_counter() - ts)
+            print(f"STEP {len(steps)} {steps[-1]:.2f}", file=sys.stderr, flush=True)
+            if spec.get("max_seconds") and time.perf_counter() - t0 > spec["max_seconds"]:
+                break
         rec["optimize_s"] = time.perf_counter() - t0
+        rec["optimize_iterations"] = len(steps)
+        rec["step_s_min"], rec["step_s_median"] = float(np.min(steps)), float(np.median(steps))
+        rec["hyperparameters"] = [float(model.covar_module.base_kernel.base_kernel.lengthscale),
+                                  float(model.covar_module.outputscale), float(lik.noise)]
         model.eval()
         lik.eval()
         with torch.no_grad(), gpytorch.settings.fast_pred_var():
@@ -156,9 +184,67 @@ def run_gpytorch(spec):
     return rec
 
 
+def run_optimizer_study(spec):
+    """KissGP's optimizers against the exact GP's optimum on one case, from the same start.
+
+    For each method: seconds, iterations, the hyperparameters reached, the test RMSE, and the
+    exact GP's test RMSE and LML at those hyperparameters (how far from the exact optimum the
+    optimizer ended, apart from the interpolation error)."""
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH_DIR))
+    import gprat
+
+    gprat.start(spec["threads"])
+    X, y, Xt, ft = make_data(spec["n"], spec["d"], spec["seed"])
+    SE = gprat.kernels.SquaredExponential
+
+    def rmse(m):
+        return float(np.sqrt(np.mean((m.predict(Xt) - ft) ** 2)))
+
+    def exact(theta=None):
+        ex = gprat.ExactGP(SE(spec["lengthscale"], 1.0), noise_variance=spec["noise"])
+        if theta is not None:
+            ex.theta = theta
+        return ex.fit(X, y)
+
+    out = []
+    for method in spec["methods"]:
+        t0 = time.perf_counter()
+        if method == "exact":
+            m = exact()
+            r = m.optimize(method="L-BFGS-B", max_iter=100)
+        else:
+            name, probes, tol = (method.split(":") + ["", ""])[:3]
+            m = gprat.KissGP(SE(spec["lengthscale"], 1.0), noise_variance=spec["noise"], grid_size=spec["grid"],
+                             n_probes=int(probes or spec["probes"]), cg_tol=float(tol or 1e-6),
+                             random_state=0).fit(X, y)
+            r = m.optimize(method=name, max_iter=spec["optimize"], **(dict(lr=0.1) if name == "adam" else {}))
+        rec = dict(method=method, seconds=time.perf_counter() - t0, n_iter=int(r.n_iter),
+                   hyperparameters=np.exp(m.theta).tolist(), rmse=rmse(m))
+        if method != "exact":
+            ex = exact(m.theta)
+            rec["exact_at_theta_rmse"], rec["exact_at_theta_lml"] = rmse(ex), float(ex.log_marginal_likelihood())
+        else:
+            rec["exact_lml"] = float(m.log_marginal_likelihood())
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+        out.append(rec)
+    return dict(lib="gprat", study=out, peak_rss_mib=_rss_mib())
+
+
+def _load():
+    with open("/proc/loadavg") as fh:
+        return fh.read().split()[0]
+
+
 def child_main():
     spec = json.loads(sys.argv[2])
-    rec = run_gprat(spec) if spec["lib"] == "gprat" else run_gpytorch(spec)
+    load0 = _load()
+    if spec.get("methods"):
+        rec = run_optimizer_study(spec)
+    else:
+        rec = run_gprat(spec) if spec["lib"] == "gprat" else run_gpytorch(spec)
+    rec["load_start"], rec["load_end"] = load0, _load()
     print("RESULT " + json.dumps(rec))
 
 
@@ -191,27 +277,45 @@ def main():
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--optimize", type=int, default=0, help="also time this many Adam steps and report test RMSE")
     ap.add_argument("--exact-max-n", type=int, default=5000)
+    ap.add_argument("--optimizer", default="adam", choices=["L-BFGS-B", "adam"],
+                    help="gprat's optimizer for --optimize (GPyTorch always runs its Adam loop, lr 0.1)")
+    ap.add_argument("--gpytorch-max-seconds", type=float, default=0,
+                    help="stop GPyTorch's optimization loop after this long (0: run all steps)")
+    ap.add_argument("--repeats", type=int, default=3, help="evaluations timed per case (min and median)")
+    ap.add_argument("--gpytorch-repeats", type=int, default=1)
     ap.add_argument("--no-gpytorch", action="store_true")
-    ap.add_argument("--gpytorch-cases", nargs="*", default=["1d-100k", "2d-20k", "1d-20k", "2d-5k"],
+    ap.add_argument("--no-gprat", action="store_true")
+    ap.add_argument("--gpytorch-cases", nargs="*", default=["1d-100k", "2d-20k", "1d-20k", "1d-5k", "2d-5k"],
                     help="cases GPyTorch runs (1d-1M needs ~15 GB and a minute per step; 2d-100k runs out of memory)")
+    ap.add_argument("--optimizer-study", nargs="+", metavar="METHOD",
+                    help="gprat alone: e.g. exact adam L-BFGS-B L-BFGS-B:30 adam:10:1.0 (method[:probes[:cg_tol]], "
+                         "cg_tol 1e-6 unless given) on --cases")
     ap.add_argument("--scaling", action="store_true", help="gprat alone: cost against n (1-D) and m (2-D)")
     ap.add_argument("--timeout", type=int, default=1800)
     args = ap.parse_args()
     base = dict(threads=args.threads, probes=args.probes, cg_tol=args.cg_tol, max_cg_iter=args.max_cg_iter,
                 rank=args.rank, lengthscale=args.lengthscale, noise=args.noise, optimize=args.optimize,
-                exact_max_n=args.exact_max_n, seed=0)
+                exact_max_n=args.exact_max_n, seed=0, optimizer=args.optimizer,
+                max_seconds=args.gpytorch_max_seconds)
     runs = []
-    if args.scaling:
+    if args.optimizer_study:
+        for case in args.cases:
+            runs.append((case, dict(base, **CASES[case], lib="gprat", optimize=args.optimize or 50,
+                                    methods=args.optimizer_study)))
+    elif args.scaling:
         for n in (25_000, 100_000, 400_000):
-            runs.append((f"1d n={n} grid=1000", dict(base, lib="gprat", n=n, d=1, grid=1000, optimize=0)))
+            runs.append((f"1d n={n} grid=1000", dict(base, lib="gprat", n=n, d=1, grid=1000, optimize=0,
+                                                      repeats=args.repeats)))
         for g in (50, 100, 200):
-            runs.append((f"2d n=20000 grid={g}^2", dict(base, lib="gprat", n=20_000, d=2, grid=g, optimize=0)))
+            runs.append((f"2d n=20000 grid={g}^2", dict(base, lib="gprat", n=20_000, d=2, grid=g, optimize=0,
+                                                         repeats=args.repeats)))
     else:
         for case in args.cases:
             spec = dict(base, **CASES[case])
-            runs.append((case, dict(spec, lib="gprat")))
+            if not args.no_gprat:
+                runs.append((case, dict(spec, lib="gprat", repeats=args.repeats)))
             if not args.no_gpytorch and case in args.gpytorch_cases:
-                runs.append((case, dict(spec, lib="gpytorch")))
+                runs.append((case, dict(spec, lib="gpytorch", repeats=args.gpytorch_repeats)))
     results = []
     for name, spec in runs:
         rec = launch(spec, args.timeout)
@@ -224,14 +328,24 @@ def main():
     with open(out_dir / f"kiss-{stamp}.jsonl", "w") as fh:
         for r in results:
             fh.write(json.dumps(r) + "\n")
-    lines = ["| case | lib | eval s | optimize s | CG it. | peak RSS MiB | RMSE | W s | K_UU s | CG other s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | lib | eval s (min / median) | optimize s (iterations) | CG it. | peak RSS MiB | RMSE | "
+             "exact RMSE (own opt. / at KissGP's theta) | W s | K_UU s | CG other s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        for st in r.get("study", []):
+            lines.append(f"| {r['case']} | {st['method']} | | {_f(st['seconds'])} ({st['n_iter']}) | | | "
+                         f"{_f(st['rmse'], 5)} | {_f(st.get('exact_at_theta_rmse'), 5)} | "
+                         f"{[round(v, 5) for v in st['hyperparameters']]} | | | |")
+        if "study" in r:
+            continue
         sp = r.get("split", {})
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            r["case"], r["lib"], _f(r.get("eval_s")), _f(r.get("optimize_s")), r.get("cg_iterations", ""),
-            _f(r.get("peak_rss_mib"), 0), _f(r.get("rmse"), 4), _f(sp.get("interpolation")), _f(sp.get("kronecker")),
-            _f(sp.get("cg_other")), ) + ("" if "error" not in r else f" {r['error'][:80]}"))
+        ev = _f(r.get("eval_s")) + ("" if r.get("eval_s_median") is None else f" / {_f(r.get('eval_s_median'))}")
+        op = "" if r.get("optimize_s") is None else f"{_f(r.get('optimize_s'))} ({r.get('optimize_iterations')})"
+        ex = "" if r.get("exact_rmse") is None else f"{_f(r['exact_rmse'], 5)} / {_f(r['exact_at_kiss_theta_rmse'], 5)}"
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["case"], r["lib"], ev, op, r.get("cg_iterations", ""), _f(r.get("peak_rss_mib"), 0),
+            _f(r.get("rmse"), 5), ex, _f(sp.get("interpolation")), _f(sp.get("kronecker")), _f(sp.get("cg_other")),
+            f"{r.get('load_start', '')}-{r.get('load_end', '')}") + ("" if "error" not in r else f" {r['error'][:80]}"))
     (out_dir / f"kiss-{stamp}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

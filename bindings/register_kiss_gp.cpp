@@ -60,7 +60,9 @@ void register_kiss_gp(py::module_& m)
         .def_readwrite("cg_tol", &KissGPOptions::cg_tol)
         .def_readwrite("predict_cg_tol", &KissGPOptions::predict_cg_tol)
         .def_readwrite("max_cg_iter", &KissGPOptions::max_cg_iter)
-        .def_readwrite("preconditioner_rank", &KissGPOptions::preconditioner_rank);
+        .def_readwrite("preconditioner_rank", &KissGPOptions::preconditioner_rank)
+        .def_readwrite("lengthscales", &KissGPOptions::lengthscales,
+                       "per-feature length scale of the automatic grid rule, or [] (the kernel's own)");
     py::class_<G>(m, "KissGP64")
         .def(py::init<const KernelHandle&, CArray<double>, CArray<double>, double, KissGPOptions>(), py::arg("kernel"),
              py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("noise_variance"), py::arg("options"))

@@ -9,7 +9,7 @@ from .. import _core
 from .._memory import check_fits
 from .._validation import as_matrix, as_vector, check_dtype, check_int, check_positive, check_theta
 from ..exceptions import NotFittedError, NumericalWarning
-from ..kernels import Kernel
+from ..kernels import Kernel, Product, Sum
 from ..optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
 from ..runtime import wait_for_lifecycle
 
@@ -17,6 +17,76 @@ __all__ = ["KissGP", "KissGridWarning"]
 
 #: Families whose K_UU is Toeplitz per dimension (stationary, one lengthscale per dimension).
 _STATIONARY = ("SquaredExponential", "Matern12", "Matern32", "Matern52")
+#: Leaves a KissGP kernel may have: stationary (K_UU Toeplitz) or constant.
+_GRID_LEAVES = _STATIONARY + ("RationalQuadratic", "Periodic", "Constant")
+_ACCEPTED = ("SquaredExponential (isotropic or ARD), Matern12/32/52, RationalQuadratic, Periodic, products of "
+             "these (e.g. one per feature via active_dims) and Constant factors; sums only of kernels that "
+             "all act on one and the same feature")
+
+_EXACT, _SLICES = 0, 1
+
+
+def _leaf_dims(k, d):
+    """Features a family reads: its active_dims, or all; none for Constant."""
+    if k._core_name == "Constant":
+        return set()
+    return set(range(d)) if k.active_dims is None else {int(i) for i in k.active_dims}
+
+
+def _all_dims(k, d):
+    if isinstance(k, (Sum, Product)):
+        return _all_dims(k.k1, d) | _all_dims(k.k2, d)
+    return _leaf_dims(k, d)
+
+
+def _grid_structure(k, d):
+    """_EXACT when K_UU = s0 prod_k T_k is the kernel on the grid, _SLICES when it is the product
+    of the kernel's 1-D slices (a different kernel); ValueError when KISS-GP cannot take it.
+
+    A kernel is separable, k(x, y) = c prod_k f_k(x_k - y_k), when it is a squared exponential
+    (exp of a sum over features), any stationary family reading at most one feature, a Constant,
+    a product of separable kernels, or a sum whose terms all read the same single feature (or
+    none). The other stationary families on several features (Matern, RationalQuadratic,
+    Periodic) are replaced by the product of their 1-D slices. A sum across features,
+    c + k1(x_0) + k2(x_1), is not a product over features: refused, as are non-stationary
+    families.
+    """
+    if isinstance(k, Product):
+        return max(_grid_structure(k.k1, d), _grid_structure(k.k2, d))
+    if isinstance(k, Sum):
+        _grid_structure(k.k1, d), _grid_structure(k.k2, d)  # refuses bad leaves first
+        if len(_all_dims(k, d)) > 1:
+            raise ValueError(f"KissGP: {k!r} is a sum of kernels over different features, which is not a product "
+                             f"over features (K_UU would not be Kronecker); accepted: {_ACCEPTED}")
+        return _EXACT
+    name = getattr(k, "_core_name", None)
+    if name not in _GRID_LEAVES:
+        raise ValueError(f"KissGP needs a stationary kernel whose K_UU is Toeplitz per feature; got {k!r}. "
+                         f"Accepted: {_ACCEPTED}" + (" (White: use noise_variance)" if name == "White" else ""))
+    if name in ("SquaredExponential", "Constant") or len(_leaf_dims(k, d)) <= 1:
+        return _EXACT
+    return _SLICES
+
+
+def _grid_scales(k, d):
+    """Per-feature length scale of the automatic grid rule: the smallest over the leaves reading it.
+
+    SquaredExponential, Matern, RationalQuadratic: their lengthscale; Periodic: the lengthscale
+    of its small-l limit, exp(-2 sin^2(pi r / p) / l^2) ~ exp(-r^2 / (2 (p l / (2 pi))^2)), with l
+    at most 1; inf where no leaf reads the feature.
+    """
+    if isinstance(k, (Sum, Product)):
+        return np.minimum(_grid_scales(k.k1, d), _grid_scales(k.k2, d))
+    out = np.full(d, np.inf)
+    dims = sorted(_leaf_dims(k, d))
+    if not dims:
+        return out
+    if k._core_name == "Periodic":
+        out[dims] = k.period * min(k.lengthscale, 1.0) / (2 * np.pi)
+    else:
+        ls = np.atleast_1d(np.asarray(k.lengthscale, dtype=np.float64))
+        out[dims] = ls if ls.size == len(dims) else ls[0]
+    return out
 
 #: Default optimization box in hyperparameter space (not log space).
 DEFAULT_BOUNDS = {"kernel": (1e-5, 1e5), "noise_variance": (1e-9, 1e5)}
@@ -41,9 +111,15 @@ class KissGP:
     Parameters
     ----------
     kernel : gprat.kernels.Kernel
-        A stationary family: SquaredExponential (exactly separable), Matern12, Matern32 or
-        Matern52 (for ``d > 1`` these become a product of 1-D kernels, which is another kernel:
-        a :class:`KissGridWarning` says so). Isotropic or ARD lengthscales.
+        Stationary, so that K_UU is Toeplitz per feature, and separable, so that it is their
+        Kronecker product: exact for SquaredExponential (isotropic or ARD), for any stationary
+        family on one feature, and for products of those with Constant factors (e.g.
+        ``2.0 * Matern32(0.3, active_dims=[0]) * RationalQuadratic(0.5, 2.0, active_dims=[1])``);
+        a sum is accepted only when its terms all read the same single feature. Matern12/32/52,
+        RationalQuadratic and Periodic reading several features become the product of their
+        1-D kernels, which is another kernel: a :class:`KissGridWarning` says so at ``fit``.
+        Refused (ValueError): Linear, White (use noise_variance), sums across features.
+        Model files and ``gprat fit --model kiss`` take single families only.
     noise_variance : float
         Learned i.i.d. noise variance (theta holds its log); must be positive.
     grid_size : int, sequence of int or None, default=None
@@ -108,11 +184,7 @@ class KissGP:
                  max_cg_iter=1000, preconditioner_rank=15, random_state=None, dtype=np.float64, predict_cg_tol=1e-4):
         if not isinstance(kernel, Kernel):
             raise TypeError(f"kernel must be a gprat.kernels.Kernel; got {kernel!r}")
-        name = getattr(kernel, "_core_name", None)
-        if name not in _STATIONARY or getattr(kernel, "active_dims", None) is not None:
-            raise ValueError(
-                "KissGP needs a single stationary family whose K_UU is Toeplitz per dimension "
-                f"({', '.join(_STATIONARY)}) without active_dims; got {kernel!r}")
+        _grid_structure(kernel, 1)  # refuses non-stationary leaves now; sums across features at fit
         self.kernel = kernel
         self.noise_variance = check_positive(noise_variance, "noise_variance")
         self.grid_size = grid_size
@@ -198,7 +270,7 @@ class KissGP:
         d = X.shape[1]
         if list(options.grid_size):
             return [int(s) for s in options.grid_size]
-        ls = np.broadcast_to(np.atleast_1d(self.kernel.lengthscale), (d,))
+        ls = np.asarray(options.lengthscales)
         if list(options.grid_bounds):
             b = np.asarray(options.grid_bounds).reshape(d, 2)
             span = b[:, 1] - b[:, 0]
@@ -206,6 +278,17 @@ class KissGP:
             span = X.max(axis=0) - X.min(axis=0)
         span = np.where(span > 0, span, ls)
         return [max(8, int(np.ceil(s / (l / 4.0) - 1e-9)) + 5) for s, l in zip(span, ls)]
+
+    def _lengthscales(self, X, options):
+        """Per-feature scale of the grid rule (_grid_scales); a feature no leaf reads gets its range
+        (a grid of 8-9 points: the kernel is constant along it)."""
+        scales = _grid_scales(self.kernel, X.shape[1])
+        if list(options.grid_bounds):
+            b = np.asarray(options.grid_bounds).reshape(-1, 2)
+            span = b[:, 1] - b[:, 0]
+        else:
+            span = X.max(axis=0) - X.min(axis=0)
+        return np.where(np.isfinite(scales), scales, np.where(span > 0, span, 1.0))
 
     # ------------------------------------------------------------------ verbs
     def fit(self, X, y):
@@ -231,12 +314,14 @@ class KissGP:
         y = as_vector(y, "y", np.float64, length=X.shape[0])
         n, d = X.shape
         self.kernel.check_features(d)
-        if d > 1 and self.kernel._core_name != "SquaredExponential":
-            warnings.warn(f"{self.kernel._core_name} is not separable: in {d} dimensions KissGP uses the product of "
-                          "1-D kernels over the features, a different kernel", KissGridWarning, stacklevel=2)
+        if _grid_structure(self.kernel, d) == _SLICES:
+            warnings.warn(f"{self.kernel!r} is not separable: in {d} dimensions KissGP uses the product of "
+                          "1-D kernels over the features, a different kernel (only the squared exponential and "
+                          "products of one-feature kernels are exact)", KissGridWarning, stacklevel=2)
         if d > 3:
             warnings.warn(f"KissGP in {d} dimensions: the grid grows as m_k^{d} points", KissGridWarning, stacklevel=2)
         options = self._options(d)
+        options.lengthscales = [float(v) for v in self._lengthscales(X, options)]
         m = int(np.prod([float(s) for s in self._expected_grid(X, options)]))
         check_fits(float(_core.KissGP64.training_step_bytes(n, d, m, self.n_probes, self.preconditioner_rank)),
                    f"KissGP with n={n} and a grid of {m} points")
@@ -346,7 +431,7 @@ class KissGP:
         b[-1] = np.log(DEFAULT_BOUNDS["noise_variance"])
         return b
 
-    def optimize(self, method="adam", max_iter=50, trainable=None, progress=False, lr=0.05, bounds=None,
+    def optimize(self, method="adam", max_iter=50, trainable=None, progress=False, lr=0.1, bounds=None,
                  callback=None):
         """Maximize the estimated log marginal likelihood over theta.
 
@@ -354,13 +439,21 @@ class KissGP:
         ----------
         method : {"adam", "L-BFGS-B"}, default="adam"
             Adam on a fresh probe set per iteration (a stochastic objective: the last iterate is
-            returned), or L-BFGS-B on the fixed-probe estimate (deterministic in theta).
+            returned), or L-BFGS-B on the fixed-probe estimate (deterministic in theta: a
+            sample-average approximation). Measured on a 2-D case (n = 5000, grid 50^2, from
+            lengthscale 0.2, variance 1, noise 0.01; docs/kiss_gp.md): Adam, 50 steps at lr 0.1
+            and the default ``cg_tol``, ends where the exact GP's LML is within 0.3 of its
+            optimum (test RMSE 0.01003 against the exact GP's 0.01017); L-BFGS-B needs about 30
+            probes to get there (0.01012, three times as long) and stops early with 10 (after 4
+            iterations, RMSE 0.01063): the fixed-probe estimate of t = 10 probes plus the CG
+            residual is too rough for its line search.
         max_iter : int, default=50
         trainable : array-like of bool, shape (n_params,), or None
             None: the kernel's ``trainable`` mask, then the noise.
         progress : bool, default=False
-        lr : float, default=0.05
-            Adam's learning rate in log units.
+        lr : float, default=0.1
+            Adam's learning rate in log units (0.1 is the measured setting above, and GPyTorch's
+            usual one).
         bounds : array-like of shape (n_params, 2) or None
             Box in theta space; None uses :meth:`default_bounds`.
         callback : callable or None

@@ -1,8 +1,15 @@
 #pragma once
 /// KISS-GP (Wilson & Nickisch 2015) with GPyTorch's BBMM solves (Gardner et al. 2018):
 ///   K~ = W K_UU W^T + sigma2 I,  K_UU = s0 (T_0 (x) .. (x) T_{d-1})   (grid.hpp, kronecker_toeplitz.hpp)
-/// for a stationary kernel k, with T_k[r] = k(0, r h_k e_k) / s0 and s0 = k(x, x): exact for the
-/// squared exponential (separable), a product of 1-D kernels for the other families when d > 1.
+/// for a stationary kernel k, with T_k[r] = k(0, r h_k e_k) / s0 and s0 = k(x, x): the product of
+/// the kernel's 1-D slices along the axes. It is K_UU exactly when k is separable,
+///   k(x, y) = s0 prod_k f_k(x_k - y_k),  f_k(0) = 1
+/// (the squared exponential, isotropic or ARD; products of factors that each act on one feature,
+/// times constants; any stationary kernel in 1-D); for the other stationary families in d > 1
+/// it is a different kernel, the product of their 1-D slices (Python warns and refuses sums
+/// across features: gprat/models/kiss.py). Trees are accepted when every leaf is stationary
+/// (SquaredExponential, Matern*, RationalQuadratic, Periodic) or Constant; Linear and White are
+/// refused.
 ///
 /// Solves: preconditioned batched CG (mBCG) on B = [y, z_1 .. z_t], one MVM per iteration for all
 /// columns, each column with its own CG scalars (a column's result never depends on the others).
@@ -19,8 +26,11 @@
 /// Estimate of the log marginal likelihood and its gradient (alpha = K~^{-1} y, u_j = K~^{-1} z_j):
 ///   LML = -1/2 y^T alpha - 1/2 log|K~| - n/2 log(2 pi)
 ///   dLML/dtheta = 1/2 alpha^T dK alpha - 1/2 (1/t) sum_j (P^{-1} z_j)^T dK u_j   (Hutchinson:
-///   E[(P^{-1} z)(z)^T] = I for z ~ N(0, P)),  dK = W dK_UU W^T for kernel entries (one factor
-///   replaced by its derivative: still Kronecker-Toeplitz), dK = sigma2 I for log sigma2.
+///   E[(P^{-1} z)(z)^T] = I for z ~ N(0, P)),  dK = W dK_UU W^T for kernel entries, dK = sigma2 I
+///   for log sigma2. With K_UU = s0 (x)_k T_k, a kernel parameter p gives
+///   dK_UU/dtheta_p = (ds0/dtheta_p / s0) K_UU + s0 sum_k T_0 (x) .. dT_{p,k} .. (x) T_{d-1},
+///   dT_{p,k}[r] = (dk(0, r h_k e_k)/dtheta_p - T_k[r] ds0/dtheta_p) / s0,
+///   each term still Kronecker-Toeplitz; only the (p, k) with dT_{p,k} != 0 are applied.
 /// Prediction: mean = w*^T a with a = K_UU W^T alpha cached at fit (4^d per point); variance
 ///   k~(x*, x*) - k~*^T K~^{-1} k~*, k~* = W K_UU w*, by one CG solve per test point (batched).
 /// theta = [kernel theta (log lengthscale(s), log signal variance), log sigma2].
@@ -33,6 +43,8 @@
 #include <mutex>
 #include <numbers>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -58,6 +70,9 @@ struct KissGPOptions
     double predict_cg_tol = 1e-4;
     Index max_cg_iter = 1000;
     Index preconditioner_rank = 15;  ///< k (0: P = sigma2 I)
+    /// Per-feature length scale of the automatic grid rule (d entries), or empty: the kernel's
+    /// own lengthscale(s) (single families only; a KernelTree needs grid_size or this).
+    std::vector<double> lengthscales;
 };
 
 /// Seconds spent per part (reset by reset_timings): W and W^T, K_UU products, the rest of CG.
@@ -71,49 +86,74 @@ struct KissTimings
 struct Structure
 {
     double s0 = 1.0;
-    bool ard = false;
     Index kernel_params = 0;
-    std::vector<ToeplitzFactor> T;   ///< T_k, one per dimension
-    std::vector<ToeplitzFactor> dT;  ///< dT_k / dlog(lengthscale of dimension k)
+    std::vector<ToeplitzFactor> T;  ///< T_k, one per dimension
+    std::vector<double> ds0;        ///< per kernel parameter p: (ds0 / dtheta_p) / s0
+    /// per kernel parameter p: the dimensions k with dT_{p,k} != 0 and those factors
+    std::vector<std::vector<std::pair<Index, ToeplitzFactor>>> dT;
 };
 
+/// InvalidArgument unless every leaf of a kernel tree is stationary or Constant (K_UU Toeplitz).
+inline void check_grid_kernel(const kernels::KernelTree& tree)
+{
+    for (const kernels::TreeNode& node : tree.nodes()) {
+        if (node.kind != kernels::NodeKind::Leaf) continue;
+        const kernels::Family f = node.family;
+        GPRAT_EXPECTS(f != kernels::Family::Linear && f != kernels::Family::White,
+                      "KissGP needs a stationary kernel (K_UU Toeplitz per dimension): SquaredExponential, Matern12, "
+                      "Matern32, Matern52, RationalQuadratic, Periodic, times Constant; got a tree with a "
+                          << kernels::family_names[static_cast<int>(f)]
+                          << " leaf (White: use noise_variance)");
+    }
+}
+
 /// The structure of a stationary kernel on the grid, from its per-pair value and gradient on
-/// points that differ along one dimension only.
-/// @throws InvalidArgument for a kernel that is not a single stationary family.
+/// points that differ along one dimension only (the 1-D slices; see the file header).
+/// @throws InvalidArgument for a kernel tree with a non-stationary leaf.
 inline Structure make_structure(const kernels::AnyKernel& kernel, const std::vector<GridAxis>& axes)
 {
     const Index d = static_cast<Index>(axes.size());
     return std::visit(
         [&](const auto& k) -> Structure {
             using K = std::remove_cvref_t<decltype(k)>;
-            if constexpr (!kernels::StationaryCovariance<K>) {
-                GPRAT_EXPECTS(false, "KissGP needs a stationary kernel whose K_UU is Toeplitz per dimension "
-                                     "(SquaredExponential, Matern12, Matern32 or Matern52); got "
-                                         << K::name());
-                return Structure{};
-            } else {
-                Structure s;
-                s.ard = k.ard();
-                s.kernel_params = k.n_params();
-                std::vector<double> x0(static_cast<std::size_t>(d), 0.0), xr(static_cast<std::size_t>(d), 0.0);
-                std::vector<double> grad(static_cast<std::size_t>(s.kernel_params));
-                s.s0 = k.diagonal(x0.data(), d);
-                for (Index dim = 0; dim < d; ++dim) {
-                    const Index mk = axes[static_cast<std::size_t>(dim)].m;
-                    std::vector<double> t(static_cast<std::size_t>(mk)), dt(static_cast<std::size_t>(mk));
-                    for (Index r = 0; r < mk; ++r) {
-                        std::fill(xr.begin(), xr.end(), 0.0);
-                        xr[static_cast<std::size_t>(dim)] = static_cast<double>(r) * axes[static_cast<std::size_t>(dim)].h;
-                        // t_k[r] = k(0, r h_k e_k) / s0; dt_k[r] its derivative in log l_k
-                        const double v = k.gradient(x0.data(), xr.data(), d, grad);
-                        t[static_cast<std::size_t>(r)] = v / s.s0;
-                        dt[static_cast<std::size_t>(r)] = grad[static_cast<std::size_t>(s.ard ? dim : 0)] / s.s0;
-                    }
-                    s.T.emplace_back(std::move(t));
-                    s.dT.emplace_back(std::move(dt));
+            if constexpr (std::is_same_v<K, kernels::KernelTree>) check_grid_kernel(k);
+            Structure s;
+            const Index P = k.n_params();
+            s.kernel_params = P;
+            std::vector<double> x0(static_cast<std::size_t>(d), 0.0), xr(static_cast<std::size_t>(d), 0.0);
+            std::vector<double> g0(static_cast<std::size_t>(P)), grad(static_cast<std::size_t>(P));
+            // s0 = k(0, 0) and its gradient, by the off-diagonal code (White, the one kernel where
+            // they differ, is refused above)
+            s.s0 = k.gradient(x0.data(), x0.data(), d, std::span<double>(g0));
+            GPRAT_EXPECTS(std::isfinite(s.s0) && s.s0 > 0, "KissGP: k(x, x) must be positive; got " << s.s0);
+            s.ds0.resize(static_cast<std::size_t>(P));
+            for (Index p = 0; p < P; ++p) s.ds0[static_cast<std::size_t>(p)] = g0[static_cast<std::size_t>(p)] / s.s0;
+            s.dT.resize(static_cast<std::size_t>(P));
+            for (Index dim = 0; dim < d; ++dim) {
+                const Index mk = axes[static_cast<std::size_t>(dim)].m;
+                std::vector<double> t(static_cast<std::size_t>(mk));
+                std::vector<std::vector<double>> dt(static_cast<std::size_t>(P), std::vector<double>(static_cast<std::size_t>(mk)));
+                for (Index r = 0; r < mk; ++r) {
+                    std::fill(xr.begin(), xr.end(), 0.0);
+                    xr[static_cast<std::size_t>(dim)] = static_cast<double>(r) * axes[static_cast<std::size_t>(dim)].h;
+                    // t_k[r] = k(0, r h_k e_k) / s0;  dt_{p,k}[r] = (dk/dtheta_p - t_k[r] ds0/dtheta_p) / s0
+                    const double v = k.gradient(x0.data(), xr.data(), d, std::span<double>(grad));
+                    const double tr = v / s.s0;
+                    t[static_cast<std::size_t>(r)] = tr;
+                    for (Index p = 0; p < P; ++p)
+                        dt[static_cast<std::size_t>(p)][static_cast<std::size_t>(r)] =
+                            (grad[static_cast<std::size_t>(p)] - tr * g0[static_cast<std::size_t>(p)]) / s.s0;
                 }
-                return s;
+                for (Index p = 0; p < P; ++p) {
+                    // a parameter that leaves this slice's shape alone (a variance, another
+                    // feature's lengthscale) gives zero up to rounding of the subtraction
+                    double big = 0.0;
+                    for (double v : dt[static_cast<std::size_t>(p)]) big = std::max(big, std::abs(v));
+                    if (big > 1e-13) s.dT[static_cast<std::size_t>(p)].emplace_back(dim, ToeplitzFactor(std::move(dt[static_cast<std::size_t>(p)])));
+                }
+                s.T.emplace_back(std::move(t));
             }
+            return s;
         },
         kernel);
 }
@@ -178,7 +218,7 @@ class KissGP
         GPRAT_EXPECTS(options_.grid_bounds.empty() || static_cast<Index>(options_.grid_bounds.size()) == 2 * d,
                       "grid_bounds must have one (low, high) pair per feature (" << d << ")");
         kernels::check_features(kernel_, d);
-        (void)make_structure(kernel_, {GridAxis{0.0, 1.0, 8}});  // refuses a non-stationary kernel early
+        (void)make_structure(kernel_, std::vector<GridAxis>(static_cast<std::size_t>(d), GridAxis{0.0, 1.0, 8}));  // refuses a non-stationary kernel early
         const std::vector<double> l = lengthscales();
         for (Index k = 0; k < d; ++k) {
             double a = 0.0, b = 0.0;
@@ -424,6 +464,19 @@ class KissGP
 
     std::vector<double> lengthscales() const
     {
+        if (!options_.lengthscales.empty()) {
+            GPRAT_EXPECTS(static_cast<Index>(options_.lengthscales.size()) == d_,
+                          "KissGPOptions.lengthscales must have one entry per feature (" << d_ << "); got "
+                                                                                         << options_.lengthscales.size());
+            return options_.lengthscales;
+        }
+        if (std::holds_alternative<kernels::KernelTree>(kernel_)) {
+            // the grid rule needs a length scale per feature; a tree does not name one
+            for (Index k = 0; k < d_; ++k)
+                GPRAT_EXPECTS(!options_.grid_size.empty() && options_.grid_size[static_cast<std::size_t>(k)] > 0,
+                              "KissGP with a composite kernel: give grid_size or KissGPOptions.lengthscales");
+            return std::vector<double>(static_cast<std::size_t>(d_), 1.0);
+        }
         std::vector<double> t = kernels::kernel_theta(kernel_);
         const Index p = static_cast<Index>(t.size()) - 1;  // stationary: lengthscale(s), then s2
         std::vector<double> l(static_cast<std::size_t>(d_));
@@ -1020,20 +1073,24 @@ class KissGP
                         for (Index j = 0; j < c; ++j) out[j] += A[u * c + j] * Bm[u * c + j];
                 };
                 std::vector<double> acc(static_cast<std::size_t>(c));
+                // dK_UU W^T [alpha, u] = (ds0_p / s0) K_UU W^T [alpha, u] + the dT_{p,k} terms
+                // (file header); K_UU W^T [alpha, u] is formed once, only if some ds0_p != 0
+                std::vector<double> base_dots;
                 for (Index p = 0; p < kp; ++p) {
                     std::fill(acc.begin(), acc.end(), 0.0);
-                    std::vector<Index> dims;
-                    if (p == kp - 1) {
-                        dims.push_back(-1);  // log s2: dK_UU = K_UU
-                    } else if (s.ard) {
-                        dims.push_back(p);
-                    } else {
-                        for (Index k = 0; k < d_; ++k) dims.push_back(k);  // shared l: sum over dimensions
+                    const double scale0 = s.ds0[static_cast<std::size_t>(p)];
+                    if (scale0 != 0.0) {
+                        if (base_dots.empty()) {
+                            base_dots.resize(static_cast<std::size_t>(c));
+                            kron(s, value_factors(s), s.s0, Gu.data(), H.data(), w.work.data(), c);
+                            grid_dots(Gz.data(), H.data(), base_dots.data());
+                        }
+                        for (Index j = 0; j < c; ++j) acc[static_cast<std::size_t>(j)] += scale0 * base_dots[static_cast<std::size_t>(j)];
                     }
-                    for (Index dim : dims) {
+                    for (const auto& [dim, factor] : s.dT[static_cast<std::size_t>(p)]) {
                         std::vector<const ToeplitzFactor*> f = value_factors(s);
-                        if (dim >= 0) f[static_cast<std::size_t>(dim)] = &s.dT[static_cast<std::size_t>(dim)];
-                        kron(s, f, s.s0, Gu.data(), H.data(), w.work.data(), c);  // dK_UU W^T [alpha, u]
+                        f[static_cast<std::size_t>(dim)] = &factor;
+                        kron(s, f, s.s0, Gu.data(), H.data(), w.work.data(), c);
                         grid_dots(Gz.data(), H.data(), dots.data());
                         for (Index j = 0; j < c; ++j) acc[static_cast<std::size_t>(j)] += dots[static_cast<std::size_t>(j)];
                     }
