@@ -342,9 +342,8 @@ class GPModel:
             if options:
                 raise ValueError(f"model_options are for model_type 'KissGP'; got {options!r} for {self.model_type}.")
             return {}
-        if self.is_tree or self.noise_fixed is not None or self.mean_constant is not None:
-            raise ValueError("a KissGP model has one stationary family (not a kernel tree), a learned noise "
-                             "and a zero mean (no noise_fixed or mean_constant).")
+        if self.noise_fixed is not None or self.mean_constant is not None:
+            raise ValueError("a KissGP model has a learned noise and a zero mean (no noise_fixed or mean_constant).")
         options = dict(options or {})
         unknown = set(options) - set(_KISS_ENTRIES.values())
         if unknown:
@@ -606,7 +605,8 @@ class GPModel:
             o = dict(self.model_options)
             if o.get("grid_size") is None:  # the grid the fitted model uses, so that a reload rebuilds it
                 o["grid_size"] = [int(g[2]) for g in self.gp.grid_]
-            defaults = KissGP(registry.by_short_name(self.kernel)(), noise_variance=1.0, random_state=0)
+            # the settings' defaults do not depend on the kernel (a tree or a family name here)
+            defaults = KissGP(registry.by_short_name("se")(), noise_variance=1.0, random_state=0)
             for entry, name in _KISS_ENTRIES.items():
                 value = o.get(name, getattr(defaults, name))
                 kiss[entry] = np.array(value, dtype=np.float64 if name in _KISS_FLOATS else np.int64)
