@@ -151,6 +151,11 @@ def main():
     parser.add_argument("--json", default=None)
     parser.add_argument("--model", nargs=2, type=float, metavar=("GFLOPS", "GBS"), default=None,
                         help="print the per-rank time/memory model for n = 1e5..1e6, P = 4..1024 and exit")
+    parser.add_argument("--bind-to", default="none",
+                        help="mpirun --bind-to (default none: on a machine shared with other jobs a rank pinned "
+                             "to a busy core cannot move; use core on a dedicated node)")
+    parser.add_argument("--spin", action="store_true",
+                        help="let waiting ranks busy-poll (Open MPI's default) instead of yielding the core")
     parser.add_argument("--potri", action="store_true",
                         help="also time pdpotri, pdtrtri and pdlauum alone (the inversion before the recursive one)")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
@@ -170,8 +175,10 @@ def main():
     for n in args.n:
         env = dict(os.environ, GPRAT_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                    MKL_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        cmd = [mpirun, "-n", str(args.ranks), "--bind-to", "core", sys.executable, __file__, "--worker", str(n),
-               "--repeats", "1"]
+        if not args.spin:  # a waiting rank yields its core instead of polling (a shared machine)
+            env["OMPI_MCA_mpi_yield_when_idle"] = "1"
+        cmd = [mpirun, "-n", str(args.ranks), "--bind-to", args.bind_to, sys.executable, __file__, "--worker",
+               str(n), "--repeats", "1"]
         if args.block_size:
             cmd += ["--block-size", str(args.block_size)]
         if args.potri:
@@ -201,7 +208,8 @@ def main():
                "ratio_step_min": stats["step_s"]["min"] / s1["min"],
                "ratio_step_median": stats["step_s"]["median"] / s1["median"],
                "matrix_share_mb": n * n * 8 / args.ranks / 2**20, "cpu": _cpu(),
-               "load_average_after": os.getloadavg()}
+               "load_average_after": os.getloadavg(), "mpirun_bind_to": args.bind_to,
+               "yield_when_idle": not args.spin}
         rows.append(row)
         phases = ", ".join(f"{k[5:-2]} {v['min']:.2f}/{v['median']:.2f}" for k, v in stats.items()
                            if k.startswith("step_") and k != "step_s")
