@@ -35,23 +35,25 @@ def kernel():
 
 
 def single(n, threads, repeats):
-    """Seconds of the best training step of gprat.ExactGP on `threads` threads."""
+    """Seconds of each training step of gprat.ExactGP on `threads` threads (a list)."""
     import gprat
 
     gprat.start(threads)
     X, y = problem(n)
     gp = gprat.ExactGP(kernel(), noise_variance=0.1).fit(X, y)
     theta = gp.theta + 0.05
-    best = np.inf
+    steps = []
     for _ in range(repeats):
         t = time.perf_counter()
         gp.log_marginal_likelihood(theta, eval_gradient=True)
-        best = min(best, time.perf_counter() - t)
-    return {"step_s": best, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        steps.append(time.perf_counter() - t)
+    return {"step_s": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def worker(n, repeats, block_size):
-    """Under mpirun: the distributed step and pdpotrf alone; rank 0 prints one JSON line."""
+def worker(n, repeats, block_size, potri):
+    """Under mpirun: the distributed step (with its phases) and pdpotrf alone; rank 0 prints one
+    JSON line of lists (one entry per repeat). With `potri`, also ScaLAPACK's pdpotri alone and
+    its halves pdtrtri and pdlauum, the inversion the step used before (for the comparison)."""
     import gprat.distributed as gd
     from mpi4py import MPI
 
@@ -59,35 +61,56 @@ def worker(n, repeats, block_size):
     X, y = problem(n)
     gp = gd.ExactGP(kernel(), noise_variance=0.1, block_size=block_size).fit(X, y)
     theta = gp.theta + 0.05
-    step = np.inf
     lib = gp._lib
-    for _ in range(repeats):
-        comm.Barrier()
-        t = time.perf_counter()
-        gp.log_marginal_likelihood(theta, eval_gradient=True)
-        comm.Barrier()
-        step = min(step, time.perf_counter() - t)
-    # the phases of one step, each on its own: the yardstick pdpotrf alone, then pdpotri
     core = gp.kernel._to_core()
+    out = {}
 
-    def timed(f):
+    def add(name, seconds):
+        out.setdefault(name + "_s", []).append(seconds)
+
+    def timed(name, f):
         comm.Barrier()
         t = time.perf_counter()
         f()
         comm.Barrier()
-        return time.perf_counter() - t
+        add(name, time.perf_counter() - t)
 
-    assemble = timed(lambda: lib.assemble_covariance(gp._KL, gp._K, core, gp._X, gp.noise_variance))
-    potrf = timed(lambda: lib.potrf(gp._KL, gp._context, gp._K))
-    potri = timed(lambda: lib.potri(gp._KL, gp._context, gp._K))
-    gradient = timed(lambda: lib.local_gradient(gp._KL, gp._K, gp._alpha, core, gp._X, gp.noise_variance))
-    gp._factor_theta = None  # K now holds K^{-1}
+    def refactor():  # K <- L at gp.theta again (the inversions overwrite it)
+        lib.assemble_covariance(gp._KL, gp._K, core, gp._X, gp.noise_variance)
+        lib.potrf(gp._KL, gp._context, gp._K)
+
+    for _ in range(repeats):
+        gp._profile = {}
+        comm.Barrier()
+        t = time.perf_counter()
+        gp.log_marginal_likelihood(theta, eval_gradient=True)
+        comm.Barrier()
+        add("step", time.perf_counter() - t)
+        for phase, seconds in gp._profile.items():  # rank 0's view of each phase of that step
+            add("step_" + phase, seconds)
+        gp._profile = None
+        lib.assemble_covariance(gp._KL, gp._K, core, gp._X, gp.noise_variance)
+        timed("potrf", lambda: lib.potrf(gp._KL, gp._context, gp._K))  # the yardstick
+        if potri:
+            timed("potri", lambda: lib.potri(gp._KL, gp._context, gp._K))
+            refactor()
+            timed("pdtrtri", lambda: lib.trtri(gp._KL, gp._context, gp._K))
+            timed("pdlauum", lambda: lib.lauum(gp._KL, gp._context, gp._K))
+    gp._factor_theta = None  # K now holds something else than the factor at gp.theta
     rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, root=0)
     local = comm.gather(gp._K.nbytes / 2**20, root=0)
     if comm.Get_rank() == 0:
-        print(json.dumps({"step_s": step, "potrf_s": potrf, "potri_s": potri, "assemble_s": assemble,
-                          "gradient_s": gradient, "peak_rss_mb": rss,
-                          "local_matrix_mb": local, "grid": gp.grid, "block_size": gp.tile_size_}), flush=True)
+        print(json.dumps({**out, "peak_rss_mb": rss, "local_matrix_mb": local, "grid": gp.grid,
+                          "block_size": gp.tile_size_, "recursion_base": gp._recursion_base()}), flush=True)
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        return f"{names[0]} x {len(names)}" if names else "unknown"
+    except OSError:
+        return "unknown"
 
 
 def model(n, P, gflops=30.0, bandwidth_gbs=1.0, latency_us=2.0, nb=256, d=10):
@@ -128,6 +151,13 @@ def main():
     parser.add_argument("--json", default=None)
     parser.add_argument("--model", nargs=2, type=float, metavar=("GFLOPS", "GBS"), default=None,
                         help="print the per-rank time/memory model for n = 1e5..1e6, P = 4..1024 and exit")
+    parser.add_argument("--bind-to", default="none",
+                        help="mpirun --bind-to (default none: on a machine shared with other jobs a rank pinned "
+                             "to a busy core cannot move; use core on a dedicated node)")
+    parser.add_argument("--spin", action="store_true",
+                        help="let waiting ranks busy-poll (Open MPI's default) instead of yielding the core")
+    parser.add_argument("--potri", action="store_true",
+                        help="also time pdpotri, pdtrtri and pdlauum alone (the inversion before the recursive one)")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--single", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
@@ -135,7 +165,7 @@ def main():
     if args.model:
         return print_model(*args.model)
     if args.worker is not None:
-        return worker(args.worker, args.repeats, args.block_size)
+        return worker(args.worker, args.repeats, args.block_size, args.potri)
     if args.single is not None:  # in its own process: a fair peak RSS
         return print(json.dumps(single(args.single, args.threads, 1)))
     mpirun = shutil.which("mpirun")
@@ -144,28 +174,55 @@ def main():
     rows = []
     for n in args.n:
         env = dict(os.environ, GPRAT_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        cmd = [mpirun, "-n", str(args.ranks), "--bind-to", "core", sys.executable, __file__, "--worker", str(n),
-               "--repeats", "1"]
+                   MKL_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        if not args.spin:  # a waiting rank yields its core instead of polling (a shared machine)
+            env["OMPI_MCA_mpi_yield_when_idle"] = "1"
+        cmd = [mpirun, "-n", str(args.ranks), "--bind-to", args.bind_to, sys.executable, __file__, "--worker",
+               str(n), "--repeats", "1"]
         if args.block_size:
             cmd += ["--block-size", str(args.block_size)]
-        dist = one = None
+        if args.potri:
+            cmd += ["--potri"]
+        dist, one = {}, {"step_s": []}
         for _ in range(args.repeats):  # interleaved: this machine's load changes from minute to minute
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
             d = json.loads(out.strip().splitlines()[-1])
-            dist = d if dist is None else {k: (min(v, d[k]) if k.endswith("_s") else v) for k, v in dist.items()}
+            for k, v in d.items():
+                if k.endswith("_s"):
+                    dist.setdefault(k, []).extend(v)
+                elif k == "peak_rss_mb":
+                    dist[k] = [max(a, b) for a, b in zip(dist.get(k, v), v)]
+                else:
+                    dist[k] = v
             o = subprocess.run([sys.executable, __file__, "--single", str(n), "--threads", str(args.ranks)],
                                capture_output=True, text=True, check=True).stdout
             o = json.loads(o.strip().splitlines()[-1])
-            one = o if one is None or o["step_s"] < one["step_s"] else one
-        row = {"n": n, "ranks": args.ranks, "single_threads": args.ranks, "single": one, "distributed": dist,
-               "ratio_step": dist["step_s"] / one["step_s"], "matrix_share_mb": n * n * 8 / args.ranks / 2**20}
+            one["step_s"].extend(o["step_s"])
+            one["peak_rss_mb"] = max(one.get("peak_rss_mb", 0.0), o["peak_rss_mb"])
+            print(f"  n={n} repeat {len(one['step_s'])}: single {o['step_s'][-1]:.2f} s, distributed "
+                  f"{d['step_s'][-1]:.2f} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+        stats = {k: {"min": min(v), "median": float(np.median(v))} for k, v in dist.items() if k.endswith("_s")}
+        s1 = {"min": min(one["step_s"]), "median": float(np.median(one["step_s"]))}
+        row = {"n": n, "ranks": args.ranks, "single_threads": args.ranks, "repeats": args.repeats, "single": one,
+               "single_stats": s1, "distributed": dist, "distributed_stats": stats,
+               "ratio_step_min": stats["step_s"]["min"] / s1["min"],
+               "ratio_step_median": stats["step_s"]["median"] / s1["median"],
+               "matrix_share_mb": n * n * 8 / args.ranks / 2**20, "cpu": _cpu(),
+               "load_average_after": os.getloadavg(), "mpirun_bind_to": args.bind_to,
+               "yield_when_idle": not args.spin}
         rows.append(row)
-        print(f"n={n}: single {args.ranks} threads {one['step_s']:.2f} s | {args.ranks} ranks x 1 thread "
-              f"{dist['step_s']:.2f} s (ratio {row['ratio_step']:.2f}) | pdpotrf alone {dist['potrf_s']:.2f} s, "
-              f"pdpotri {dist['potri_s']:.2f} s, assemble {dist['assemble_s']:.2f} s, gradient {dist['gradient_s']:.2f} s | grid {dist['grid']} nb {dist['block_size']} | peak RSS per rank "
-              f"{[round(v) for v in dist['peak_rss_mb']]} MB (K share {row['matrix_share_mb']:.0f} MB; local array "
-              f"{[round(v) for v in dist['local_matrix_mb']]} MB) | single peak {one['peak_rss_mb']:.0f} MB", flush=True)
+        phases = ", ".join(f"{k[5:-2]} {v['min']:.2f}/{v['median']:.2f}" for k, v in stats.items()
+                           if k.startswith("step_") and k != "step_s")
+        extra = ", ".join(f"{k[:-2]} {stats[k]['min']:.2f}/{stats[k]['median']:.2f}" for k in
+                          ("potri_s", "pdtrtri_s", "pdlauum_s") if k in stats)
+        print(f"n={n} ({args.repeats} repeats, min/median s): single {args.ranks} threads {s1['min']:.2f}/"
+              f"{s1['median']:.2f} | {args.ranks} ranks x 1 thread {stats['step_s']['min']:.2f}/"
+              f"{stats['step_s']['median']:.2f} (ratio of mins {row['ratio_step_min']:.2f}, of medians "
+              f"{row['ratio_step_median']:.2f}) | step phases: {phases} | pdpotrf alone {stats['potrf_s']['min']:.2f}/"
+              f"{stats['potrf_s']['median']:.2f}{' | ' + extra if extra else ''} | grid {dist['grid']} nb "
+              f"{dist['block_size']} | peak RSS per rank {[round(v) for v in dist['peak_rss_mb']]} MB (K share "
+              f"{row['matrix_share_mb']:.0f} MB; local array {[round(v) for v in dist['local_matrix_mb']]} MB) | "
+              f"single peak {one['peak_rss_mb']:.0f} MB | load {os.getloadavg()[0]:.1f}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

@@ -196,6 +196,17 @@ PYBIND11_MODULE(_distributed, m)
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdlauum: M <- M^T M for lower M (in place).");
     m.def(
+        "lauum_recursive",
+        [](const BlockCyclic& A, int context, FArray& a, int base) {
+            double* data = local_data(A, a, "L^{-1}");
+            const auto desc = gprat::distributed::describe(A, context);
+            const int n = gprat::distributed::to_int(A.n);
+            GPRAT_EXPECTS(base >= 1, "base must be >= 1; got " << base);
+            without_gil([&] { gprat::distributed::lauum_lower(n, data, 1, desc.d, base); });
+        },
+        py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"),
+        "M <- lower(M^T M) (lower M) by 2 x 2 recursion down to `base` rows, then pdlauum.");
+    m.def(
         "trsm_lower",
         [](const BlockCyclic& A, int context, FArray& a, const BlockCyclic& B, FArray& b) {
             double* da = local_data(A, a, "L");

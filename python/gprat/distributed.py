@@ -13,7 +13,8 @@ the same order (each verb is collective)::
 
 The matrix work runs in ScaLAPACK on a 2-D block-cyclic layout over a BLACS grid made from the
 mpi4py communicator: K = k(X, X) + sigma2 I, L = chol(K) (pdpotrf), alpha = K^{-1} y (pdpotrs),
-K^{-1} (pdpotri), V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
+K^{-1} = L^{-T} L^{-1} (pdtrtri, then lower(M^T M) by a 2 x 2 block recursion onto pdgemm
+instead of pdlauum), V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
 the single-process engine's tile functions at global offsets (so the entries are the same
 numbers), on its local gprat runtime threads. The gradient
 
@@ -63,6 +64,11 @@ __all__ = ["ExactGP", "available", "default_grid", "default_block_size"]
 
 _MODULE = None
 _REASON = None
+
+#: Order of the diagonal submatrices that the recursive product L^{-T} L^{-1} leaves to pdlauum,
+#: pdsyrk and pdtrmm (at least the block size); above it the work is pdgemm on large blocks.
+#: Chosen by measurement on Debian's ScaLAPACK 2.2.1 + OpenBLAS (docs/distributed.md).
+RECURSION_BASE = 1024
 
 
 def _load():
@@ -226,6 +232,7 @@ class ExactGP:
         self.block_size = None if block_size is None else int(block_size)
         self._context, self._myrow, self._mycol = self._lib.grid_init(self.comm.py2f(), *self.grid)
         self._X = None
+        self._profile = None  # a dict: _step adds each phase's seconds (benchmarks/distributed.py)
         self._factor_theta = None  # theta whose Cholesky factor self._K holds (None: it holds none)
 
     # ------------------------------------------------------------------ helpers
@@ -360,8 +367,11 @@ class ExactGP:
         noise = float(np.exp(theta[-1]))
         core = kernel._to_core()
         self._factor_theta = None
+        t = time.perf_counter()
         lib.assemble_covariance(KL, self._K, core, self._X, noise)  # K(I,J), I >= J, local blocks
+        t = self._tick("assemble", t)
         info = self._global_info(lib.potrf(KL, self._context, self._K))  # L = chol(K)
+        t = self._tick("potrf", t)
         if info > 0:
             raise _mark(NotPositiveDefiniteError(
                 f"K + noise_variance I is not positive definite: the leading minor of order {info} is not "
@@ -374,6 +384,7 @@ class ExactGP:
             B[:len(rows), 0] = self._y[rows]
         if self._global_info(lib.potrs(KL, self._context, self._K, self._yL, B)):  # alpha = K^{-1} y
             raise _mark(RuntimeError("pdpotrs refused its arguments (a gprat bug)"))
+        t = self._tick("potrs", t)
         alpha = np.zeros(KL.n)
         if self._yL.local_cols:  # one process column holds alpha: each entry comes from one rank
             alpha[rows] = B[:len(rows), 0]
@@ -387,13 +398,34 @@ class ExactGP:
             self._alpha = self._bcast(alpha)
             self._factor_theta = np.array(theta)
             return float(self._bcast(np.array([lml]))[0])
-        info = self._global_info(lib.potri(KL, self._context, self._K))  # K^{-1} (lower), in place of L
+        t = self._tick("lml", t)
+        # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri), then M <- lower(M^T M)
+        # by a 2 x 2 block recursion onto pdgemm (distributed/scalapack.hpp) instead of pdlauum
+        info = self._global_info(lib.trtri(KL, self._context, self._K))
         if info:
-            raise _mark(NotPositiveDefiniteError(f"pdpotri failed (info {info}): K is numerically singular"))
+            raise _mark(NotPositiveDefiniteError(f"inverting L failed (pdtrtri info {info}): K is numerically "
+                                                 "singular"))
+        t = self._tick("trtri", t)
+        lib.lauum_recursive(KL, self._context, self._K, self._recursion_base())
+        t = self._tick("lauum", t)
         partial = lib.local_gradient(KL, self._K, alpha, core, self._X, noise)
+        t = self._tick("gradient", t)
         gradient = 0.5 * self._allreduce(partial)
         out = self._bcast(np.concatenate([[lml], gradient]))
+        self._tick("allreduce", t)
         return float(out[0]), out[1:]
+
+    def _recursion_base(self):
+        """Order below which the recursive M^T M hands over to pdlauum (and its products to PBLAS)."""
+        return max(self._nb, RECURSION_BASE)
+
+    def _tick(self, phase, start):
+        """With self._profile a dict (benchmarks/distributed.py): add the seconds since `start`."""
+        if self._profile is None:
+            return start
+        now = time.perf_counter()
+        self._profile[phase] = self._profile.get(phase, 0.0) + now - start
+        return now
 
     # ------------------------------------------------------------------ likelihood
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):

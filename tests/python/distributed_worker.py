@@ -70,6 +70,14 @@ def equivalence():
                 lml, grad = gp.log_marginal_likelihood(theta, eval_gradient=True)
                 close(lml, lml_s, f"LML {tag}")
                 close(grad, grad_s, f"gradient {tag}")
+                saved = gd.RECURSION_BASE
+                gd.RECURSION_BASE = 1  # K^{-1} by recursion down to single blocks: every (ragged) split
+                try:
+                    lml_r, grad_r = gp.log_marginal_likelihood(theta, eval_gradient=True)
+                finally:
+                    gd.RECURSION_BASE = saved
+                close(lml_r, lml_s, f"LML, recursion to blocks, {tag}")
+                close(grad_r, grad_s, f"gradient, recursion to blocks, {tag}")
                 mean, std = gp.predict(Xs, return_std=True)  # refactors at gp.theta after the gradient step
                 close(mean, mean_s, f"mean {tag}")
                 close(std, std_s, f"std {tag}")
@@ -140,6 +148,51 @@ def bad_input():
     else:
         raise AssertionError("no exception for X differing between ranks")
     return messages[0]
+
+
+def _same_error_everywhere(kind, call, needle):
+    """call() must raise `kind` on every rank, with one message naming `needle`; returns it."""
+    try:
+        call()
+    except kind as error:
+        message = str(error)
+    else:
+        raise AssertionError(f"rank {rank}: no {kind.__name__} (expected one naming {needle!r})")
+    messages = comm.allgather(message)
+    assert all(m == messages[0] for m in messages), f"ranks raised different messages: {messages}"
+    assert needle in message, message
+    return message
+
+
+def bad_input_every_verb():
+    """Bad input on the LAST rank only, for every verb: the same exception on every rank, and the
+    model stays usable (no rank is left behind in a collective)."""
+    X, y = data(40, 2)
+    Xs = data(5, 2, seed=1)[0]
+    last = rank == size - 1
+    k = gprat.kernels.SquaredExponential([1.0, 1.0])
+    _same_error_everywhere(ValueError, lambda: gd.ExactGP(k, noise_variance=-1.0 if last else 0.1),
+                           "noise_variance must be a positive")
+    _same_error_everywhere(ValueError, lambda: gd.ExactGP(k, block_size=0 if last else 8), "block_size must be")
+    gp = gd.ExactGP(k, noise_variance=0.1, block_size=8).fit(X, y)
+    lml = gp.log_marginal_likelihood()
+    _same_error_everywhere(ValueError, lambda: gd.ExactGP(k, block_size=8).fit(np.where(last, np.nan, X), y),
+                           "must be finite")
+    theta = gp.theta + 0.1
+    _same_error_everywhere(ValueError, lambda: gp.log_marginal_likelihood(theta[:-1] if last else theta),
+                           "theta must hold")
+    _same_error_everywhere(RuntimeError, lambda: gp.log_marginal_likelihood(theta + (0.5 if last else 0.0)),
+                           "theta differs between ranks")
+    _same_error_everywhere(ValueError, lambda: gp.predict(Xs[:, :1] if last else Xs), "X must have shape")
+    _same_error_everywhere(RuntimeError, lambda: gp.predict(Xs + (1.0 if last else 0.0)),
+                           "test points X differs between ranks")
+    _same_error_everywhere(ValueError, lambda: gp.optimize(method="sgd" if last else "adam"), "method must be")
+    _same_error_everywhere(ValueError, lambda: gp.optimize(max_iter=0 if last else 5), "max_iter must be")
+    # still usable, and unchanged, on every rank
+    close(gp.log_marginal_likelihood(), lml, "LML after the refused calls")
+    mean = gp.predict(Xs)
+    close(mean, gprat.ExactGP(k, noise_variance=0.1).fit(X, y).predict(Xs), "mean after the refused calls")
+    return "9 refused calls, model intact"
 
 
 def save(path):

@@ -86,6 +86,15 @@ def test_bad_input_on_one_rank_raises_everywhere():
 
 
 @needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_bad_input_on_one_rank_every_verb(ranks):
+    """Constructor, fit, log_marginal_likelihood, predict, optimize: bad (or differing) input on
+    the last rank only raises the same exception on every rank, and the model stays usable."""
+    proc, _ = mpirun(ranks, "bad_input_every_verb")
+    expect_ok(proc, "bad_input_every_verb")
+
+
+@needs_mpi
 def test_save_under_mpi_load_on_one_process(tmp_path):
     path = str(tmp_path / "model.npz")
     proc, _ = mpirun(2, "save", path)
