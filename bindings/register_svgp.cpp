@@ -91,13 +91,20 @@ void define(py::module_& mod, const char* name)
         .def(
             "natural_step_and_elbo",
             [](const G& g, const std::vector<double>& theta, const CArray<double>& Z, const CArray<double>& m,
-               const CArray<double>& C, const CArray<T>& X, const CArray<T>& y, double scale, double gamma) {
+               const CArray<double>& C, const CArray<T>& X, const CArray<T>& y, double scale, double gamma,
+               bool q_gradient) {
                 const Index M = g.m(), d = g.d();
                 const Params p = params(d, M, theta, Z, m, C);
                 const Index b = batch_rows(X, &y, d);
-                std::vector<double> gt(theta.size()), gz(static_cast<std::size_t>(M * d)), gm(static_cast<std::size_t>(M)),
-                    gc(static_cast<std::size_t>(M * M)), mo(static_cast<std::size_t>(M)), co(static_cast<std::size_t>(M * M));
-                const gp::SVGPGradient grad{gt.data(), gz.data(), gm.data(), gc.data()};
+                std::vector<double> gt(theta.size()), gz(static_cast<std::size_t>(M * d)), mo(static_cast<std::size_t>(M)),
+                    co(static_cast<std::size_t>(M * M)), gm, gc;
+                if (q_gradient) {
+                    gm.resize(static_cast<std::size_t>(M));
+                    gc.resize(static_cast<std::size_t>(M * M));
+                }
+                // without q_gradient the dE/dC pass (an M x M trmm's worth) is skipped: NGD moves q itself
+                const gp::SVGPGradient grad{gt.data(), gz.data(), q_gradient ? gm.data() : nullptr,
+                                            q_gradient ? gc.data() : nullptr};
                 const T* xp = X.data();
                 const T* yp = y.data();
                 const double E = without_gil(
@@ -111,14 +118,17 @@ void define(py::module_& mod, const char* name)
                 };
                 py::array_t<double> gza({M, d});
                 std::copy(gz.begin(), gz.end(), gza.mutable_data());
-                return py::make_tuple(E, py::array_t<double>(static_cast<py::ssize_t>(gt.size()), gt.data()), gza,
-                                      py::array_t<double>(M, gm.data()), square(gc), py::array_t<double>(M, mo.data()),
-                                      square(co));
+                const py::object gma = q_gradient ? py::object(py::array_t<double>(M, gm.data())) : py::none();
+                const py::object gca = q_gradient ? py::object(square(gc)) : py::none();
+                return py::make_tuple(E, py::array_t<double>(static_cast<py::ssize_t>(gt.size()), gt.data()), gza, gma,
+                                      gca, py::array_t<double>(M, mo.data()), square(co));
             },
             py::arg("theta"), py::arg("Z").noconvert(), py::arg("q_mean").noconvert(), py::arg("q_sqrt").noconvert(),
             py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("scale"), py::arg("gamma"),
+            py::arg("q_gradient") = true,
             "natural_step then elbo (with KL and gradient) at the new q, sharing the factorization: "
-            "(value, d/dtheta, d/dZ, d/dq_mean, d/dq_sqrt, new q_mean, new q_sqrt).")
+            "(value, d/dtheta, d/dZ, d/dq_mean, d/dq_sqrt, new q_mean, new q_sqrt); with q_gradient=False "
+            "d/dq_mean and d/dq_sqrt are None (not computed; an NGD training step does not use them).")
         .def(
             "natural_step",
             [](const G& g, const std::vector<double>& theta, const CArray<double>& Z, const CArray<double>& m,

@@ -287,7 +287,7 @@ class SVGP(KernelNoiseModel):
             try:
                 if ngd:  # the natural step for q, then the gradient at the new q (one factorization)
                     value, gt, gz, gm, gc, qm, qs = self._core.natural_step_and_elbo(theta, Z, qm, qs, Xb, yb, scale,
-                                                                                     float(self.gamma))
+                                                                                     float(self.gamma), False)
                 else:
                     value, gt, gz, gm, gc = self._core.elbo(theta, Z, qm, qs, Xb, yb, scale, True, True)
                 break
