@@ -132,8 +132,11 @@ def available_bytes():
 SMALL_REQUEST = 16 << 20
 
 
+_LIMIT_VARIABLE = "GPRAT_MEMORY_LIMIT"
+
+
 def _limit_from_environment():
-    text = os.environ.get("GPRAT_MEMORY_LIMIT", "").strip()
+    text = os.environ.get(_LIMIT_VARIABLE, "").strip()
     if not text:
         return None
     try:
@@ -158,6 +161,8 @@ def check_fits(needed, what):
     ``GPRAT_MEMORY_LIMIT`` (bytes) overrides the detected amount, e.g. in batch jobs or to
     simulate a small machine.
     """
+    if needed < SMALL_REQUEST and _LIMIT_VARIABLE not in os.environ:
+        return  # the common small case without a parse of the environment (BO loops: every step)
     avail = _limit_from_environment()
     if avail is None:
         if needed < SMALL_REQUEST:

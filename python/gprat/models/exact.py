@@ -1,6 +1,6 @@
 """ExactGP: exact Gaussian-process regression on the tiled, task-parallel Cholesky engine."""
 
-import contextlib
+import math
 import os
 import threading
 import warnings
@@ -171,6 +171,27 @@ def _as_targets(y, dtype, n):
     return as_vector(y, "y", dtype, length=n)
 
 
+
+class _EngineCall:
+    """``with model._engine_call():`` counts the calls into the compiled engine now running (a
+    fork() child rebuilds an engine that was busy). A plain class, not a generator-based
+    contextmanager: a small-n BO fit enters it on every trial point, and this costs a fifth."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        wait_for_lifecycle()
+        with self.model._count_lock:
+            self.model._in_flight += 1
+
+    def __exit__(self, *exc):
+        with self.model._count_lock:
+            self.model._in_flight -= 1
+        return False
+
 class ExactGP:
     """Exact Gaussian process regression on a tiled Cholesky factorization.
 
@@ -335,17 +356,9 @@ class ExactGP:
         self._count_lock = threading.Lock()
         _INSTANCES.add(self)
 
-    @contextlib.contextmanager
     def _engine_call(self):
-        """Mark a call into the compiled engine (which may hold the engine's lock)."""
-        wait_for_lifecycle()
-        with self._count_lock:
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._count_lock:
-                self._in_flight -= 1
+        """Mark a call into the compiled engine (which may hold the engine's lock): a context manager."""
+        return _EngineCall(self)
 
     def _state(self):
         """The fitted state; in a fork() child, first rebuild an engine that was busy at fork."""
@@ -858,13 +871,13 @@ class ExactGP:
             ) from err
         if not eval_gradient:
             lml = float(out)
-            if np.isnan(lml):
+            if math.isnan(lml):
                 raise FloatingPointError(f"the log marginal likelihood at theta={theta} is NaN")
             return lml
         # The jitter is the engine's own diagonal term, outside theta: the noise entry's gradient is
         # d/dlog(sigma2) with dK/dlog(sigma2) = sigma2 I, jitter or not.
         lml, grad = float(out[0]), np.array(out[1], dtype=np.float64)
-        if np.isnan(lml) or not np.all(np.isfinite(grad)):
+        if math.isnan(lml) or not np.isfinite(grad).all():
             raise FloatingPointError(f"the log marginal likelihood or its gradient at theta={theta} is not finite")
         return lml, grad
 

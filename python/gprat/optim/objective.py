@@ -18,6 +18,7 @@ Which point the optimizer returns depends on the kind of objective:
   seen" is not used for them.
 """
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -125,7 +126,7 @@ class Objective:
         value, grad = out if eval_gradient else (out, 0.0)
         loss = self.sign * float(value)
         grad = self.sign * np.asarray(grad, dtype=np.float64)
-        if not np.isfinite(loss) or not np.all(np.isfinite(grad)):
+        if not math.isfinite(loss) or not np.isfinite(grad).all():
             self.failures += 1
             return None
         self.last_x, self.last_loss = full, loss
