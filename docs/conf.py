@@ -58,8 +58,9 @@ nitpick_ignore = [
 nitpick_ignore_regex = [
     # scikit-learn's kernel classes, the bases of gprat.kernels' scikit-learn spellings
     ("py:class", r"sklearn\.gaussian_process\.kernels\..*"),
-    # private base classes that show-inheritance names (gprat.kernels.families._Simple, ...)
-    ("py:class", r"gprat\.[\w.]*\._\w+"),
+    # private base classes that show-inheritance names (gprat.kernels.families._Simple,
+    # gprat.models._kernel_noise.KernelNoiseModel, ...): any name with a private component
+    ("py:class", r"gprat(\.\w+)*\._\w+(\.\w+)*"),
 ]
 
 # -- numpydoc: a public name without a docstring fails the build -------------------------------

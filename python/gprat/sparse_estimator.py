@@ -7,7 +7,7 @@ variance, which a WhiteKernel gives; ``L_``, ``alpha_``, ``sample_y`` from the e
 posterior), so one class with both would read as two with ``if`` between them.
 
 The kernel is converted as the exact estimator converts it
-(:class:`gprat.kernels.sklearn.EngineKernel`), so the same kernel trees run here:
+(:class:`gprat.kernels.sklearn.EngineKernel`), so the same kernel trees run here::
 
     each node of the tree                    -> the engine kernel node
     a free WhiteKernel addend of the root    -> the sparse model's learned noise_variance
@@ -78,7 +78,7 @@ class SparseGaussianProcessRegressor(RegressorMixin, BaseEstimator):
         The kernel at the fitted hyperparameters (the WhiteKernel holds the learned noise).
     model_ : gprat.SGPR or gprat.SVGP
         The fitted sparse model.
-    inducing_points_ : ndarray of shape (n_inducing_, n_features)
+    inducing_points_ : ndarray of shape (``n_inducing_``, n_features)
     n_inducing_ : int
     n_iter_ : int
         SGPR: L-BFGS-B iterations; SVGP: minibatch steps.
