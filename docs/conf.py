@@ -110,6 +110,15 @@ def _drop_object_base(app, name, obj, options, bases):
     bases[:] = [base for base in bases if base is not object]
 
 
+def _drop_empty_bases_line(app, doctree, docname):
+    """autodoc writes "Bases:" even when _drop_object_base left no base: remove that empty line."""
+    from docutils import nodes
+
+    for paragraph in list(doctree.findall(nodes.paragraph)):
+        if paragraph.astext().strip() == "Bases:":
+            paragraph.parent.remove(paragraph)
+
+
 def _readable_signature(app, what, name, obj, options, signature, return_annotation):
     """Write ``dtype=numpy.float64`` for the repr ``<class 'numpy.float64'>`` in signatures."""
     if signature:
@@ -119,6 +128,7 @@ def _readable_signature(app, what, name, obj, options, signature, return_annotat
 
 
 def setup(app):
-    """Register the two signature/bases clean-ups above."""
+    """Register the signature/bases clean-ups above."""
     app.connect("autodoc-process-bases", _drop_object_base)
+    app.connect("doctree-resolved", _drop_empty_bases_line)
     app.connect("autodoc-process-signature", _readable_signature)
