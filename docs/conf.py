@@ -105,17 +105,13 @@ html_static_path = ["_static"]
 html_css_files = ["gprat.css"]
 
 
-def _drop_object_base(app, name, obj, options, bases):
-    """Leave "Bases: object" out: every class has it, it says nothing."""
-    bases[:] = [base for base in bases if base is not object]
-
-
-def _drop_empty_bases_line(app, doctree, docname):
-    """autodoc writes "Bases:" even when _drop_object_base left no base: remove that empty line."""
+def _drop_object_bases_line(app, doctree, docname):
+    """Leave "Bases: object" out: every class has it, it says nothing. (autodoc writes the line
+    even when an autodoc-process-bases handler empties the list, so the line itself goes.)"""
     from docutils import nodes
 
     for paragraph in list(doctree.findall(nodes.paragraph)):
-        if paragraph.astext().strip() == "Bases:":
+        if paragraph.astext().strip() == "Bases: object":
             paragraph.parent.remove(paragraph)
 
 
@@ -129,6 +125,5 @@ def _readable_signature(app, what, name, obj, options, signature, return_annotat
 
 def setup(app):
     """Register the signature/bases clean-ups above."""
-    app.connect("autodoc-process-bases", _drop_object_base)
-    app.connect("doctree-resolved", _drop_empty_bases_line)
+    app.connect("doctree-resolved", _drop_object_bases_line)
     app.connect("autodoc-process-signature", _readable_signature)

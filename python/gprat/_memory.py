@@ -161,9 +161,8 @@ def check_fits(needed, what):
     ``GPRAT_MEMORY_LIMIT`` (bytes) overrides the detected amount, e.g. in batch jobs or to
     simulate a small machine.
     """
-    if needed < SMALL_REQUEST and _LIMIT_VARIABLE not in os.environ:
-        return  # the common small case without a parse of the environment (BO loops: every step)
-    avail = _limit_from_environment()
+    # parsed only when set: every training step of a BO loop passes here
+    avail = _limit_from_environment() if _LIMIT_VARIABLE in os.environ else None
     if avail is None:
         if needed < SMALL_REQUEST:
             return
