@@ -405,6 +405,9 @@ void all_trtri_lauum(std::mt19937_64& rng)
             lauum_case<T>(n, pad, rng);
         }
     for (Index at : {0, 4, 6}) trtri_singular_case<T>(7, at, 32, rng);
+    // trtri recurses above order 32 (and its solves above 96): several levels, ragged splits
+    for (Index n : {50, 97, 130, 257}) trtri_case<T>(n, 3, rng);
+    for (Index at : {0, 40, 129}) trtri_singular_case<T>(130, at, 32, rng);
 }
 
 }  // namespace

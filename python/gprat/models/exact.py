@@ -1052,7 +1052,7 @@ class ExactGP:
             raise TypeError(f"callback must be callable or None; got {callback!r}")
         self._refresh()
         theta0 = np.clip(self._mean_warm_start(self.theta, mask), bounds[:, 0], bounds[:, 1])
-        objective = Objective(self._value_and_grad, theta0, mask, maximize=True)
+        objective = Objective(self._optimizer_function(), theta0, mask, maximize=True)
         if not mask.any():
             lml = self.log_marginal_likelihood(theta0)
             return OptimizationResult(theta=theta0, log_marginal_likelihood=lml, n_iter=0, converged=True,
@@ -1118,19 +1118,32 @@ class ExactGP:
             self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=learned, mean=mean)
             self._stale = False
 
-    def _value_and_grad(self, theta, eval_gradient=True):
-        """The optimizer's objective: a failed trial point gives NaN (counted as a failure)."""
+    def _optimizer_function(self):
+        """``fun(theta, eval_gradient)`` for the optimizers: the engine's training step at theta.
+
+        Everything that is the same for every trial point is done here, once per optimization,
+        not per point (a small-n BO fit makes ~40 steps of ~50 us each, and per-point Python
+        around them cost more than the steps): the memory check (a step allocates the same at
+        every theta), the jitter the steps use (the model's, fixed while it optimizes), the engine
+        lookup. No input-scale check either (it rebuilt the kernel on every point): inputs that
+        overflow the scaled distances give a K with zeros (exp(-inf), the right limit) or NaN
+        entries, and NaN makes the Cholesky or the Objective's finiteness test fail, so such a
+        point fails all the same. A NotPositiveDefiniteError, or a non-finite value or gradient,
+        is a failed trial point, counted by the Objective.
+        """
         state = self._state()
-        theta = np.asarray(theta, dtype=np.float64)
-        try:
-            # No input-scale check here (it rebuilt the kernel on every trial point, a quarter of
-            # the time of a step at n = 50): inputs that overflow the scaled distances give a K
-            # with zeros (exp(-inf), the right limit) or NaN entries, and NaN makes the Cholesky
-            # or the finiteness check below fail, so such a point fails all the same.
-            return self._training_step(state, theta, eval_gradient)
-        except FloatingPointError:
-            nan = np.nan  # a failed trial point for the optimizers
-            return (nan, np.full(len(theta), nan)) if eval_gradient else nan
+        core = state.core
+        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, core.n_params), "a training step")
+        if core.jitter != state.jitter:
+            core.jitter = state.jitter
+        step = core.training_step
+        engine_call = self._engine_call()
+
+        def fun(theta, eval_gradient=True):
+            with engine_call:
+                return step(theta.tolist(), eval_gradient)
+
+        return fun
 
     def __repr__(self):
         nv = self.noise_variance
