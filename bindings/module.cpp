@@ -14,6 +14,7 @@ PYBIND11_MODULE(_core, m)
     gprat::bindings::register_runtime(m);
     gprat::bindings::register_linalg(m);
     gprat::bindings::register_kernels(m);
+    gprat::bindings::register_box_lbfgs(m);
     gprat::bindings::register_gp(m);
     gprat::bindings::register_sgpr(m);
     gprat::bindings::register_svgp(m);

@@ -8,6 +8,7 @@
 
 #include "gprat/gp/exact_gp.hpp"
 #include "gprat/runtime/executor.hpp"
+#include "box_lbfgs.hpp"
 #include "kernel_handle.hpp"
 #include "registration.hpp"
 
@@ -122,6 +123,19 @@ void define(py::module_& m, const char* name)
                 return py::make_tuple(lml, py::array_t<double>(static_cast<py::ssize_t>(grad.size()), grad.data()));
             },
             py::arg("theta"), py::arg("eval_gradient"))
+        .def(
+            "maximize_lbfgs",
+            [](G& g, std::vector<double> theta, const std::vector<bool>& trainable, const std::vector<double>& lower,
+               const std::vector<double>& upper, Index max_iter, const py::object& on_iteration) {
+                return maximize_with_box_lbfgs(
+                    [&g](const std::vector<double>& t, double* gradient) { return g.engine.training_step(t, gradient); },
+                    std::move(theta), trainable, lower, upper, max_iter, on_iteration);
+            },
+            py::arg("theta"), py::arg("trainable"), py::arg("lower"), py::arg("upper"), py::arg("max_iter"),
+            py::arg("on_iteration"),
+            "Maximize the log marginal likelihood over the trainable entries of theta inside [lower, upper] with "
+            "the C++ bound-constrained L-BFGS (training steps only; the model's theta is not changed). Returns "
+            "(theta_best, lml_best, n_iter, n_eval, n_failed, converged, message).")
         .def(
             "predict",
             [](G& g, const CArray<T>& Xs, bool want_var, bool want_cov, bool include_noise) {

@@ -16,6 +16,7 @@ void register_errors(py::module_& m);
 void register_runtime(py::module_& m);
 void register_linalg(py::module_& m);
 void register_kernels(py::module_& m);
+void register_box_lbfgs(py::module_& m);
 void register_gp(py::module_& m);
 void register_sgpr(py::module_& m);
 void register_svgp(py::module_& m);

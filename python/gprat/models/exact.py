@@ -26,7 +26,8 @@ from .._validation import (
 )
 from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
 from ..kernels import Kernel
-from ..optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
+from ..optim import Objective, OptimizationResult, Progress, minimize_adam
+from ..optim.objective import warn_failed_points
 from ..runtime import wait_for_lifecycle
 
 __all__ = ["ExactGP", "JITTER_START", "JITTER_GROWTH", "DEFAULT_MAX_JITTER"]
@@ -986,7 +987,9 @@ class ExactGP:
         Parameters
         ----------
         method : {"L-BFGS-B", "adam"}, default="L-BFGS-B"
-            SciPy's L-BFGS-B fed by the closed-form gradient, or Adam.
+            Bound-constrained L-BFGS on the closed-form gradient, run in the compiled engine
+            (SciPy's L-BFGS-B stopping tests and line-search constants, no Python per trial
+            point), or Adam.
         max_iter : int, default=100
         trainable : array-like of bool, shape (n_params,), or None, default=None
             Which entries of theta to optimize; None means the kernel's ``trainable`` mask (False
@@ -1009,9 +1012,11 @@ class ExactGP:
         lengthscales to the box edge (a white-noise model): on Hartmann-6 at n = 1000 from
         lengthscale 1, it stopped at LML -1419 against -226 scaled (benchmarks/bo_small_n.py).
         Trainable constant-mean entries start at their generalized-least-squares value for the
-        starting kernel (see ``_mean_warm_start``). NumPy's and SciPy's BLAS run on one thread
-        while the optimizer runs (SciPy's threads spinning between its small BLAS calls took
-        cores from the training steps).
+        starting kernel (see ``_mean_warm_start``). The L-BFGS loop is C++
+        (``cpp/include/gprat/optim/box_lbfgs.hpp``): a Bayesian-optimization fit at n = 50 makes
+        ~40 training steps of ~50 us, and SciPy's driver plus a Python objective around each cost
+        ~120 us more; it reaches the same optimum as SciPy's L-BFGS-B on the same scaled objective
+        (tests/python/test_box_lbfgs.py). Adam's loop runs in Python.
 
         Returns
         -------
@@ -1052,18 +1057,55 @@ class ExactGP:
             raise TypeError(f"callback must be callable or None; got {callback!r}")
         self._refresh()
         theta0 = np.clip(self._mean_warm_start(self.theta, mask), bounds[:, 0], bounds[:, 1])
-        objective = Objective(self._optimizer_function(), theta0, mask, maximize=True)
         if not mask.any():
             lml = self.log_marginal_likelihood(theta0)
             return OptimizationResult(theta=theta0, log_marginal_likelihood=lml, n_iter=0, converged=True,
                                       message="nothing to optimize: no entry of theta is trainable")
         with Progress(progress, max_iter) as bar:
             if method_key == "adam":
+                objective = Objective(self._optimizer_function(), theta0, mask, maximize=True)
                 result = minimize_adam(objective, bounds, max_iter, lr=lr, progress=bar, callback=callback)
             else:
-                result = minimize_lbfgsb(objective, bounds, max_iter, progress=bar, callback=callback, scale=None)
+                result = self._maximize_lbfgs(theta0, mask, bounds, max_iter, bar, callback)
         self._apply_theta(result.theta)
         return result
+
+    def _maximize_lbfgs(self, theta0, mask, bounds, max_iter, bar, callback):
+        """L-BFGS on the engine: the whole loop in C++ (``gprat._core`` ``maximize_lbfgs``).
+
+        The same scaled objective as :func:`gprat.optim.minimize_lbfgsb` (the loss divided by the
+        largest entry of its first gradient) and the same stopping tests and line-search constants
+        as SciPy's L-BFGS-B (cpp/include/gprat/optim/box_lbfgs.hpp), without a Python call per
+        trial point: at n = 50 SciPy's driver and the Python objective cost more than the training
+        steps themselves (benchmarks/bo_small_n.py).
+        """
+        state = self._state()
+        core = state.core
+        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, core.n_params), "a training step")
+        if core.jitter != state.jitter:
+            core.jitter = state.jitter
+        history = []
+
+        def on_iteration(iteration, lml):
+            history.append(-lml)
+            bar.update(iteration, -lml)
+            if callback is not None:
+                callback(iteration, -lml)
+
+        with self._engine_call():
+            theta, lml, n_iter, n_eval, n_failed, converged, message = core.maximize_lbfgs(
+                np.asarray(theta0, dtype=np.float64).tolist(), np.asarray(mask, dtype=bool).tolist(),
+                bounds[:, 0].tolist(), bounds[:, 1].tolist(), int(max_iter), on_iteration)
+        if n_eval == n_failed:
+            raise NotPositiveDefiniteError(
+                "the optimizer found no hyperparameters with a positive definite covariance matrix; "
+                "increase noise_variance or rescale the inputs"
+            )
+        if n_failed:
+            warn_failed_points(n_failed, "the optimizer backtracked from them", stacklevel=4)
+        return OptimizationResult(theta=np.array(theta), log_marginal_likelihood=float(lml), n_iter=int(n_iter),
+                                  history=history, converged=bool(converged), message=str(message),
+                                  n_failed=int(n_failed))
 
     def _mean_warm_start(self, theta, mask):
         """theta with its trainable constant-mean entries at their optimum for the other entries.

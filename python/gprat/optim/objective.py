@@ -26,7 +26,7 @@ import numpy as np
 
 from ..exceptions import NotPositiveDefiniteError, NumericalWarning
 
-__all__ = ["Objective", "OptimizationResult", "failed_point_value"]
+__all__ = ["Objective", "OptimizationResult", "failed_point_value", "warn_failed_points"]
 
 
 @dataclass
@@ -157,9 +157,14 @@ class Objective:
 
     def warn_failures(self, what, stacklevel=4):
         """One NumericalWarning saying how many trial points failed and what was done about it."""
-        if self.failures:
-            warnings.warn(
-                f"{self.failures} trial point(s) gave a covariance matrix that is not positive definite "
-                f"(or a non-finite value); {what}",
-                NumericalWarning, stacklevel=stacklevel,
-            )
+        warn_failed_points(self.failures, what, stacklevel=stacklevel + 1)
+
+
+def warn_failed_points(count, what, stacklevel=4):
+    """One NumericalWarning saying that `count` trial points failed and `what` was done about it."""
+    if count:
+        warnings.warn(
+            f"{count} trial point(s) gave a covariance matrix that is not positive definite "
+            f"(or a non-finite value); {what}",
+            NumericalWarning, stacklevel=stacklevel,
+        )
