@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../box_lbfgs.hpp"
 #include "../kernel_handle.hpp"
 #include "gprat/core/errors.hpp"
 #include "gprat/cuda/errors.hpp"
@@ -145,6 +146,16 @@ void define(py::module_& m, const char* name)
                 return py::make_tuple(lml, py::array_t<double>(static_cast<py::ssize_t>(grad.size()), grad.data()));
             },
             py::arg("theta"), py::arg("eval_gradient"))
+        .def(
+            "maximize_lbfgs",
+            [](G& g, std::vector<double> theta, const std::vector<bool>& trainable, const std::vector<double>& lower,
+               const std::vector<double>& upper, Index max_iter, const py::object& on_iteration) {
+                return maximize_with_box_lbfgs(
+                    [&g](const std::vector<double>& t, double* gradient) { return g.engine.training_step(t, gradient); },
+                    std::move(theta), trainable, lower, upper, max_iter, on_iteration);
+            },
+            py::arg("theta"), py::arg("trainable"), py::arg("lower"), py::arg("upper"), py::arg("max_iter"),
+            py::arg("on_iteration"), "As gprat._core.ExactGP64.maximize_lbfgs, on the device's training steps.")
         .def(
             "predict",
             [](G& g, const CArray<T>& Xs, bool want_var, bool want_cov, bool include_noise) {
