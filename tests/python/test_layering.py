@@ -27,6 +27,8 @@ ALLOWED = {
     # the CUDA backend: the per-pair kernel code and the runtime's interrupt hook; nothing
     # outside cuda/ includes it (no other layer lists it)
     "cuda": {"core", "tiles", "runtime", "kernels"},
+    # optimizers over a callable (the C++ L-BFGS behind ExactGP.optimize): they know no model
+    "optim": {"core"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]gprat/([a-z_]+)/([^">]+)[">]', re.MULTILINE)

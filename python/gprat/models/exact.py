@@ -1105,7 +1105,7 @@ class ExactGP:
             warn_failed_points(n_failed, "the optimizer backtracked from them", stacklevel=4)
         return OptimizationResult(theta=np.array(theta), log_marginal_likelihood=float(lml), n_iter=int(n_iter),
                                   history=history, converged=bool(converged), message=str(message),
-                                  n_failed=int(n_failed))
+                                  n_failed=int(n_failed), n_eval=int(n_eval))
 
     def _mean_warm_start(self, theta, mask):
         """theta with its trainable constant-mean entries at their optimum for the other entries.

@@ -135,5 +135,5 @@ def minimize_adam(objective, bounds=None, max_iter=100, lr=0.05, beta1=0.9, beta
     theta, loss = objective.returned_point()
     return OptimizationResult(
         theta=theta, log_marginal_likelihood=objective.sign * loss, n_iter=t, history=history,
-        converged=converged, message=message, n_failed=objective.failures,
+        converged=converged, message=message, n_failed=objective.failures, n_eval=objective.evaluations,
     )

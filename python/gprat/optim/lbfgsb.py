@@ -147,4 +147,5 @@ def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callbac
     return OptimizationResult(
         theta=x, log_marginal_likelihood=objective.sign * loss, n_iter=int(res.nit), history=history,
         converged=bool(res.success), message=str(res.message), n_failed=objective.failures,
+        n_eval=objective.evaluations,
     )

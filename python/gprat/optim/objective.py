@@ -51,6 +51,8 @@ class OptimizationResult:
     message : str
     n_failed : int
         Trial points that failed (not positive definite, or non-finite).
+    n_eval : int
+        Trial points evaluated, failed ones included (0 where not counted).
     """
 
     theta: np.ndarray
@@ -60,6 +62,7 @@ class OptimizationResult:
     converged: bool = False
     message: str = ""
     n_failed: int = 0
+    n_eval: int = 0
 
 
 def failed_point_value(best_loss):
@@ -101,6 +104,7 @@ class Objective:
         self.best_x, self.best_loss = self.x0.copy(), np.inf
         self.last_x, self.last_loss = self.x0.copy(), np.inf
         self.failures = 0
+        self.evaluations = 0
 
     def full(self, x):
         """The full parameter vector with trainable entries `x` (a new array)."""
@@ -126,6 +130,7 @@ class Objective:
         test of the gradient.
         """
         full = self.full(x)
+        self.evaluations += 1
         try:
             out = self.fun(full, eval_gradient)
         except NotPositiveDefiniteError:
