@@ -18,7 +18,7 @@
 ///    |f'(t)| <= c2 |f'(0)|, c1 = 1e-3, c2 = 0.9 (SciPy's L-BFGS-B values), by expansion and then
 ///    bisection-safeguarded cubic interpolation on the bracket (Nocedal & Wright, Alg. 3.5/3.6);
 ///    t = t_max with the sufficient decrease is accepted (variables then reach their bound and
-///    leave F). The first step is 1/|d|_2 (capped by t_max), later ones start at 1, as L-BFGS-B.
+///    leave F). The first trial step follows SciPy's L-BFGS-B (see the line search below).
 ///  * A failed trial point (eval returns false: a covariance that is not positive definite, or a
 ///    non-finite value) counts as f = +inf: the line search shrinks the step tenfold toward its
 ///    last good point.
@@ -83,6 +83,12 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
     }
     BoxLbfgsResult out;
     const double inf = std::numeric_limits<double>::infinity();
+    bool boxed = true, constrained = false;  // every variable has both bounds; some has one
+    for (std::size_t i = 0; i < n; ++i) {
+        const bool both = std::isfinite(lo[i]) && std::isfinite(hi[i]);
+        boxed = boxed && both;
+        constrained = constrained || std::isfinite(lo[i]) || std::isfinite(hi[i]);
+    }
     auto dot = [n](const std::vector<double>& a, const std::vector<double>& b, const std::vector<char>* on) {
         double s = 0.0;
         for (std::size_t i = 0; i < n; ++i)
@@ -119,7 +125,7 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
     std::deque<Pair> pairs;
     std::vector<char> free_set(n);
     std::vector<double> alpha(static_cast<std::size_t>(opt.memory));
-    bool steepest = true;  // memory empty: the first step's length is 1/|d|_2
+    bool steepest = true;  // memory empty (start, or reset): d = -g on the free set
     for (;;) {
         // Projected gradient test.
         double pg = 0.0;
@@ -181,7 +187,11 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
             if (d[i] > 0.0) t_max = std::min(t_max, (hi[i] - x[i]) / d[i]);
             if (d[i] < 0.0) t_max = std::min(t_max, (lo[i] - x[i]) / d[i]);
         }
-        double t = steepest ? 1.0 / std::sqrt(dot(d, d, nullptr)) : 1.0;
+        // SciPy's L-BFGS-B (lnsrlb): at the first iteration of a problem with bounds the step is
+        // capped at 1, and starts at 1 when every variable is boxed (else at 1/|d|_2); later
+        // steps start at 1 and may expand to the box edge.
+        if (out.n_iter == 0 && constrained) t_max = std::min(t_max, 1.0);
+        double t = out.n_iter == 0 && !boxed ? 1.0 / std::sqrt(dot(d, d, nullptr)) : 1.0;
         t = std::min(t, t_max);
 
         // Line search (strong Wolfe), bracket [t_lo, t_hi].
