@@ -70,6 +70,10 @@ _REASON = None
 #: Chosen by measurement on Debian's ScaLAPACK 2.2.1 + OpenBLAS (docs/distributed.md).
 RECURSION_BASE = 1024
 
+#: Order below which the recursive L^{-1} (distributed/scalapack.hpp, trtri_lower) leaves the
+#: diagonal blocks to pdtrtri and the products to pdtrmm; None: pdtrtri on the whole L.
+TRTRI_RECURSION_BASE = None
+
 
 def _load():
     """Import mpi4py and gprat._distributed once; (MPI, module) or BackendUnavailableError."""
@@ -401,7 +405,9 @@ class ExactGP:
         t = self._tick("lml", t)
         # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri), then M <- lower(M^T M)
         # by a 2 x 2 block recursion onto pdgemm (distributed/scalapack.hpp) instead of pdlauum
-        info = self._global_info(lib.trtri(KL, self._context, self._K))
+        base = self._trtri_base()
+        info = self._global_info(lib.trtri(KL, self._context, self._K) if base is None else
+                                 lib.trtri_recursive(KL, self._context, self._K, base))
         if info:
             raise _mark(NotPositiveDefiniteError(f"inverting L failed (pdtrtri info {info}): K is numerically "
                                                  "singular"))
@@ -418,6 +424,10 @@ class ExactGP:
     def _recursion_base(self):
         """Order below which the recursive M^T M hands over to pdlauum (and its products to PBLAS)."""
         return max(self._nb, RECURSION_BASE)
+
+    def _trtri_base(self):
+        """Order below which the recursive L^{-1} hands over to pdtrtri/pdtrmm; None: pdtrtri alone."""
+        return None if TRTRI_RECURSION_BASE is None else max(self._nb, TRTRI_RECURSION_BASE)
 
     def _tick(self, phase, start):
         """With self._profile a dict (benchmarks/distributed.py): add the seconds since `start`."""
