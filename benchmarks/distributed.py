@@ -50,10 +50,11 @@ def single(n, threads, repeats):
     return {"step_s": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def worker(n, repeats, block_size, potri):
+def worker(n, repeats, block_size, potri, pdtrtri=False):
     """Under mpirun: the distributed step (with its phases) and pdpotrf alone; rank 0 prints one
     JSON line of lists (one entry per repeat). With `potri`, also ScaLAPACK's pdpotri alone and
-    its halves pdtrtri and pdlauum, the inversion the step used before (for the comparison)."""
+    its halves pdtrtri and pdlauum, the inversion the step used before (for the comparison); with
+    `pdtrtri`, pdtrtri alone from a fresh L (against the step's L^{-1} phase)."""
     import gprat.distributed as gd
     from mpi4py import MPI
 
@@ -96,15 +97,18 @@ def worker(n, repeats, block_size, potri):
             refactor()
             timed("pdtrtri", lambda: lib.trtri(gp._KL, gp._context, gp._K))
             timed("pdlauum", lambda: lib.lauum(gp._KL, gp._context, gp._K))
+        elif pdtrtri:
+            timed("pdtrtri", lambda: lib.trtri(gp._KL, gp._context, gp._K))
     gp._factor_theta = None  # K now holds something else than the factor at gp.theta
     rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, root=0)
     local = comm.gather(gp._K.nbytes / 2**20, root=0)
     if comm.Get_rank() == 0:
         print(json.dumps({**out, "peak_rss_mb": rss, "local_matrix_mb": local, "grid": gp.grid,
-                          "block_size": gp.tile_size_, "recursion_base": gp._recursion_base()}), flush=True)
+                          "block_size": gp.tile_size_, "recursion_base": gp._recursion_base(),
+                          "trtri_recursion_base": gp._trtri_base()}), flush=True)
 
 
-def phases(n, repeats, block_size, trtri_bases, lauum_bases):
+def phase_worker(n, repeats, block_size, trtri_bases, lauum_bases):
     """Under mpirun: L^{-1} by pdtrtri against the recursive trtri_lower at each base, and
     lower(M^T M) by pdlauum against lauum_lower at each base, each from the same input (L from
     pdpotrf, M = L^{-1} from pdtrtri), in turn within each repeat; rank 0 prints one JSON line:
@@ -209,6 +213,8 @@ def main():
                         help="let waiting ranks busy-poll (Open MPI's default) instead of yielding the core")
     parser.add_argument("--potri", action="store_true",
                         help="also time pdpotri, pdtrtri and pdlauum alone (the inversion before the recursive one)")
+    parser.add_argument("--pdtrtri", action="store_true",
+                        help="also time pdtrtri alone each repeat (against the step's recursive L^{-1})")
     parser.add_argument("--phases", nargs="*", type=int, metavar="BASE", default=None,
                         help="instead of the step: time pdtrtri against the recursive L^{-1} at these base orders "
                              "(and pdlauum against the recursive lower(M^T M) at --lauum-bases), repeats times "
@@ -222,9 +228,9 @@ def main():
     if args.model:
         return print_model(*args.model)
     if args.phases_worker is not None:
-        return phases(args.phases_worker, args.repeats, args.block_size, args.phases, args.lauum_bases)
+        return phase_worker(args.phases_worker, args.repeats, args.block_size, args.phases, args.lauum_bases)
     if args.worker is not None:
-        return worker(args.worker, args.repeats, args.block_size, args.potri)
+        return worker(args.worker, args.repeats, args.block_size, args.potri, args.pdtrtri)
     if args.single is not None:  # in its own process: a fair peak RSS
         return print(json.dumps(single(args.single, args.threads, 1)))
     mpirun = shutil.which("mpirun")
@@ -262,6 +268,8 @@ def main():
             cmd += ["--block-size", str(args.block_size)]
         if args.potri:
             cmd += ["--potri"]
+        if args.pdtrtri:
+            cmd += ["--pdtrtri"]
         dist, one = {}, {"step_s": []}
         for _ in range(args.repeats):  # interleaved: this machine's load changes from minute to minute
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout

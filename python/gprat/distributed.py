@@ -72,7 +72,7 @@ RECURSION_BASE = 1024
 
 #: Order below which the recursive L^{-1} (distributed/scalapack.hpp, trtri_lower) leaves the
 #: diagonal blocks to pdtrtri and the products to pdtrmm; None: pdtrtri on the whole L.
-TRTRI_RECURSION_BASE = None
+TRTRI_RECURSION_BASE = 512
 
 
 def _load():
