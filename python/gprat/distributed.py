@@ -71,8 +71,11 @@ _REASON = None
 RECURSION_BASE = 1024
 
 #: Order below which the recursive L^{-1} (distributed/scalapack.hpp, trtri_lower) leaves the
-#: diagonal blocks to pdtrtri and the products to pdtrmm; None: pdtrtri on the whole L.
+#: diagonal blocks to pdtrtri and the products to pdtrmm; None: pdtrtri on the whole L. Used
+#: only for n >= TRTRI_RECURSION_MIN_N: on Debian's ScaLAPACK 2.2.1 + OpenBLAS it was faster than
+#: pdtrtri at n = 8192 and slower at n = 4096 (two runs each, docs/distributed.md).
 TRTRI_RECURSION_BASE = 512
+TRTRI_RECURSION_MIN_N = 8192
 
 
 def _load():
@@ -403,8 +406,9 @@ class ExactGP:
             self._factor_theta = np.array(theta)
             return float(self._bcast(np.array([lml]))[0])
         t = self._tick("lml", t)
-        # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri), then M <- lower(M^T M)
-        # by a 2 x 2 block recursion onto pdgemm (distributed/scalapack.hpp) instead of pdlauum
+        # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri, or at large n a 2 x 2
+        # block recursion onto pdgemm), then M <- lower(M^T M) by a 2 x 2 block recursion onto pdgemm
+        # (distributed/scalapack.hpp) instead of pdlauum
         base = self._trtri_base()
         info = self._global_info(lib.trtri(KL, self._context, self._K) if base is None else
                                  lib.trtri_recursive(KL, self._context, self._K, base))
@@ -427,7 +431,9 @@ class ExactGP:
 
     def _trtri_base(self):
         """Order below which the recursive L^{-1} hands over to pdtrtri/pdtrmm; None: pdtrtri alone."""
-        return None if TRTRI_RECURSION_BASE is None else max(self._nb, TRTRI_RECURSION_BASE)
+        if TRTRI_RECURSION_BASE is None or self._KL.n < TRTRI_RECURSION_MIN_N:
+            return None
+        return max(self._nb, TRTRI_RECURSION_BASE)
 
     def _tick(self, phase, start):
         """With self._profile a dict (benchmarks/distributed.py): add the seconds since `start`."""

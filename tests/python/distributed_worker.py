@@ -70,14 +70,14 @@ def equivalence():
                 lml, grad = gp.log_marginal_likelihood(theta, eval_gradient=True)
                 close(lml, lml_s, f"LML {tag}")
                 close(grad, grad_s, f"gradient {tag}")
-                saved = gd.RECURSION_BASE, gd.TRTRI_RECURSION_BASE
+                saved = gd.RECURSION_BASE, gd.TRTRI_RECURSION_BASE, gd.TRTRI_RECURSION_MIN_N
                 # K^{-1} by both recursions (L^{-1}, then lower(M^T M)) down to single blocks: every
                 # (ragged) split
-                gd.RECURSION_BASE = gd.TRTRI_RECURSION_BASE = 1
+                gd.RECURSION_BASE = gd.TRTRI_RECURSION_BASE = gd.TRTRI_RECURSION_MIN_N = 1
                 try:
                     lml_r, grad_r = gp.log_marginal_likelihood(theta, eval_gradient=True)
                 finally:
-                    gd.RECURSION_BASE, gd.TRTRI_RECURSION_BASE = saved
+                    gd.RECURSION_BASE, gd.TRTRI_RECURSION_BASE, gd.TRTRI_RECURSION_MIN_N = saved
                 close(lml_r, lml_s, f"LML, recursion to blocks, {tag}")
                 close(grad_r, grad_s, f"gradient, recursion to blocks, {tag}")
                 mean, std = gp.predict(Xs, return_std=True)  # refactors at gp.theta after the gradient step
