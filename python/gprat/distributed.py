@@ -13,8 +13,9 @@ the same order (each verb is collective)::
 
 The matrix work runs in ScaLAPACK on a 2-D block-cyclic layout over a BLACS grid made from the
 mpi4py communicator: K = k(X, X) + sigma2 I, L = chol(K) (pdpotrf), alpha = K^{-1} y (pdpotrs),
-K^{-1} = L^{-T} L^{-1} (pdtrtri, then lower(M^T M) by a 2 x 2 block recursion onto pdgemm
-instead of pdlauum), V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
+K^{-1} = L^{-T} L^{-1} (L^{-1} by pdtrtri, or from n = 8192 on by a 2 x 2 block recursion onto
+pdgemm; then lower(M^T M) by a 2 x 2 block recursion onto pdgemm instead of pdlauum),
+V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
 the single-process engine's tile functions at global offsets (so the entries are the same
 numbers), on its local gprat runtime threads. The gradient
 
