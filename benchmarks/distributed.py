@@ -50,10 +50,11 @@ def single(n, threads, repeats):
     return {"step_s": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def worker(n, repeats, block_size, potri):
+def worker(n, repeats, block_size, potri, pdtrtri=False):
     """Under mpirun: the distributed step (with its phases) and pdpotrf alone; rank 0 prints one
     JSON line of lists (one entry per repeat). With `potri`, also ScaLAPACK's pdpotri alone and
-    its halves pdtrtri and pdlauum, the inversion the step used before (for the comparison)."""
+    its halves pdtrtri and pdlauum, the inversion the step used before (for the comparison); with
+    `pdtrtri`, pdtrtri alone from a fresh L (against the step's L^{-1} phase)."""
     import gprat.distributed as gd
     from mpi4py import MPI
 
@@ -96,12 +97,60 @@ def worker(n, repeats, block_size, potri):
             refactor()
             timed("pdtrtri", lambda: lib.trtri(gp._KL, gp._context, gp._K))
             timed("pdlauum", lambda: lib.lauum(gp._KL, gp._context, gp._K))
+        elif pdtrtri:
+            timed("pdtrtri", lambda: lib.trtri(gp._KL, gp._context, gp._K))
     gp._factor_theta = None  # K now holds something else than the factor at gp.theta
     rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, root=0)
     local = comm.gather(gp._K.nbytes / 2**20, root=0)
     if comm.Get_rank() == 0:
         print(json.dumps({**out, "peak_rss_mb": rss, "local_matrix_mb": local, "grid": gp.grid,
-                          "block_size": gp.tile_size_, "recursion_base": gp._recursion_base()}), flush=True)
+                          "block_size": gp.tile_size_, "recursion_base": gp._recursion_base(),
+                          "trtri_recursion_base": gp._trtri_base()}), flush=True)
+
+
+def phase_worker(n, repeats, block_size, trtri_bases, lauum_bases):
+    """Under mpirun: L^{-1} by pdtrtri against the recursive trtri_lower at each base, and
+    lower(M^T M) by pdlauum against lauum_lower at each base, each from the same input (L from
+    pdpotrf, M = L^{-1} from pdtrtri), in turn within each repeat; rank 0 prints one JSON line:
+    seconds per variant and repeat, and the largest relative difference of each variant's lower
+    triangle from pdtrtri's / pdlauum's (max |X - ref| / max |ref| over all ranks)."""
+    import gprat.distributed as gd
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    X, y = problem(n)
+    gp = gd.ExactGP(kernel(), noise_variance=0.1, block_size=block_size).fit(X, y)
+    lib, ctx, KL = gp._lib, gp._context, gp._KL
+    core = gp.kernel._to_core()
+    lib.assemble_covariance(KL, gp._K, core, gp._X, gp.noise_variance)
+    assert lib.potrf(KL, ctx, gp._K) == 0
+    L = gp._K.copy(order="F")
+    out = {"time_s": {}, "rel_diff": {}}
+
+    def run(name, f, start, ref):
+        a = np.array(start, order="F")  # a fresh copy of the input each time
+        comm.Barrier()
+        t = time.perf_counter()
+        f(a)
+        comm.Barrier()
+        out["time_s"].setdefault(name, []).append(time.perf_counter() - t)
+        if ref is not None:
+            num = comm.allreduce(float(np.max(np.abs(a - ref))), op=MPI.MAX)
+            den = comm.allreduce(float(np.max(np.abs(ref))), op=MPI.MAX)
+            out["rel_diff"][name] = max(out["rel_diff"].get(name, 0.0), num / den)
+        return a
+
+    for _ in range(repeats):
+        Linv = run("pdtrtri", lambda a: lib.trtri(KL, ctx, a), L, None)
+        for b in trtri_bases:
+            run(f"trtri_recursive_{b}", lambda a, b=b: lib.trtri_recursive(KL, ctx, a, b), L, Linv)
+        Kinv = run("pdlauum", lambda a: lib.lauum(KL, ctx, a), Linv, None)
+        for b in lauum_bases:
+            run(f"lauum_recursive_{b}", lambda a, b=b: lib.lauum_recursive(KL, ctx, a, b), Linv, Kinv)
+        del Linv, Kinv
+    out.update(n=n, grid=gp.grid, block_size=gp.tile_size_, ranks=comm.Get_size())
+    if comm.Get_rank() == 0:
+        print(json.dumps(out), flush=True)
 
 
 def _cpu():
@@ -142,6 +191,12 @@ def print_model(gflops, bandwidth_gbs):
                   f"{m['compute_s'] + m['comm_s']:>8.0f}")
 
 
+def _open_mpi(mpirun):
+    """Whether `mpirun` is Open MPI's (it takes --bind-to none; MPICH's Hydra launcher does not bind by default)."""
+    version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout
+    return "Open MPI" in version or "OpenRTE" in version
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[8192])
@@ -158,31 +213,63 @@ def main():
                         help="let waiting ranks busy-poll (Open MPI's default) instead of yielding the core")
     parser.add_argument("--potri", action="store_true",
                         help="also time pdpotri, pdtrtri and pdlauum alone (the inversion before the recursive one)")
+    parser.add_argument("--pdtrtri", action="store_true",
+                        help="also time pdtrtri alone each repeat (against the step's recursive L^{-1})")
+    parser.add_argument("--phases", nargs="*", type=int, metavar="BASE", default=None,
+                        help="instead of the step: time pdtrtri against the recursive L^{-1} at these base orders "
+                             "(and pdlauum against the recursive lower(M^T M) at --lauum-bases), repeats times "
+                             "for each n, in one mpirun")
+    parser.add_argument("--lauum-bases", nargs="*", type=int, default=[], metavar="BASE")
+    parser.add_argument("--phases-worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--single", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model:
         return print_model(*args.model)
+    if args.phases_worker is not None:
+        return phase_worker(args.phases_worker, args.repeats, args.block_size, args.phases, args.lauum_bases)
     if args.worker is not None:
-        return worker(args.worker, args.repeats, args.block_size, args.potri)
+        return worker(args.worker, args.repeats, args.block_size, args.potri, args.pdtrtri)
     if args.single is not None:  # in its own process: a fair peak RSS
         return print(json.dumps(single(args.single, args.threads, 1)))
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         sys.exit("no mpirun on PATH (docs/distributed.md)")
     rows = []
+    env = dict(os.environ, GPRAT_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    if not args.spin:  # a waiting rank yields its core instead of polling (a shared machine)
+        env["OMPI_MCA_mpi_yield_when_idle"] = "1"
+    launch = [mpirun, "-n", str(args.ranks)] + (["--bind-to", args.bind_to] if _open_mpi(mpirun) else [])
+    if args.phases is not None:
+        for n in args.n:
+            cmd = launch + [sys.executable, __file__, "--phases-worker", str(n), "--repeats", str(args.repeats),
+                            "--phases", *map(str, args.phases), "--lauum-bases", *map(str, args.lauum_bases)]
+            if args.block_size:
+                cmd += ["--block-size", str(args.block_size)]
+            load = os.getloadavg()
+            d = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+                           .strip().splitlines()[-1])
+            d.update(load_average_before=load, load_average_after=os.getloadavg(), cpu=_cpu(),
+                     stats={k: {"min": min(v), "median": float(np.median(v))} for k, v in d["time_s"].items()})
+            rows.append(d)
+            print(f"n={n} ({args.repeats} repeats, min/median s, rel. diff): " + ", ".join(
+                f"{k} {v['min']:.2f}/{v['median']:.2f}" + (f" ({d['rel_diff'][k]:.1e})" if k in d["rel_diff"] else "")
+                for k, v in d["stats"].items()) + f" | grid {d['grid']} nb {d['block_size']} | load "
+                f"{load[0]:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(rows, handle, indent=1)
+        return
     for n in args.n:
-        env = dict(os.environ, GPRAT_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        if not args.spin:  # a waiting rank yields its core instead of polling (a shared machine)
-            env["OMPI_MCA_mpi_yield_when_idle"] = "1"
-        cmd = [mpirun, "-n", str(args.ranks), "--bind-to", args.bind_to, sys.executable, __file__, "--worker",
-               str(n), "--repeats", "1"]
+        cmd = launch + [sys.executable, __file__, "--worker", str(n), "--repeats", "1"]
         if args.block_size:
             cmd += ["--block-size", str(args.block_size)]
         if args.potri:
             cmd += ["--potri"]
+        if args.pdtrtri:
+            cmd += ["--pdtrtri"]
         dist, one = {}, {"step_s": []}
         for _ in range(args.repeats):  # interleaved: this machine's load changes from minute to minute
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout

@@ -187,6 +187,20 @@ PYBIND11_MODULE(_distributed, m)
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdtrtri: L <- L^{-1} (lower); returns info.");
     m.def(
+        "trtri_recursive",
+        [](const BlockCyclic& A, int context, FArray& a, int base) {
+            double* data = local_data(A, a, "L");
+            const auto desc = gprat::distributed::describe(A, context);
+            const int n = gprat::distributed::to_int(A.n);
+            GPRAT_EXPECTS(base >= 1, "base must be >= 1; got " << base);
+            int info = 0;
+            without_gil([&] { info = gprat::distributed::trtri_lower(n, data, 1, desc.d, base); });
+            return info;
+        },
+        py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"),
+        "L <- L^{-1} (lower) by 2 x 2 recursion onto pdgemm down to `base` rows, then pdtrtri/pdtrmm; "
+        "returns pdtrtri's info.");
+    m.def(
         "lauum",
         [](const BlockCyclic& A, int context, FArray& a) {
             double* data = local_data(A, a, "L^{-1}");

@@ -13,8 +13,9 @@ the same order (each verb is collective)::
 
 The matrix work runs in ScaLAPACK on a 2-D block-cyclic layout over a BLACS grid made from the
 mpi4py communicator: K = k(X, X) + sigma2 I, L = chol(K) (pdpotrf), alpha = K^{-1} y (pdpotrs),
-K^{-1} = L^{-T} L^{-1} (pdtrtri, then lower(M^T M) by a 2 x 2 block recursion onto pdgemm
-instead of pdlauum), V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
+K^{-1} = L^{-T} L^{-1} (L^{-1} by pdtrtri, or from n = 8192 on by a 2 x 2 block recursion onto
+pdgemm; then lower(M^T M) by a 2 x 2 block recursion onto pdgemm instead of pdlauum),
+V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
 the single-process engine's tile functions at global offsets (so the entries are the same
 numbers), on its local gprat runtime threads. The gradient
 
@@ -69,6 +70,13 @@ _REASON = None
 #: pdsyrk and pdtrmm (at least the block size); above it the work is pdgemm on large blocks.
 #: Chosen by measurement on Debian's ScaLAPACK 2.2.1 + OpenBLAS (docs/distributed.md).
 RECURSION_BASE = 1024
+
+#: Order below which the recursive L^{-1} (distributed/scalapack.hpp, trtri_lower) leaves the
+#: diagonal blocks to pdtrtri and the products to pdtrmm; None: pdtrtri on the whole L. Used
+#: only for n >= TRTRI_RECURSION_MIN_N: on Debian's ScaLAPACK 2.2.1 + OpenBLAS it was faster than
+#: pdtrtri at n = 8192 and slower at n = 4096 (two runs each, docs/distributed.md).
+TRTRI_RECURSION_BASE = 512
+TRTRI_RECURSION_MIN_N = 8192
 
 
 def _load():
@@ -399,9 +407,12 @@ class ExactGP:
             self._factor_theta = np.array(theta)
             return float(self._bcast(np.array([lml]))[0])
         t = self._tick("lml", t)
-        # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri), then M <- lower(M^T M)
-        # by a 2 x 2 block recursion onto pdgemm (distributed/scalapack.hpp) instead of pdlauum
-        info = self._global_info(lib.trtri(KL, self._context, self._K))
+        # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri, or at large n a 2 x 2
+        # block recursion onto pdgemm), then M <- lower(M^T M) by a 2 x 2 block recursion onto pdgemm
+        # (distributed/scalapack.hpp) instead of pdlauum
+        base = self._trtri_base()
+        info = self._global_info(lib.trtri(KL, self._context, self._K) if base is None else
+                                 lib.trtri_recursive(KL, self._context, self._K, base))
         if info:
             raise _mark(NotPositiveDefiniteError(f"inverting L failed (pdtrtri info {info}): K is numerically "
                                                  "singular"))
@@ -418,6 +429,12 @@ class ExactGP:
     def _recursion_base(self):
         """Order below which the recursive M^T M hands over to pdlauum (and its products to PBLAS)."""
         return max(self._nb, RECURSION_BASE)
+
+    def _trtri_base(self):
+        """Order below which the recursive L^{-1} hands over to pdtrtri/pdtrmm; None: pdtrtri alone."""
+        if TRTRI_RECURSION_BASE is None or self._KL.n < TRTRI_RECURSION_MIN_N:
+            return None
+        return max(self._nb, TRTRI_RECURSION_BASE)
 
     def _tick(self, phase, start):
         """With self._profile a dict (benchmarks/distributed.py): add the seconds since `start`."""

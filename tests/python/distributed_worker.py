@@ -70,12 +70,14 @@ def equivalence():
                 lml, grad = gp.log_marginal_likelihood(theta, eval_gradient=True)
                 close(lml, lml_s, f"LML {tag}")
                 close(grad, grad_s, f"gradient {tag}")
-                saved = gd.RECURSION_BASE
-                gd.RECURSION_BASE = 1  # K^{-1} by recursion down to single blocks: every (ragged) split
+                saved = gd.RECURSION_BASE, gd.TRTRI_RECURSION_BASE, gd.TRTRI_RECURSION_MIN_N
+                # K^{-1} by both recursions (L^{-1}, then lower(M^T M)) down to single blocks: every
+                # (ragged) split
+                gd.RECURSION_BASE = gd.TRTRI_RECURSION_BASE = gd.TRTRI_RECURSION_MIN_N = 1
                 try:
                     lml_r, grad_r = gp.log_marginal_likelihood(theta, eval_gradient=True)
                 finally:
-                    gd.RECURSION_BASE = saved
+                    gd.RECURSION_BASE, gd.TRTRI_RECURSION_BASE, gd.TRTRI_RECURSION_MIN_N = saved
                 close(lml_r, lml_s, f"LML, recursion to blocks, {tag}")
                 close(grad_r, grad_s, f"gradient, recursion to blocks, {tag}")
                 mean, std = gp.predict(Xs, return_std=True)  # refactors at gp.theta after the gradient step
@@ -88,6 +90,41 @@ def equivalence():
                 close(lml_s, reference.lml("SquaredExponential", X, y, theta, True), f"oracle LML n={n}", 1e-9)
                 close(grad_s, reference.lml_gradient("SquaredExponential", X, y, theta, True),
                       f"oracle gradient n={n}", 1e-8)
+    return f"{cases} cases on grids {grids()}"
+
+
+def inverse():
+    """L^{-1} by the recursion onto pdgemm (trtri_recursive) equals NumPy's inverse of the same
+    L and pdtrtri's, and lower(L^{-T} L^{-1}) by lauum_recursive equals NumPy's, for ragged
+    blocks on every grid, with the recursion down to single blocks and with a larger base."""
+    cases = 0
+    for n, nb in ((37, 8), (100, 16), (203, 64), (130, 32)):
+        X, y = data(n, 2, seed=n)
+        for grid in grids():
+            gp = gd.ExactGP(gprat.kernels.Matern52(0.9), noise_variance=0.1, block_size=nb, grid=grid).fit(X, y)
+            lib, KL, ctx = gp._lib, gp._KL, gp._context
+            rows, cols = KL.global_rows(), KL.global_cols()
+            lower = rows[:, None] >= cols[None, :]  # this rank's entries of the lower triangle
+            dense = np.zeros((n, n))                # L, gathered from every rank's blocks
+            dense[np.ix_(rows, cols)] = np.where(lower, gp._K[:len(rows), :len(cols)], 0.0)
+            dense = comm.allreduce(dense)
+            linv = np.linalg.inv(dense)             # NumPy's LAPACK, independent of ScaLAPACK
+            kinv = np.linalg.inv(dense @ dense.T)
+            mine = np.where(lower, linv[np.ix_(rows, cols)], 0.0)
+            mine_k = np.where(lower, kinv[np.ix_(rows, cols)], 0.0)
+            ref = np.array(gp._K, order="F")
+            assert lib.trtri(KL, ctx, ref) == 0
+            for base in (1, 2 * nb + 1):
+                a = np.array(gp._K, order="F")
+                info = lib.trtri_recursive(KL, ctx, a, base)
+                assert info == 0, f"rank {rank}: trtri_recursive info {info}"
+                got = np.where(lower, a[:len(rows), :len(cols)], 0.0)
+                tag = f"n={n} nb={nb} grid={grid} base={base}"
+                close(got, mine, f"L^-1 against NumPy {tag}", 1e-12)
+                close(got, np.where(lower, ref[:len(rows), :len(cols)], 0.0), f"L^-1 against pdtrtri {tag}", 1e-13)
+                lib.lauum_recursive(KL, ctx, a, base)
+                close(np.where(lower, a[:len(rows), :len(cols)], 0.0), mine_k, f"K^-1 against NumPy {tag}", 1e-11)
+                cases += 1
     return f"{cases} cases on grids {grids()}"
 
 

@@ -67,6 +67,14 @@ def test_equals_single_process(ranks):
 
 
 @needs_mpi
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_recursive_inverse_equals_numpy(ranks):
+    """L^{-1} by the recursion onto pdgemm, and K^{-1} after it, equal NumPy's inverses (ragged blocks)."""
+    proc, _ = mpirun(ranks, "inverse")
+    expect_ok(proc, "inverse")
+
+
+@needs_mpi
 @pytest.mark.parametrize("ranks", [2, 4])
 def test_optimize_agrees(ranks):
     proc, _ = mpirun(ranks, "optimize")

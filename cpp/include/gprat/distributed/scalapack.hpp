@@ -137,6 +137,37 @@ inline void syrk_lower(int c, int ic, int k, int ia, int ja, double* a, const in
     syrk_lower(c2, ic2, k, ia, ja2, a, desc, base);                                               // C22 += A2^T A2
 }
 
+/// L <- L^{-1} for the lower triangular n x n submatrix L at (i, i) (1-based), in place, by
+/// recursion on 2 x 2 blocks: with L = [A 0; B C] (A of order n1, C of order n2),
+///   L^{-1} = [A^{-1}  0; -C^{-1} B A^{-1}  C^{-1}],
+/// so, in this order: A <- A^{-1} and C <- C^{-1} (recursion), B <- B A^{-1} (trmm_lower 'R'),
+/// B <- -C^{-1} B (trmm_lower 'L', alpha = -1). The two products are themselves recursions whose
+/// off-diagonal work is 'N','N' pdgemm (trmm_lower: for B T with T = [T1 0; T2 T3] and
+/// B = [B1 B2], B1 <- B1 T1, B1 += B2 T2, B2 <- B2 T3). Below `base` rows pdtrtri takes the
+/// diagonal blocks and pdtrmm the products. Same flops as pdtrtri (n^3/3): 2 (n/2)^3 in the
+/// products and 2 (n/2)^3/3 in the halves, splits block-aligned (split_order).
+/// @return pdtrtri's info for the whole submatrix: 0, or k > 0 when L(i+k-1, i+k-1) is zero
+///         (the first such diagonal entry; L then holds no inverse).
+inline int trtri_lower(int n, double* a, int i, const int* desc, int base)
+{
+    const int n1 = split_order(n, desc[5], base);
+    if (n1 == n) {
+        const char lower = 'L', nonunit = 'N';
+        int info = 0;
+        pdtrtri_(&lower, &nonunit, &n, a, &i, &i, desc, &info, 1, 1);
+        return info;
+    }
+    const int n2 = n - n1, i2 = i + n1;
+    // Every call runs on every rank even after a nonzero info (an early return on one rank
+    // would leave the others waiting in the next collective); the caller reduces info.
+    const int info1 = trtri_lower(n1, a, i, desc, base);               // A <- A^{-1}
+    const int info2 = trtri_lower(n2, a, i2, desc, base);              // C <- C^{-1}
+    trmm_lower('R', 'N', n1, i, n2, n1, i2, i, 1.0, a, desc, base);    // B <- B A^{-1}
+    trmm_lower('L', 'N', n2, i2, n2, n1, i2, i, -1.0, a, desc, base);  // B <- -C^{-1} B
+    if (info1 != 0) return info1;
+    return info2 > 0 ? info2 + n1 : info2;
+}
+
 /// M <- lower(M^T M) for the lower triangular n x n submatrix M at (i, i) (1-based), by
 /// recursion on 2 x 2 blocks: with M = [A 0; B C],
 ///   M^T M = [A^T A + B^T B   B^T C; C^T B   C^T C],
