@@ -75,14 +75,15 @@ def run_gprat(spec):
                       cg_tol=spec["cg_tol"], max_cg_iter=spec["max_cg_iter"],
                       preconditioner_rank=spec["rank"], random_state=0).fit(X, y)
     fit_s = time.perf_counter() - t0
-    times = []
+    times, splits = [], []
     for _ in range(spec.get("repeats", 1)):
-        gp._core.reset_timings()  # the split of the last evaluation is reported
+        gp._core.reset_timings()  # the split of the fastest evaluation is reported
         t0 = time.perf_counter()
         gp.log_marginal_likelihood(eval_gradient=True)
         times.append(time.perf_counter() - t0)
+        splits.append(gp._core.timings())
     rec = dict(lib="gprat", fit_s=fit_s, eval_s=min(times), eval_s_median=float(np.median(times)),
-               split=gp._core.timings(),
+               eval_s_all=times, split=splits[int(np.argmin(times))],
                cg_iterations=max(gp._core.last_iterations), grid_points=gp.grid_points_)
     if spec["optimize"]:
         t0 = time.perf_counter()

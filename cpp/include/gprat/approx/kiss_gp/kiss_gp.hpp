@@ -75,10 +75,19 @@ struct KissGPOptions
     std::vector<double> lengthscales;
 };
 
-/// Seconds spent per part (reset by reset_timings): W and W^T, K_UU products, the rest of CG.
+/// Seconds spent per part (reset by reset_timings). interpolation: the W and W^T products run on
+/// their own (CG's first W^T D, the gradient, LOVE, apply); kronecker: the K_UU products;
+/// cg_other: CG without its K_UU products, of which cg_update (pass 1: W H, x, r, |r|^2, L^T r)
+/// and cg_direction (pass 2: P^{-1} r, d, |d|^2, r^T z, W^T d) are the fused row passes
+/// (W and W^T inside CG are part of those two).
 struct KissTimings
 {
     double interpolation = 0.0, kronecker = 0.0, cg_other = 0.0, preconditioner = 0.0, slq = 0.0;
+    double cg_update = 0.0, cg_direction = 0.0;
+    double probes = 0.0;    ///< drawing z_j = L e + sigma e' into B
+    double gradient = 0.0;  ///< the gradient after CG: W^T [alpha, u], W^T P^{-1} z, dK_UU products, dots
+    /// largest |r^T P^{-1} r by Woodbury - r^T z| / r^T z over the CG iterations (see cg)
+    double rz_woodbury_error = 0.0;
     Index mvms = 0, cg_iterations = 0;
 };
 
@@ -784,49 +793,76 @@ class KissGP
         });
     }
 
-    /// Preconditioned CG on K~ X = B for each column of B (n, c) at once (mBCG).
+    /// Rows per task of the fused CG update pass (fixed: results do not depend on the thread count).
+    static constexpr Index update_chunk = 2048;
+
+    /// Preconditioned CG on K~ X = B for each column of B (n, c) at once (mBCG), in two fused
+    /// passes over the rows per iteration (the vector work is memory-bound: each pass reads and
+    /// writes every block it touches once). Per column, with H = K_UU G and G = W^T D:
+    ///   d^T K~ d = G^T H + sigma2 |d|^2          (grid-sized: no pass over Q = K~ d at all)
+    ///   pass 1, per row: q = W H + sigma2 d (on the fly, never stored), x += a d, r -= a q,
+    ///           and the sums |r|^2 and S = L^T r
+    ///   Y = M^{-1} S,  r^T P^{-1} r = (|r|^2 - S^T Y) / sigma2   (Woodbury, no pass)
+    ///   pass 2, per row: z = (r - L Y) / sigma2 (on the fly), d = z + b d, and the sums |d|^2,
+    ///           r^T z (exact, used by the next alpha) and the partial W^T d of the next MVM
+    /// b uses the Woodbury value of r^T P^{-1} r (it is needed before the pass that forms z);
+    /// a uses the exact r^T z of pass 2 (CG stays consistent for any b: d^T r = r^T z holds
+    /// for d = z + b d_prev, d_prev orthogonal to r). Their largest relative difference is kept
+    /// in timings().rz_woodbury_error (measured, tested).
     /// @param[out] Z0   P^{-1} B (n, c), or null
     /// @param[out] tri  per column the CG coefficients (alpha_0, beta_0, alpha_1, ...), or null
     /// @param[out] iterations per column
     /// @param[out] rz0  per column b^T P^{-1} b, or null
-    /// Blocks held: R (B moved in), D, X, and one block shared by Q = K~ D and Z = P^{-1} R
-    /// (Q is dead once R is updated, before Z is formed).
+    /// Blocks held: R (B moved in), D, X, and P^{-1} B (into Z0, or a temporary).
     void cg(const Structure& s, double sigma2, const Preconditioner& P, const double* B, Index c, double* X,
             double* Z0, std::vector<std::vector<double>>* tri, std::vector<Index>& iterations,
             std::vector<double>* moved_B = nullptr, double* rz0 = nullptr, const std::vector<double>* tol = nullptr)
     {
         const auto t0 = std::chrono::steady_clock::now();
-        double in_mvm = 0.0;
+        const double kron_before = timings_.kronecker;
         const std::size_t nc = static_cast<std::size_t>(n_ * c);
+        const std::size_t cc = static_cast<std::size_t>(c);
+        const Index k = P.k, P4 = W_.nnz;
+        const double inv = 1.0 / sigma2;
         std::vector<double> R = moved_B != nullptr ? std::move(*moved_B) : std::vector<double>(B, B + nc);
-        std::vector<double> Z(nc), D(nc);
-        std::vector<double>& Q = Z;
+        std::vector<double> D(nc), Ztmp(Z0 != nullptr ? 0 : nc);
+        double* Z = Z0 != nullptr ? Z0 : Ztmp.data();
         Workspace w(n_, m_, c);
         std::fill(X, X + nc, 0.0);
-        precondition(P, R.data(), c, Z.data());
-        if (Z0 != nullptr) std::copy(Z.begin(), Z.end(), Z0);
-        D = Z;
-        std::vector<double> rz(static_cast<std::size_t>(c)), bnorm(static_cast<std::size_t>(c)), pq(static_cast<std::size_t>(c)),
-            rr(static_cast<std::size_t>(c)), alpha(static_cast<std::size_t>(c)), beta(static_cast<std::size_t>(c));
-        column_dots(R.data(), Z.data(), c, rz.data());
+        precondition(P, R.data(), c, Z);
+        std::copy(Z, Z + nc, D.begin());
+        std::vector<double> rz(cc), bnorm(cc), pq(cc), rr(cc), dd(cc), alpha(cc), beta(cc), S(static_cast<std::size_t>(k) * cc),
+            rz_exact(cc);
+        column_dots(R.data(), Z, c, rz.data());
         column_dots(R.data(), R.data(), c, bnorm.data());
+        column_dots(D.data(), D.data(), c, dd.data());
         if (rz0 != nullptr) std::copy(rz.begin(), rz.end(), rz0);
-        std::vector<char> active(static_cast<std::size_t>(c), 1);
-        iterations.assign(static_cast<std::size_t>(c), 0);
-        if (tri != nullptr) tri->assign(static_cast<std::size_t>(c), {});
+        scatter(D.data(), c, w.G.data());  // G = W^T D for the first MVM
+        std::vector<char> active(cc, 1);
+        iterations.assign(cc, 0);
+        if (tri != nullptr) tri->assign(cc, {});
         for (Index j = 0; j < c; ++j) {
             bnorm[static_cast<std::size_t>(j)] = std::sqrt(bnorm[static_cast<std::size_t>(j)]);
             if (bnorm[static_cast<std::size_t>(j)] == 0.0) active[static_cast<std::size_t>(j)] = 0;
         }
+        // pass 1's partial sums: per chunk |r|^2 (c) then S (k c); pass 2's: per scatter group
+        // r^T z (c), |d|^2 (c) and its (m, c) block of W^T d
+        const Index chunks1 = chunk_count(n_, update_chunk);
+        const Index groups = scatter_groups(n_, m_, c), per = (n_ + groups - 1) / groups;
+        const std::size_t stride1 = cc * static_cast<std::size_t>(k + 1), grid = static_cast<std::size_t>(m_) * cc;
+        std::vector<double> part1(static_cast<std::size_t>(chunks1) * stride1), part2(static_cast<std::size_t>(groups) * 2 * cc),
+            part_grid(groups > 1 ? static_cast<std::size_t>(groups) * grid : 0);
         const Index min_iter = std::min<Index>(10, n_);
         for (Index it = 0; it < options_.max_cg_iter; ++it) {
             if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
-            const auto tm = std::chrono::steady_clock::now();
-            apply(s, sigma2, D.data(), c, Q.data(), w);  // Q = K~ D
-            in_mvm += seconds_since(tm);
-            column_dots(D.data(), Q.data(), c, pq.data());
+            kron(s, value_factors(s), s.s0, w.G.data(), w.H.data(), w.work.data(), c);  // H = K_UU W^T D
+            ++timings_.mvms;
+            std::fill(pq.begin(), pq.end(), 0.0);
+            for (Index u = 0; u < m_; ++u)  // d^T K~ d = G^T H + sigma2 |d|^2
+                for (Index j = 0; j < c; ++j) pq[static_cast<std::size_t>(j)] += w.G[static_cast<std::size_t>(u * c + j)] * w.H[static_cast<std::size_t>(u * c + j)];
             for (Index j = 0; j < c; ++j) {
                 const std::size_t jj = static_cast<std::size_t>(j);
+                pq[jj] += sigma2 * dd[jj];
                 alpha[jj] = 0.0;
                 if (!active[jj]) continue;
                 if (!(pq[jj] > 0.0) || !std::isfinite(pq[jj]))
@@ -835,42 +871,143 @@ class KissGP
                 iterations[jj] = it + 1;
                 if (tri != nullptr) (*tri)[jj].push_back(alpha[jj]);
             }
-            parallel_chunks("kiss_cg_update", n_, row_chunk, [&](Index b, Index e) {
-                for (Index i = b; i < e; ++i)  // X += alpha D, R -= alpha Q
-                    for (Index j = 0; j < c; ++j) {
-                        X[i * c + j] += alpha[static_cast<std::size_t>(j)] * D[static_cast<std::size_t>(i * c + j)];
-                        R[static_cast<std::size_t>(i * c + j)] -= alpha[static_cast<std::size_t>(j)] * Q[static_cast<std::size_t>(i * c + j)];
+            const auto t1 = std::chrono::steady_clock::now();
+            const double* H = w.H.data();
+            parallel_chunks("kiss_cg_update", chunks1, 1, [&](Index b, Index e) {
+                std::vector<double> q(cc);
+                for (Index ch = b; ch < e; ++ch) {
+                    double* rrp = part1.data() + static_cast<std::size_t>(ch) * stride1;
+                    double* Sp = rrp + cc;  // S(l, j) at Sp[l c + j]
+                    std::fill(rrp, rrp + stride1, 0.0);
+                    for (Index i = ch * update_chunk; i < std::min(n_, (ch + 1) * update_chunk); ++i) {
+                        const double* di = D.data() + i * c;
+                        double* xi = X + i * c;
+                        double* ri = R.data() + i * c;
+                        const std::int32_t* idx = W_.index.data() + i * P4;
+                        const double* wv = W_.value.data() + i * P4;
+                        for (Index j = 0; j < c; ++j) q[static_cast<std::size_t>(j)] = sigma2 * di[j];
+                        for (Index x = 0; x < P4; ++x) {  // q = W_i H + sigma2 d_i
+                            const double* h = H + static_cast<Index>(idx[x]) * c;
+                            const double wx = wv[x];
+#pragma omp simd
+                            for (Index j = 0; j < c; ++j) q[static_cast<std::size_t>(j)] += wx * h[j];
+                        }
+#pragma omp simd
+                        for (Index j = 0; j < c; ++j) {
+                            xi[j] += alpha[static_cast<std::size_t>(j)] * di[j];
+                            ri[j] -= alpha[static_cast<std::size_t>(j)] * q[static_cast<std::size_t>(j)];
+                            rrp[j] += ri[j] * ri[j];
+                        }
+                        const double* li = P.L.data() + i * k;
+                        for (Index l = 0; l < k; ++l) {  // S += L_i^T r_i
+                            const double lv = li[l];
+                            double* sl = Sp + l * c;
+#pragma omp simd
+                            for (Index j = 0; j < c; ++j) sl[j] += lv * ri[j];
+                        }
                     }
+                }
             });
-            column_dots(R.data(), R.data(), c, rr.data());
+            std::fill(rr.begin(), rr.end(), 0.0);
+            std::fill(S.begin(), S.end(), 0.0);
+            for (Index ch = 0; ch < chunks1; ++ch) {  // chunk order
+                const double* p = part1.data() + static_cast<std::size_t>(ch) * stride1;
+                for (std::size_t j = 0; j < cc; ++j) rr[j] += p[j];
+                for (std::size_t x = 0; x < S.size(); ++x) S[x] += p[cc + x];
+            }
+            timings_.cg_update += seconds_since(t1);
             for (Index j = 0; j < c; ++j) {
                 const std::size_t jj = static_cast<std::size_t>(j);
                 const double tj = tol != nullptr ? (*tol)[jj] : options_.cg_tol;
                 if (active[jj] && it + 1 >= min_iter && std::sqrt(rr[jj]) <= tj * bnorm[jj]) active[jj] = 0;
             }
             if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
-            precondition(P, R.data(), c, Z.data());
-            std::vector<double> rz_new(static_cast<std::size_t>(c));
-            column_dots(R.data(), Z.data(), c, rz_new.data());
+            // Y = M^{-1} S per column (C = chol(M): C^{-T} C^{-1}); r^T P^{-1} r by Woodbury
+            std::vector<double> Y = S;
+            for (Index j = 0; j < c; ++j) {
+                for (Index r = 0; r < k; ++r) {
+                    double v = Y[static_cast<std::size_t>(r * c + j)];
+                    for (Index l = 0; l < r; ++l) v -= P.M[static_cast<std::size_t>(r + l * k)] * Y[static_cast<std::size_t>(l * c + j)];
+                    Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
+                }
+                for (Index r = k - 1; r >= 0; --r) {
+                    double v = Y[static_cast<std::size_t>(r * c + j)];
+                    for (Index l = r + 1; l < k; ++l) v -= P.M[static_cast<std::size_t>(l + r * k)] * Y[static_cast<std::size_t>(l * c + j)];
+                    Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
+                }
+                const std::size_t jj = static_cast<std::size_t>(j);
+                double sy = 0.0;
+                for (Index l = 0; l < k; ++l) sy += S[static_cast<std::size_t>(l * c + j)] * Y[static_cast<std::size_t>(l * c + j)];
+                const double rz_new = (rr[jj] - sy) * inv;
+                beta[jj] = active[jj] ? rz_new / rz[jj] : 0.0;
+                if (active[jj] && tri != nullptr) (*tri)[jj].push_back(beta[jj]);
+            }
+            const auto t2 = std::chrono::steady_clock::now();
+            parallel_chunks("kiss_cg_direction", groups, 1, [&](Index b, Index e) {
+                std::vector<double> z(cc);
+                for (Index q = b; q < e; ++q) {
+                    double* rzp = part2.data() + static_cast<std::size_t>(q) * 2 * cc;
+                    double* ddp = rzp + cc;
+                    double* acc = groups > 1 ? part_grid.data() + static_cast<std::size_t>(q) * grid : w.G.data();
+                    std::fill(rzp, rzp + 2 * cc, 0.0);
+                    std::fill(acc, acc + grid, 0.0);
+                    for (Index i = q * per; i < std::min(n_, (q + 1) * per); ++i) {
+                        const double* ri = R.data() + i * c;
+                        double* di = D.data() + i * c;
+                        const double* li = P.L.data() + i * k;
+                        for (Index j = 0; j < c; ++j) z[static_cast<std::size_t>(j)] = ri[j];
+                        for (Index l = 0; l < k; ++l) {  // z = (r_i - L_i Y) / sigma2
+                            const double lv = li[l];
+                            const double* yl = Y.data() + l * c;
+#pragma omp simd
+                            for (Index j = 0; j < c; ++j) z[static_cast<std::size_t>(j)] -= lv * yl[j];
+                        }
+                        for (Index j = 0; j < c; ++j) {
+                            const std::size_t jj = static_cast<std::size_t>(j);
+                            z[jj] *= inv;
+                            rzp[j] += ri[j] * z[jj];
+                            if (active[jj]) di[j] = z[jj] + beta[jj] * di[j];
+                            ddp[j] += di[j] * di[j];
+                        }
+                        const std::int32_t* idx = W_.index.data() + i * P4;
+                        const double* wv = W_.value.data() + i * P4;
+                        for (Index x = 0; x < P4; ++x) {  // G(u, :) += w_ix d_i (the next W^T D)
+                            double* g = acc + static_cast<Index>(idx[x]) * c;
+                            const double wx = wv[x];
+#pragma omp simd
+                            for (Index j = 0; j < c; ++j) g[j] += wx * di[j];
+                        }
+                    }
+                }
+            });
+            std::fill(rz_exact.begin(), rz_exact.end(), 0.0);
+            std::fill(dd.begin(), dd.end(), 0.0);
+            for (Index q = 0; q < groups; ++q)  // group order
+                for (std::size_t j = 0; j < cc; ++j) {
+                    rz_exact[j] += part2[static_cast<std::size_t>(q) * 2 * cc + j];
+                    dd[j] += part2[static_cast<std::size_t>(q) * 2 * cc + cc + j];
+                }
+            if (groups > 1)
+                parallel_chunks("kiss_scatter_sum", static_cast<Index>(grid), Index{1} << 15, [&](Index b, Index e) {
+                    for (Index x = b; x < e; ++x) {
+                        double v = 0.0;
+                        for (Index q = 0; q < groups; ++q) v += part_grid[static_cast<std::size_t>(q) * grid + static_cast<std::size_t>(x)];
+                        w.G[static_cast<std::size_t>(x)] = v;
+                    }
+                });
             for (Index j = 0; j < c; ++j) {
                 const std::size_t jj = static_cast<std::size_t>(j);
-                beta[jj] = active[jj] ? rz_new[jj] / rz[jj] : 0.0;
-                if (active[jj]) {
-                    rz[jj] = rz_new[jj];
-                    if (tri != nullptr) (*tri)[jj].push_back(beta[jj]);
-                }
+                if (!active[jj]) continue;
+                const double woodbury = beta[jj] * rz[jj];
+                if (rz_exact[jj] != 0.0)
+                    timings_.rz_woodbury_error = std::max(timings_.rz_woodbury_error, std::abs(woodbury - rz_exact[jj]) / std::abs(rz_exact[jj]));
+                rz[jj] = rz_exact[jj];
             }
-            parallel_chunks("kiss_cg_direction", n_, row_chunk, [&](Index b, Index e) {
-                for (Index i = b; i < e; ++i)  // D = Z + beta D
-                    for (Index j = 0; j < c; ++j)
-                        if (active[static_cast<std::size_t>(j)])
-                            D[static_cast<std::size_t>(i * c + j)] =
-                                Z[static_cast<std::size_t>(i * c + j)] + beta[static_cast<std::size_t>(j)] * D[static_cast<std::size_t>(i * c + j)];
-            });
+            timings_.cg_direction += seconds_since(t2);
         }
         const Index worst = *std::max_element(iterations.begin(), iterations.end());
         timings_.cg_iterations += worst;
-        timings_.cg_other += seconds_since(t0) - in_mvm;
+        timings_.cg_other += seconds_since(t0) - (timings_.kronecker - kron_before);
     }
 
     /// sum_i A[l n + i] v[i] for l < j (columns of the column-major (n, j) A), by fixed row
@@ -1009,6 +1146,7 @@ class KissGP
         const Index t = options_.n_probes, c = t + 1;
         const std::size_t nc = static_cast<std::size_t>(n_ * c);
         // B = [y, z_1 .. z_t], z_j = L e + sigma e'
+        const auto t_probes = std::chrono::steady_clock::now();
         std::vector<double> B(nc), X(nc), Z0(nc);
         for (Index i = 0; i < n_; ++i) B[static_cast<std::size_t>(i * c)] = y_[i];
         parallel_chunks("kiss_probes", t, 1, [&](Index b, Index e) {
@@ -1024,6 +1162,7 @@ class KissGP
                 }
             }
         });
+        timings_.probes += seconds_since(t_probes);
         std::vector<std::vector<double>> tri;
         std::vector<double> rz0(static_cast<std::size_t>(c));  // z_j^T P^{-1} z_j
         // the y column of a fit is solved to the prediction tolerance (alpha is cached for predict)
@@ -1040,6 +1179,7 @@ class KissGP
         const double lml = -0.5 * quad - 0.5 * logdet - 0.5 * static_cast<double>(n_) * std::log(2.0 * std::numbers::pi);
 
         if (gradient != nullptr || store) {
+            const auto t_grad = std::chrono::steady_clock::now();
             Workspace w(n_, m_, c);
             std::vector<double> Gu(static_cast<std::size_t>(m_ * c)), Gz(static_cast<std::size_t>(m_ * c));
             scatter(X.data(), c, Gu.data());  // W^T [alpha, u_1 .. u_t]
@@ -1102,6 +1242,7 @@ class KissGP
                 for (Index i = 0; i < n_; ++i) aa += X[static_cast<std::size_t>(i * c)] * X[static_cast<std::size_t>(i * c)];
                 gradient[kp] = sigma2 * grad_of(aa, dots.data());
             }
+            timings_.gradient += seconds_since(t_grad);
         }
         if (store) lml_ = lml;
         return lml;
