@@ -48,6 +48,7 @@
 #include <variant>
 #include <vector>
 
+#include "gprat/approx/kiss_gp/cg_rows.hpp"
 #include "gprat/approx/kiss_gp/grid.hpp"
 #include "gprat/approx/kiss_gp/kronecker_toeplitz.hpp"
 #include "gprat/approx/kiss_gp/parallel.hpp"
@@ -172,7 +173,10 @@ inline Structure make_structure(const kernels::AnyKernel& kernel, const std::vec
 class NormalStream
 {
   public:
-    NormalStream(std::uint64_t seed, std::uint64_t stream) : state_(seed ^ (0x9E3779B97F4A7C15ULL * (stream + 1))) {}
+    NormalStream(std::uint64_t seed, std::uint64_t stream)
+        : start_(seed ^ (0x9E3779B97F4A7C15ULL * (stream + 1))), state_(start_)
+    {
+    }
     double next()
     {
         if (has_spare_) {
@@ -188,6 +192,16 @@ class NormalStream
         return r * std::cos(2.0 * std::numbers::pi * u2);
     }
 
+    /// Position the stream so that the next next() is its normal number q (from 0) of the
+    /// stream as first constructed: normals 2p and 2p + 1 are the pair made from the 64-bit
+    /// draws 2p and 2p + 1, and draw number q adds (q + 1) times the increment to the state.
+    void skip_to(std::uint64_t q)
+    {
+        state_ = start_ + 0x9E3779B97F4A7C15ULL * (2 * (q / 2));
+        has_spare_ = false;
+        if (q % 2 == 1) (void)next();
+    }
+
   private:
     std::uint64_t bits()
     {
@@ -196,6 +210,7 @@ class NormalStream
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         return z ^ (z >> 31);
     }
+    std::uint64_t start_;
     std::uint64_t state_;
     double spare_ = 0.0;
     bool has_spare_ = false;
@@ -675,37 +690,53 @@ class KissGP
         if (k > 0) {
             // diag(W K_UU W^T)_i = s0 prod_k sum_{q,q'} w_iq w_iq' t_k[|q - q'|]
             std::vector<double> diag(static_cast<std::size_t>(n_));
-            for (Index i = 0; i < n_; ++i) {
-                double p = s.s0;
-                for (Index dim = 0; dim < d_; ++dim) {
-                    const double* w = &W_.weight[static_cast<std::size_t>(i * d_ + dim) * 4];
-                    const ToeplitzFactor& T = s.T[static_cast<std::size_t>(dim)];
-                    double acc = 0.0;
-                    for (Index q = 0; q < 4; ++q)
-                        for (Index r = 0; r < 4; ++r) acc += w[q] * w[r] * T.at(q - r);
-                    p *= acc;
+            parallel_chunks("kiss_pivchol_diag", n_, row_chunk, [&](Index b, Index e) {
+                for (Index i = b; i < e; ++i) {
+                    double p = s.s0;
+                    for (Index dim = 0; dim < d_; ++dim) {
+                        const double* w = &W_.weight[static_cast<std::size_t>(i * d_ + dim) * 4];
+                        const ToeplitzFactor& T = s.T[static_cast<std::size_t>(dim)];
+                        double acc = 0.0;
+                        for (Index q = 0; q < 4; ++q)
+                            for (Index r = 0; r < 4; ++r) acc += w[q] * w[r] * T.at(q - r);
+                        p *= acc;
+                    }
+                    diag[static_cast<std::size_t>(i)] = p;
                 }
-                diag[static_cast<std::size_t>(i)] = p;
-            }
+            });
             const double diag0 = *std::max_element(diag.begin(), diag.end());
-            std::vector<double> col(static_cast<std::size_t>(n_)), prior(1);
+            // built column by column in Lc (n, k) column-major: column j reads the j earlier
+            // columns as contiguous streams (row-major, each column would stream all of L);
+            // copied into P.L (row-major, the layout CG reads) at the end
+            std::vector<double> col(static_cast<std::size_t>(n_)), prior(1), Lc(static_cast<std::size_t>(n_ * k), 0.0), lp(static_cast<std::size_t>(k));
             for (Index j = 0; j < k; ++j) {
                 const Index piv = static_cast<Index>(std::max_element(diag.begin(), diag.end()) - diag.begin());
                 const double dp = diag[static_cast<std::size_t>(piv)];
                 if (!(dp > 1e-12 * diag0)) break;  // numerically rank j: the remaining columns stay 0
                 const double lpp = std::sqrt(dp);
+                for (Index l = 0; l < j; ++l) lp[static_cast<std::size_t>(l)] = Lc[static_cast<std::size_t>(l * n_ + piv)];
                 cross_covariance(s, W_, piv, 1, col.data(), prior.data());  // K(:, piv)
                 parallel_chunks("kiss_pivchol", n_, row_chunk, [&](Index b, Index e) {
-                    for (Index i = b; i < e; ++i) {  // L(i, j) = (K(i, piv) - sum_l L(i, l) L(piv, l)) / L(piv, j)
-                        double v = col[static_cast<std::size_t>(i)];
-                        for (Index l = 0; l < j; ++l)
-                            v -= P.L[static_cast<std::size_t>(i * k + l)] * P.L[static_cast<std::size_t>(piv * k + l)];
-                        P.L[static_cast<std::size_t>(i * k + j)] = v / lpp;
-                        diag[static_cast<std::size_t>(i)] -= (v / lpp) * (v / lpp);
+                    // L(i, j) = (K(i, piv) - sum_l L(i, l) L(piv, l)) / L(piv, j), l ascending
+                    double* lj = Lc.data() + j * n_;
+                    for (Index i = b; i < e; ++i) lj[i] = col[static_cast<std::size_t>(i)];
+                    for (Index l = 0; l < j; ++l) {
+                        const double* ll = Lc.data() + l * n_;
+                        const double a = lp[static_cast<std::size_t>(l)];
+#pragma omp simd
+                        for (Index i = b; i < e; ++i) lj[i] -= ll[i] * a;
+                    }
+                    for (Index i = b; i < e; ++i) {
+                        lj[i] /= lpp;
+                        diag[static_cast<std::size_t>(i)] -= lj[i] * lj[i];
                     }
                 });
                 diag[static_cast<std::size_t>(piv)] = 0.0;
             }
+            parallel_chunks("kiss_pivchol_layout", n_, row_chunk, [&](Index b, Index e) {
+                for (Index i = b; i < e; ++i)
+                    for (Index l = 0; l < k; ++l) P.L[static_cast<std::size_t>(i * k + l)] = Lc[static_cast<std::size_t>(l * n_ + i)];
+            });
         }
         // M = sigma2 I + L^T L; chol(M); log|P| = (n - k) log sigma2 + 2 sum log M_ll
         P.M.assign(static_cast<std::size_t>(k * k), 0.0);
@@ -731,68 +762,6 @@ class KissGP
         return P;
     }
 
-    /// out <- P^{-1} V = (V - L M^{-1} L^T V) / sigma2 for (n, c) blocks.
-    void precondition(const Preconditioner& P, const double* V, Index c, double* out) const
-    {
-        const Index k = P.k;
-        const double inv = 1.0 / P.sigma2;
-        if (k == 0) {
-            parallel_chunks("kiss_precond", n_ * c, row_chunk * 4, [&](Index b, Index e) {
-                for (Index x = b; x < e; ++x) out[x] = inv * V[x];
-            });
-            return;
-        }
-        // Y = L^T V (k, c), by chunk partial sums in order. Plain loops, not GEMM: each column's
-        // arithmetic must not depend on how many columns the block has (a prediction must not
-        // depend on the other test points in the call), which BLAS blocking does not promise.
-        const Index chunks = chunk_count(n_, row_chunk);
-        std::vector<double> partial(static_cast<std::size_t>(chunks * k * c), 0.0);
-        parallel_chunks("kiss_precond_lt", chunks, 1, [&](Index b, Index e) {
-            for (Index q = b; q < e; ++q) {
-                double* y = partial.data() + q * k * c;
-                for (Index i = q * row_chunk; i < std::min(n_, (q + 1) * row_chunk); ++i) {
-                    const double* li = P.L.data() + i * k;
-                    const double* vi = V + i * c;
-                    for (Index l = 0; l < k; ++l) {
-                        const double w = li[l];
-                        double* yl = y + l * c;
-#pragma omp simd
-                        for (Index j = 0; j < c; ++j) yl[j] += w * vi[j];
-                    }
-                }
-            }
-        });
-        std::vector<double> Y(static_cast<std::size_t>(k * c), 0.0);  // Y(l, j) at Y[l c + j]
-        for (Index x = 0; x < k * c; ++x)
-            for (Index q = 0; q < chunks; ++q) Y[static_cast<std::size_t>(x)] += partial[static_cast<std::size_t>(q * k * c + x)];
-        for (Index j = 0; j < c; ++j) {  // Y(:, j) <- M^{-1} Y(:, j) = C^{-T} C^{-1} Y, C = chol(M)
-            for (Index r = 0; r < k; ++r) {
-                double v = Y[static_cast<std::size_t>(r * c + j)];
-                for (Index l = 0; l < r; ++l) v -= P.M[static_cast<std::size_t>(r + l * k)] * Y[static_cast<std::size_t>(l * c + j)];
-                Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
-            }
-            for (Index r = k - 1; r >= 0; --r) {
-                double v = Y[static_cast<std::size_t>(r * c + j)];
-                for (Index l = r + 1; l < k; ++l) v -= P.M[static_cast<std::size_t>(l + r * k)] * Y[static_cast<std::size_t>(l * c + j)];
-                Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
-            }
-        }
-        parallel_chunks("kiss_precond", n_, row_chunk, [&](Index b, Index e) {
-            for (Index i = b; i < e; ++i) {  // out(i, :) = (V(i, :) - L(i, :) Y) / sigma2
-                const double* li = P.L.data() + i * k;
-                double* o = out + i * c;
-                for (Index j = 0; j < c; ++j) o[j] = V[i * c + j];
-                for (Index l = 0; l < k; ++l) {
-                    const double w = li[l];
-                    const double* yl = Y.data() + l * c;
-#pragma omp simd
-                    for (Index j = 0; j < c; ++j) o[j] -= w * yl[j];
-                }
-                for (Index j = 0; j < c; ++j) o[j] *= inv;
-            }
-        });
-    }
-
     /// Rows per task of the fused CG update pass (fixed: results do not depend on the thread count).
     static constexpr Index update_chunk = 2048;
 
@@ -813,7 +782,7 @@ class KissGP
     /// @param[out] tri  per column the CG coefficients (alpha_0, beta_0, alpha_1, ...), or null
     /// @param[out] iterations per column
     /// @param[out] rz0  per column b^T P^{-1} b, or null
-    /// Blocks held: R (B moved in), D, X, and P^{-1} B (into Z0, or a temporary).
+    /// Blocks held: R (B moved in), D, X, and P^{-1} B (copied into Z0 when asked).
     void cg(const Structure& s, double sigma2, const Preconditioner& P, const double* B, Index c, double* X,
             double* Z0, std::vector<std::vector<double>>* tri, std::vector<Index>& iterations,
             std::vector<double>* moved_B = nullptr, double* rz0 = nullptr, const std::vector<double>* tol = nullptr)
@@ -825,26 +794,12 @@ class KissGP
         const Index k = P.k, P4 = W_.nnz;
         const double inv = 1.0 / sigma2;
         std::vector<double> R = moved_B != nullptr ? std::move(*moved_B) : std::vector<double>(B, B + nc);
-        std::vector<double> D(nc), Ztmp(Z0 != nullptr ? 0 : nc);
-        double* Z = Z0 != nullptr ? Z0 : Ztmp.data();
+        std::vector<double> D(nc, 0.0);
         Workspace w(n_, m_, c);
         std::fill(X, X + nc, 0.0);
-        precondition(P, R.data(), c, Z);
-        std::copy(Z, Z + nc, D.begin());
-        std::vector<double> rz(cc), bnorm(cc), pq(cc), rr(cc), dd(cc), alpha(cc), beta(cc), S(static_cast<std::size_t>(k) * cc),
-            rz_exact(cc);
-        column_dots(R.data(), Z, c, rz.data());
-        column_dots(R.data(), R.data(), c, bnorm.data());
-        column_dots(D.data(), D.data(), c, dd.data());
-        if (rz0 != nullptr) std::copy(rz.begin(), rz.end(), rz0);
-        scatter(D.data(), c, w.G.data());  // G = W^T D for the first MVM
+        std::vector<double> rz(cc), bnorm(cc), pq(cc), rr(cc), dd(cc), alpha(cc), beta(cc, 0.0),
+            S(static_cast<std::size_t>(k) * cc), Y(S.size()), rz_exact(cc);
         std::vector<char> active(cc, 1);
-        iterations.assign(cc, 0);
-        if (tri != nullptr) tri->assign(cc, {});
-        for (Index j = 0; j < c; ++j) {
-            bnorm[static_cast<std::size_t>(j)] = std::sqrt(bnorm[static_cast<std::size_t>(j)]);
-            if (bnorm[static_cast<std::size_t>(j)] == 0.0) active[static_cast<std::size_t>(j)] = 0;
-        }
         // pass 1's partial sums: per chunk |r|^2 (c) then S (k c); pass 2's: per scatter group
         // r^T z (c), |d|^2 (c) and its (m, c) block of W^T d
         const Index chunks1 = chunk_count(n_, update_chunk);
@@ -852,6 +807,92 @@ class KissGP
         const std::size_t stride1 = cc * static_cast<std::size_t>(k + 1), grid = static_cast<std::size_t>(m_) * cc;
         std::vector<double> part1(static_cast<std::size_t>(chunks1) * stride1), part2(static_cast<std::size_t>(groups) * 2 * cc),
             part_grid(groups > 1 ? static_cast<std::size_t>(groups) * grid : 0);
+        const auto reduce1 = [&] {  // rr, S: the chunks' partial sums in chunk order
+            std::fill(rr.begin(), rr.end(), 0.0);
+            std::fill(S.begin(), S.end(), 0.0);
+            for (Index ch = 0; ch < chunks1; ++ch) {
+                const double* p = part1.data() + static_cast<std::size_t>(ch) * stride1;
+                for (std::size_t j = 0; j < cc; ++j) rr[j] += p[j];
+                for (std::size_t x = 0; x < S.size(); ++x) S[x] += p[cc + x];
+            }
+        };
+        const auto solve_M = [&] {  // Y = M^{-1} S per column (C = chol(M): C^{-T} C^{-1})
+            Y = S;
+            for (Index j = 0; j < c; ++j) {
+                for (Index r = 0; r < k; ++r) {
+                    double v = Y[static_cast<std::size_t>(r * c + j)];
+                    for (Index l = 0; l < r; ++l) v -= P.M[static_cast<std::size_t>(r + l * k)] * Y[static_cast<std::size_t>(l * c + j)];
+                    Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
+                }
+                for (Index r = k - 1; r >= 0; --r) {
+                    double v = Y[static_cast<std::size_t>(r * c + j)];
+                    for (Index l = r + 1; l < k; ++l) v -= P.M[static_cast<std::size_t>(l + r * k)] * Y[static_cast<std::size_t>(l * c + j)];
+                    Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
+                }
+            }
+        };
+        // pass 2 (cg_rows.hpp): d = z + beta d, |d|^2, r^T z and G = W^T d per scatter group
+        const std::size_t cp = (cc + 3) / 4 * 4;
+        std::vector<double> Yp(static_cast<std::size_t>(k) * cp, 0.0);  // Y, rows padded to cp columns
+        const auto direction = [&] {
+            for (Index l = 0; l < k; ++l)
+                for (std::size_t j = 0; j < cc; ++j) Yp[static_cast<std::size_t>(l) * cp + j] = Y[static_cast<std::size_t>(l) * cc + j];
+            parallel_chunks("kiss_cg_direction", groups, 1, [&](Index b, Index e) {
+                std::vector<double> z(cp);
+                for (Index q = b; q < e; ++q) {
+                    double* rzp = part2.data() + static_cast<std::size_t>(q) * 2 * cc;  // then |d|^2 (c)
+                    double* acc = groups > 1 ? part_grid.data() + static_cast<std::size_t>(q) * grid : w.G.data();
+                    std::fill(rzp, rzp + 2 * cc, 0.0);
+                    std::fill(acc, acc + grid, 0.0);
+                    cg_direction_rows<double>(q * per, std::min(n_, (q + 1) * per), c, k, P4, inv, beta.data(),
+                                              active.data(), Yp.data(), P.L.data(), W_.index.data(), W_.value.data(),
+                                              R.data(), D.data(), rzp, rzp + cc, acc, z.data());
+                }
+            });
+            std::fill(rz_exact.begin(), rz_exact.end(), 0.0);
+            std::fill(dd.begin(), dd.end(), 0.0);
+            for (Index q = 0; q < groups; ++q)  // group order
+                for (std::size_t j = 0; j < cc; ++j) {
+                    rz_exact[j] += part2[static_cast<std::size_t>(q) * 2 * cc + j];
+                    dd[j] += part2[static_cast<std::size_t>(q) * 2 * cc + cc + j];
+                }
+            if (groups > 1)
+                parallel_chunks("kiss_scatter_sum", static_cast<Index>(grid), Index{1} << 15, [&](Index b, Index e) {
+                    for (Index x = b; x < e; ++x) {
+                        double v = 0.0;
+                        for (Index q = 0; q < groups; ++q) v += part_grid[static_cast<std::size_t>(q) * grid + static_cast<std::size_t>(x)];
+                        w.G[static_cast<std::size_t>(x)] = v;
+                    }
+                });
+        };
+        // start: |b|^2 and S = L^T b in one pass, then pass 2 with beta = 0 on D = 0 gives
+        // D = P^{-1} B exactly (z + 0 * 0 = z), b^T P^{-1} b, |d|^2 and G = W^T D
+        parallel_chunks("kiss_cg_start", chunks1, 1, [&](Index b, Index e) {
+            for (Index ch = b; ch < e; ++ch) {
+                double* rrp = part1.data() + static_cast<std::size_t>(ch) * stride1;
+                double* Sp = rrp + cc;
+                std::fill(rrp, rrp + stride1, 0.0);
+                for (Index i = ch * update_chunk; i < std::min(n_, (ch + 1) * update_chunk); ++i) {
+                    const double* ri = R.data() + i * c;
+                    const double* li = P.L.data() + i * k;
+                    for (Index j = 0; j < c; ++j) rrp[j] += ri[j] * ri[j];
+                    for (Index l = 0; l < k; ++l)
+                        for (Index j = 0; j < c; ++j) Sp[l * c + j] += li[l] * ri[j];
+                }
+            }
+        });
+        reduce1();
+        solve_M();
+        direction();
+        rz = rz_exact;
+        if (Z0 != nullptr) std::copy(D.begin(), D.end(), Z0);
+        if (rz0 != nullptr) std::copy(rz.begin(), rz.end(), rz0);
+        iterations.assign(cc, 0);
+        if (tri != nullptr) tri->assign(cc, {});
+        for (Index j = 0; j < c; ++j) {
+            bnorm[static_cast<std::size_t>(j)] = std::sqrt(rr[static_cast<std::size_t>(j)]);
+            if (bnorm[static_cast<std::size_t>(j)] == 0.0) active[static_cast<std::size_t>(j)] = 0;
+        }
         const Index min_iter = std::min<Index>(10, n_);
         for (Index it = 0; it < options_.max_cg_iter; ++it) {
             if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
@@ -873,48 +914,18 @@ class KissGP
             }
             const auto t1 = std::chrono::steady_clock::now();
             const double* H = w.H.data();
+            // pass 1 (cg_rows.hpp): x, r, |r|^2 and S = L^T r per chunk
             parallel_chunks("kiss_cg_update", chunks1, 1, [&](Index b, Index e) {
                 std::vector<double> q(cc);
                 for (Index ch = b; ch < e; ++ch) {
-                    double* rrp = part1.data() + static_cast<std::size_t>(ch) * stride1;
-                    double* Sp = rrp + cc;  // S(l, j) at Sp[l c + j]
+                    double* rrp = part1.data() + static_cast<std::size_t>(ch) * stride1;  // then S (k, c)
                     std::fill(rrp, rrp + stride1, 0.0);
-                    for (Index i = ch * update_chunk; i < std::min(n_, (ch + 1) * update_chunk); ++i) {
-                        const double* di = D.data() + i * c;
-                        double* xi = X + i * c;
-                        double* ri = R.data() + i * c;
-                        const std::int32_t* idx = W_.index.data() + i * P4;
-                        const double* wv = W_.value.data() + i * P4;
-                        for (Index j = 0; j < c; ++j) q[static_cast<std::size_t>(j)] = sigma2 * di[j];
-                        for (Index x = 0; x < P4; ++x) {  // q = W_i H + sigma2 d_i
-                            const double* h = H + static_cast<Index>(idx[x]) * c;
-                            const double wx = wv[x];
-#pragma omp simd
-                            for (Index j = 0; j < c; ++j) q[static_cast<std::size_t>(j)] += wx * h[j];
-                        }
-#pragma omp simd
-                        for (Index j = 0; j < c; ++j) {
-                            xi[j] += alpha[static_cast<std::size_t>(j)] * di[j];
-                            ri[j] -= alpha[static_cast<std::size_t>(j)] * q[static_cast<std::size_t>(j)];
-                            rrp[j] += ri[j] * ri[j];
-                        }
-                        const double* li = P.L.data() + i * k;
-                        for (Index l = 0; l < k; ++l) {  // S += L_i^T r_i
-                            const double lv = li[l];
-                            double* sl = Sp + l * c;
-#pragma omp simd
-                            for (Index j = 0; j < c; ++j) sl[j] += lv * ri[j];
-                        }
-                    }
+                    cg_update_rows<double>(ch * update_chunk, std::min(n_, (ch + 1) * update_chunk), c, k, P4, sigma2,
+                                           alpha.data(), H, W_.index.data(), W_.value.data(), P.L.data(), D.data(), X,
+                                           R.data(), rrp, rrp + cc, q.data());
                 }
             });
-            std::fill(rr.begin(), rr.end(), 0.0);
-            std::fill(S.begin(), S.end(), 0.0);
-            for (Index ch = 0; ch < chunks1; ++ch) {  // chunk order
-                const double* p = part1.data() + static_cast<std::size_t>(ch) * stride1;
-                for (std::size_t j = 0; j < cc; ++j) rr[j] += p[j];
-                for (std::size_t x = 0; x < S.size(); ++x) S[x] += p[cc + x];
-            }
+            reduce1();
             timings_.cg_update += seconds_since(t1);
             for (Index j = 0; j < c; ++j) {
                 const std::size_t jj = static_cast<std::size_t>(j);
@@ -922,19 +933,8 @@ class KissGP
                 if (active[jj] && it + 1 >= min_iter && std::sqrt(rr[jj]) <= tj * bnorm[jj]) active[jj] = 0;
             }
             if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
-            // Y = M^{-1} S per column (C = chol(M): C^{-T} C^{-1}); r^T P^{-1} r by Woodbury
-            std::vector<double> Y = S;
-            for (Index j = 0; j < c; ++j) {
-                for (Index r = 0; r < k; ++r) {
-                    double v = Y[static_cast<std::size_t>(r * c + j)];
-                    for (Index l = 0; l < r; ++l) v -= P.M[static_cast<std::size_t>(r + l * k)] * Y[static_cast<std::size_t>(l * c + j)];
-                    Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
-                }
-                for (Index r = k - 1; r >= 0; --r) {
-                    double v = Y[static_cast<std::size_t>(r * c + j)];
-                    for (Index l = r + 1; l < k; ++l) v -= P.M[static_cast<std::size_t>(l + r * k)] * Y[static_cast<std::size_t>(l * c + j)];
-                    Y[static_cast<std::size_t>(r * c + j)] = v / P.M[static_cast<std::size_t>(r + r * k)];
-                }
+            solve_M();
+            for (Index j = 0; j < c; ++j) {  // r^T P^{-1} r by Woodbury: (|r|^2 - S^T M^{-1} S) / sigma2
                 const std::size_t jj = static_cast<std::size_t>(j);
                 double sy = 0.0;
                 for (Index l = 0; l < k; ++l) sy += S[static_cast<std::size_t>(l * c + j)] * Y[static_cast<std::size_t>(l * c + j)];
@@ -943,58 +943,7 @@ class KissGP
                 if (active[jj] && tri != nullptr) (*tri)[jj].push_back(beta[jj]);
             }
             const auto t2 = std::chrono::steady_clock::now();
-            parallel_chunks("kiss_cg_direction", groups, 1, [&](Index b, Index e) {
-                std::vector<double> z(cc);
-                for (Index q = b; q < e; ++q) {
-                    double* rzp = part2.data() + static_cast<std::size_t>(q) * 2 * cc;
-                    double* ddp = rzp + cc;
-                    double* acc = groups > 1 ? part_grid.data() + static_cast<std::size_t>(q) * grid : w.G.data();
-                    std::fill(rzp, rzp + 2 * cc, 0.0);
-                    std::fill(acc, acc + grid, 0.0);
-                    for (Index i = q * per; i < std::min(n_, (q + 1) * per); ++i) {
-                        const double* ri = R.data() + i * c;
-                        double* di = D.data() + i * c;
-                        const double* li = P.L.data() + i * k;
-                        for (Index j = 0; j < c; ++j) z[static_cast<std::size_t>(j)] = ri[j];
-                        for (Index l = 0; l < k; ++l) {  // z = (r_i - L_i Y) / sigma2
-                            const double lv = li[l];
-                            const double* yl = Y.data() + l * c;
-#pragma omp simd
-                            for (Index j = 0; j < c; ++j) z[static_cast<std::size_t>(j)] -= lv * yl[j];
-                        }
-                        for (Index j = 0; j < c; ++j) {
-                            const std::size_t jj = static_cast<std::size_t>(j);
-                            z[jj] *= inv;
-                            rzp[j] += ri[j] * z[jj];
-                            if (active[jj]) di[j] = z[jj] + beta[jj] * di[j];
-                            ddp[j] += di[j] * di[j];
-                        }
-                        const std::int32_t* idx = W_.index.data() + i * P4;
-                        const double* wv = W_.value.data() + i * P4;
-                        for (Index x = 0; x < P4; ++x) {  // G(u, :) += w_ix d_i (the next W^T D)
-                            double* g = acc + static_cast<Index>(idx[x]) * c;
-                            const double wx = wv[x];
-#pragma omp simd
-                            for (Index j = 0; j < c; ++j) g[j] += wx * di[j];
-                        }
-                    }
-                }
-            });
-            std::fill(rz_exact.begin(), rz_exact.end(), 0.0);
-            std::fill(dd.begin(), dd.end(), 0.0);
-            for (Index q = 0; q < groups; ++q)  // group order
-                for (std::size_t j = 0; j < cc; ++j) {
-                    rz_exact[j] += part2[static_cast<std::size_t>(q) * 2 * cc + j];
-                    dd[j] += part2[static_cast<std::size_t>(q) * 2 * cc + cc + j];
-                }
-            if (groups > 1)
-                parallel_chunks("kiss_scatter_sum", static_cast<Index>(grid), Index{1} << 15, [&](Index b, Index e) {
-                    for (Index x = b; x < e; ++x) {
-                        double v = 0.0;
-                        for (Index q = 0; q < groups; ++q) v += part_grid[static_cast<std::size_t>(q) * grid + static_cast<std::size_t>(x)];
-                        w.G[static_cast<std::size_t>(x)] = v;
-                    }
-                });
+            direction();
             for (Index j = 0; j < c; ++j) {
                 const std::size_t jj = static_cast<std::size_t>(j);
                 if (!active[jj]) continue;
@@ -1149,13 +1098,17 @@ class KissGP
         const auto t_probes = std::chrono::steady_clock::now();
         std::vector<double> B(nc), X(nc), Z0(nc);
         for (Index i = 0; i < n_; ++i) B[static_cast<std::size_t>(i * c)] = y_[i];
-        parallel_chunks("kiss_probes", t, 1, [&](Index b, Index e) {
-            for (Index j = b; j < e; ++j) {
+        // by row chunks (each writes its own rows of B for all probes: the (n, c) block is
+        // streamed once, not once per probe), each probe's stream positioned at the chunk's
+        // first normal: the same numbers as drawing probe j's stream from its start
+        parallel_chunks("kiss_probes", n_, row_chunk, [&](Index b, Index e) {
+            std::vector<double> e1(static_cast<std::size_t>(P.k));
+            const double sd = std::sqrt(sigma2);
+            for (Index j = 0; j < t; ++j) {
                 NormalStream rng(seed, static_cast<std::uint64_t>(j));
-                std::vector<double> e1(static_cast<std::size_t>(P.k));
                 for (double& v : e1) v = rng.next();
-                const double sd = std::sqrt(sigma2);
-                for (Index i = 0; i < n_; ++i) {
+                rng.skip_to(static_cast<std::uint64_t>(P.k + b));
+                for (Index i = b; i < e; ++i) {
                     double v = sd * rng.next();
                     for (Index l = 0; l < P.k; ++l) v += P.L[static_cast<std::size_t>(i * P.k + l)] * e1[static_cast<std::size_t>(l)];
                     B[static_cast<std::size_t>(i * c + j + 1)] = v;
