@@ -162,6 +162,11 @@ void register_kiss_gp(py::module_& m)
                  d["cg_other"] = t.cg_other;
                  d["preconditioner"] = t.preconditioner;
                  d["slq"] = t.slq;
+                 d["cg_update"] = t.cg_update;
+                 d["cg_direction"] = t.cg_direction;
+                 d["rz_woodbury_error"] = t.rz_woodbury_error;
+                 d["probes"] = t.probes;
+                 d["gradient"] = t.gradient;
                  d["mvms"] = t.mvms;
                  d["cg_iterations"] = t.cg_iterations;
                  return d;

@@ -8,6 +8,7 @@
 
 #include "check.hpp"
 #include "gprat/approx/kiss_gp/grid.hpp"
+#include "gprat/approx/kiss_gp/kiss_gp.hpp"
 #include "gprat/approx/kiss_gp/kronecker_toeplitz.hpp"
 
 using gprat::Index;
@@ -125,6 +126,24 @@ TEST(kronecker_products_on_blocks_match_dense)
         for (Index u = 0; u < m; ++u) v[static_cast<std::size_t>(u)] = V[static_cast<std::size_t>(u * c + j)];
         const std::vector<double> ref = dense_kron(cols, v);
         for (Index u = 0; u < m; ++u) CHECK(std::fabs(out[static_cast<std::size_t>(u * c + j)] - ref[static_cast<std::size_t>(u)]) < 1e-12);
+    }
+}
+
+/// A probe stream positioned with skip_to(q) continues exactly as the stream drawn from its
+/// start does from its normal number q (the probes are drawn by row chunks this way), for even
+/// and odd q (an odd q starts on the second normal of a Box-Muller pair).
+TEST(normal_stream_skip_to_matches_sequential_draws)
+{
+    for (std::uint64_t stream : {0ULL, 3ULL}) {
+        NormalStream seq(12345, stream);
+        std::vector<double> all(200);
+        for (double& v : all) v = seq.next();
+        for (std::uint64_t q : {0ULL, 1ULL, 2ULL, 15ULL, 16ULL, 101ULL}) {
+            NormalStream s(12345, stream);
+            (void)s.next();  // a used stream (a spare pending) is repositioned too
+            s.skip_to(q);
+            for (std::uint64_t x = q; x < q + 20; ++x) CHECK(s.next() == all[static_cast<std::size_t>(x)]);
+        }
     }
 }
 

@@ -133,7 +133,9 @@ class KissGP:
     n_probes : int, default=10
         Probe vectors t of the stochastic estimates (their spread falls as 1/sqrt(t)).
     cg_tol : float, default=1e-6
-        Relative residual at which CG stops, per column, in training estimates.
+        Relative residual at which CG stops, per column, in training estimates, after at least
+        10 iterations (the SLQ tridiagonal's length), or earlier once the column is solved to
+        rounding (relative residual 1e-10).
     predict_cg_tol : float, default=1e-4
         Tolerance of the solves predictions rest on (``alpha`` at fit, ``variance="exact"``):
         ``min(cg_tol, predict_cg_tol)``. A loose training tolerance (GPyTorch trains at 1.0)
