@@ -85,4 +85,24 @@ py::tuple maximize_with_box_lbfgs(Step&& step, std::vector<double> theta, const 
     return box_lbfgs_result(r, std::move(best), r.x.empty() ? std::nan("") : -r.loss * scale);
 }
 
+/// Define `maximize_lbfgs` on the Python class of a bound engine G (any wrapper whose
+/// `engine.training_step(theta, gradient)` is the exact GP's step: the CPU and the CUDA engines).
+template <class G, class PyClass>
+void def_maximize_lbfgs(PyClass& cls)
+{
+    cls.def(
+        "maximize_lbfgs",
+        [](G& g, std::vector<double> theta, const std::vector<bool>& trainable, const std::vector<double>& lower,
+           const std::vector<double>& upper, Index max_iter, const py::object& on_iteration) {
+            return maximize_with_box_lbfgs(
+                [&g](const std::vector<double>& t, double* gradient) { return g.engine.training_step(t, gradient); },
+                std::move(theta), trainable, lower, upper, max_iter, on_iteration);
+        },
+        py::arg("theta"), py::arg("trainable"), py::arg("lower"), py::arg("upper"), py::arg("max_iter"),
+        py::arg("on_iteration"),
+        "Maximize the log marginal likelihood over the trainable entries of theta inside [lower, upper] with the "
+        "C++ bound-constrained L-BFGS (training steps only; the model's theta is not changed). Returns "
+        "(theta_best, lml_best, n_iter, n_eval, n_failed, converged, message).");
+}
+
 }  // namespace gprat::bindings

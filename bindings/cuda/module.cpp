@@ -86,7 +86,9 @@ void define(py::module_& m, const char* name)
 {
     using G = BoundExactGP<T>;
     using E = gprat::cuda::ExactGP<T>;
-    py::class_<G>(m, name)
+    py::class_<G> cls(m, name);
+    def_maximize_lbfgs<G>(cls);
+    cls
         .def(py::init<const KernelHandle&, const CArray<T>&, const CArray<T>&, std::optional<double>, std::optional<Index>,
                       std::optional<std::vector<double>>, std::optional<std::vector<double>>, int, int>(),
              py::arg("kernel"), py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("noise_variance"),
@@ -146,16 +148,6 @@ void define(py::module_& m, const char* name)
                 return py::make_tuple(lml, py::array_t<double>(static_cast<py::ssize_t>(grad.size()), grad.data()));
             },
             py::arg("theta"), py::arg("eval_gradient"))
-        .def(
-            "maximize_lbfgs",
-            [](G& g, std::vector<double> theta, const std::vector<bool>& trainable, const std::vector<double>& lower,
-               const std::vector<double>& upper, Index max_iter, const py::object& on_iteration) {
-                return maximize_with_box_lbfgs(
-                    [&g](const std::vector<double>& t, double* gradient) { return g.engine.training_step(t, gradient); },
-                    std::move(theta), trainable, lower, upper, max_iter, on_iteration);
-            },
-            py::arg("theta"), py::arg("trainable"), py::arg("lower"), py::arg("upper"), py::arg("max_iter"),
-            py::arg("on_iteration"), "As gprat._core.ExactGP64.maximize_lbfgs, on the device's training steps.")
         .def(
             "predict",
             [](G& g, const CArray<T>& Xs, bool want_var, bool want_cov, bool include_noise) {
