@@ -228,6 +228,26 @@ def import_gprat():
     return gprat
 
 
+def gpytorch_svgp_model(z):
+    """The GPyTorch SVGP the sparse benchmarks compare against, at inducing points z (a tensor):
+    ApproximateGP with a CholeskyVariationalDistribution, a whitened VariationalStrategy with
+    learned inducing locations, zero mean, ScaleKernel(RBF with ARD) -- GPyTorch's standard SVGP."""
+    import gpytorch
+
+    class Model(gpytorch.models.ApproximateGP):
+        def __init__(self, z):
+            q = gpytorch.variational.CholeskyVariationalDistribution(z.shape[0])
+            s = gpytorch.variational.VariationalStrategy(self, z, q, learn_inducing_locations=True)
+            super().__init__(s)
+            self.mean_module = gpytorch.means.ZeroMean()
+            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=z.shape[1]))
+
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    return Model(z)
+
+
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages (empty where /proc is missing)."""
     try:

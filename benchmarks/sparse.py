@@ -42,6 +42,8 @@ import time
 
 import numpy as np
 
+import common
+
 LENGTHSCALE, SIGNAL, NOISE = 0.5, 1.0, 0.01
 
 
@@ -195,18 +197,7 @@ def svgp_worker(args):
         torch.set_num_threads(args.threads or os.cpu_count())
         torch.set_default_dtype(torch.float64)
 
-        class Model(gpytorch.models.ApproximateGP):
-            def __init__(self, z):
-                q = gpytorch.variational.CholeskyVariationalDistribution(z.shape[0])
-                s = gpytorch.variational.VariationalStrategy(self, z, q, learn_inducing_locations=True)
-                super().__init__(s)
-                self.mean_module = gpytorch.means.ZeroMean()
-                self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=z.shape[1]))
-
-            def forward(self, x):
-                return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
-
-        model = Model(torch.tensor(Z))
+        model = common.gpytorch_svgp_model(torch.tensor(Z))
         lik = gpytorch.likelihoods.GaussianLikelihood()
         model.covar_module.base_kernel.lengthscale = LENGTHSCALE
         lik.noise = NOISE

@@ -42,6 +42,8 @@ import time
 
 import numpy as np
 
+import common
+
 LENGTHSCALE, SIGNAL, NOISE, LR = 0.5, 1.0, 0.01, 0.01
 N_EVAL, N_TEST = 20_000, 10_000
 
@@ -118,18 +120,7 @@ def gpytorch_worker(a):
     Xt, yt = data(N_TEST, a.d, seed=1)
     ev = np.sort(np.random.default_rng(2).choice(a.n, N_EVAL, replace=False))
 
-    class Model(gpytorch.models.ApproximateGP):
-        def __init__(self, z):
-            q = gpytorch.variational.CholeskyVariationalDistribution(z.shape[0])
-            s = gpytorch.variational.VariationalStrategy(self, z, q, learn_inducing_locations=True)
-            super().__init__(s)
-            self.mean_module = gpytorch.means.ZeroMean()
-            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=z.shape[1]))
-
-        def forward(self, x):
-            return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
-
-    model = Model(torch.tensor(X[:a.m].copy()))
+    model = common.gpytorch_svgp_model(torch.tensor(X[:a.m].copy()))
     lik = gpytorch.likelihoods.GaussianLikelihood()
     model.covar_module.base_kernel.lengthscale = LENGTHSCALE
     model.covar_module.outputscale = SIGNAL

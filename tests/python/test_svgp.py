@@ -31,14 +31,26 @@ def dense_elbo(desc, s2, Z, m, C, X, y, scale, include_kl=True):
     return scale * ell - (kl if include_kl else 0.0)
 
 
-def problem(seed=0, n=50, d=2, M=7):
+def problem(seed=0, n=50, d=2, M=7, c_scale=0.3):
+    """Data, inducing points and a variational q (m, C lower with a dominant diagonal)."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-2, 2, size=(n, d))
     y = np.sin(X @ rng.normal(size=d)) + 0.1 * rng.normal(size=n)
     Z = rng.uniform(-2, 2, size=(M, d))
     m = rng.normal(size=M)
-    C = np.tril(rng.normal(size=(M, M)) * 0.3) + np.diag(rng.uniform(0.5, 1.0, size=M))
+    C = np.tril(rng.normal(size=(M, M)) * c_scale) + np.diag(rng.uniform(0.5, 1.0, size=M))
     return X, y, Z, m, C
+
+
+def fd(fun, x0, h=1e-6):
+    """Central finite differences of the scalar fun at x0 (any shape)."""
+    out = np.zeros_like(x0)
+    for idx in np.ndindex(x0.shape):
+        xp, xm = x0.copy(), x0.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        out[idx] = (fun(xp) - fun(xm)) / (2 * h)
+    return out
 
 
 def engine(desc, d, M, dtype=np.float64):
@@ -57,17 +69,6 @@ def test_elbo_and_every_gradient(desc):
 
     def f(t=theta, Zt=Z, mt=m, Ct=C):
         return dense_elbo(kref.with_theta(desc, t[:-1]), np.exp(t[-1]), Zt, mt, Ct, X, y, scale)
-
-    h = 1e-6
-
-    def fd(fun, x0):
-        out = np.zeros_like(x0)
-        for idx in np.ndindex(x0.shape):
-            xp, xm = x0.copy(), x0.copy()
-            xp[idx] += h
-            xm[idx] -= h
-            out[idx] = (fun(xp) - fun(xm)) / (2 * h)
-        return out
 
     fd_t = fd(lambda t: f(t=t), theta)
     fd_z = fd(lambda z: f(Zt=z), Z)

@@ -8,30 +8,15 @@ import pytest
 
 import gprat
 import kernel_reference as kref
-from test_svgp import DESCS, SE_ARD, dense_elbo, engine
+from test_svgp import DESCS, SE_ARD, dense_elbo, engine, fd
+from test_svgp import problem as svgp_problem
 
 # 600 columns: chunks of 256, 256 and a ragged 88; M = 40 gives 4 blocks of the M x M passes
 N, D, M = 600, 2, 40
 
 
 def problem(seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-2, 2, size=(N, D))
-    y = np.sin(X @ rng.normal(size=D)) + 0.1 * rng.normal(size=N)
-    Z = rng.uniform(-2, 2, size=(M, D))
-    m = rng.normal(size=M)
-    C = np.tril(rng.normal(size=(M, M)) * 0.05) + np.diag(rng.uniform(0.5, 1.0, size=M))
-    return X, y, Z, m, C
-
-
-def fd(fun, x0, h=1e-6):
-    out = np.zeros_like(x0)
-    for idx in np.ndindex(x0.shape):
-        xp, xm = x0.copy(), x0.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        out[idx] = (fun(xp) - fun(xm)) / (2 * h)
-    return out
+    return svgp_problem(seed, n=N, d=D, M=M, c_scale=0.05)
 
 
 @pytest.mark.parametrize("desc", DESCS, ids=lambda d: d[0])

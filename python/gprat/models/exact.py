@@ -27,7 +27,7 @@ from .._validation import (
 from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarning
 from ..kernels import Kernel
 from ..optim import Objective, OptimizationResult, Progress, minimize_adam
-from ..optim.objective import warn_failed_points
+from ..optim.objective import no_good_point_error, warn_failed_points
 from ..runtime import wait_for_lifecycle
 
 __all__ = ["ExactGP", "JITTER_START", "JITTER_GROWTH", "DEFAULT_MAX_JITTER"]
@@ -1079,11 +1079,7 @@ class ExactGP:
         trial point: at n = 50 SciPy's driver and the Python objective cost more than the training
         steps themselves (benchmarks/bo_small_n.py).
         """
-        state = self._state()
-        core = state.core
-        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, core.n_params), "a training step")
-        if core.jitter != state.jitter:
-            core.jitter = state.jitter
+        core = self._core_for_training_steps()
         history = []
 
         def on_iteration(iteration, lml):
@@ -1097,10 +1093,7 @@ class ExactGP:
                 np.asarray(theta0, dtype=np.float64).tolist(), np.asarray(mask, dtype=bool).tolist(),
                 bounds[:, 0].tolist(), bounds[:, 1].tolist(), int(max_iter), on_iteration)
         if n_eval == n_failed:
-            raise NotPositiveDefiniteError(
-                "the optimizer found no hyperparameters with a positive definite covariance matrix; "
-                "increase noise_variance or rescale the inputs"
-            )
+            raise no_good_point_error()
         if n_failed:
             warn_failed_points(n_failed, "the optimizer backtracked from them", stacklevel=4)
         return OptimizationResult(theta=np.array(theta), log_marginal_likelihood=float(lml), n_iter=int(n_iter),
@@ -1160,6 +1153,17 @@ class ExactGP:
             self._fitted = state._replace(jitter=jitter, kernel=kernel, noise=learned, mean=mean)
             self._stale = False
 
+    def _core_for_training_steps(self):
+        """The engine, ready for an optimization's training steps: what is the same for every
+        trial point, done once (the memory check, a step allocating the same at every theta; the
+        model's jitter, fixed while it optimizes)."""
+        state = self._state()
+        core = state.core
+        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, core.n_params), "a training step")
+        if core.jitter != state.jitter:
+            core.jitter = state.jitter
+        return core
+
     def _optimizer_function(self):
         """``fun(theta, eval_gradient)`` for the optimizers: the engine's training step at theta.
 
@@ -1173,11 +1177,7 @@ class ExactGP:
         point fails all the same. A NotPositiveDefiniteError, or a non-finite value or gradient,
         is a failed trial point, counted by the Objective.
         """
-        state = self._state()
-        core = state.core
-        check_fits(self._engine_type().training_step_bytes(core.n, core.tile_size, core.n_params), "a training step")
-        if core.jitter != state.jitter:
-            core.jitter = state.jitter
+        core = self._core_for_training_steps()
         step = core.training_step
         engine_call = self._engine_call()
 

@@ -6,8 +6,7 @@ import numpy as np
 import scipy.optimize
 from threadpoolctl import ThreadpoolController
 
-from ..exceptions import NotPositiveDefiniteError
-from .objective import Objective, OptimizationResult, failed_point_value
+from .objective import Objective, OptimizationResult, failed_point_value, no_good_point_error
 
 __all__ = ["minimize_lbfgsb", "lbfgsb_with_failed_points"]
 
@@ -138,10 +137,7 @@ def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callbac
     res = lbfgsb_with_failed_points(scaled, objective.x0[mask], None if bounds is None else bounds[mask],
                                     max_iter, on_iteration)
     if not objective.evaluated():
-        raise NotPositiveDefiniteError(
-            "the optimizer found no hyperparameters with a positive definite covariance matrix; "
-            "increase noise_variance or rescale the inputs"
-        )
+        raise no_good_point_error()
     objective.warn_failures("the optimizer backtracked from them")
     x, loss = objective.returned_point()
     return OptimizationResult(

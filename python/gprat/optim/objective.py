@@ -26,7 +26,7 @@ import numpy as np
 
 from ..exceptions import NotPositiveDefiniteError, NumericalWarning
 
-__all__ = ["Objective", "OptimizationResult", "failed_point_value", "warn_failed_points"]
+__all__ = ["Objective", "OptimizationResult", "failed_point_value", "no_good_point_error", "warn_failed_points"]
 
 
 @dataclass
@@ -163,6 +163,14 @@ class Objective:
     def warn_failures(self, what, stacklevel=4):
         """One NumericalWarning saying how many trial points failed and what was done about it."""
         warn_failed_points(self.failures, what, stacklevel=stacklevel + 1)
+
+
+def no_good_point_error():
+    """The error of an optimization in which no trial point succeeded."""
+    return NotPositiveDefiniteError(
+        "the optimizer found no hyperparameters with a positive definite covariance matrix; "
+        "increase noise_variance or rescale the inputs"
+    )
 
 
 def warn_failed_points(count, what, stacklevel=4):

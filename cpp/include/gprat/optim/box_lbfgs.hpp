@@ -125,7 +125,15 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
     std::deque<Pair> pairs;
     std::vector<char> free_set(n);
     std::vector<double> alpha(static_cast<std::size_t>(opt.memory));
-    bool steepest = true;  // memory empty (start, or reset): d = -g on the free set
+    // d <- -g on the free set (the direction with no curvature pairs).
+    auto steepest_descent = [&] {
+        for (std::size_t i = 0; i < n; ++i) d[i] = free_set[i] ? -g[i] : 0.0;
+    };
+    // A variable at a bound may not move outward (H mixes the free ones with it).
+    auto keep_inside = [&] {
+        for (std::size_t i = 0; i < n; ++i)
+            if ((x[i] <= lo[i] && d[i] < 0.0) || (x[i] >= hi[i] && d[i] > 0.0)) d[i] = 0.0;
+    };
     for (;;) {
         // Projected gradient test.
         double pg = 0.0;
@@ -142,15 +150,16 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
         for (std::size_t i = 0; i < n; ++i)
             free_set[i] = !((x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0));
         // Two-loop recursion on the free set.
-        for (std::size_t i = 0; i < n; ++i) d[i] = free_set[i] ? -g[i] : 0.0;
+        steepest_descent();
         double gamma = 0.0;
         {
             std::vector<double> rho(pairs.size(), 0.0);
             for (std::size_t k = pairs.size(); k-- > 0;) {
                 const double sy = dot(pairs[k].s, pairs[k].y, &free_set);
-                if (!(sy > std::numeric_limits<double>::epsilon() * dot(pairs[k].y, pairs[k].y, &free_set))) continue;
+                const double yy = dot(pairs[k].y, pairs[k].y, &free_set);
+                if (!(sy > std::numeric_limits<double>::epsilon() * yy)) continue;
                 rho[k] = 1.0 / sy;
-                if (gamma == 0.0) gamma = sy / dot(pairs[k].y, pairs[k].y, &free_set);
+                if (gamma == 0.0) gamma = sy / yy;
                 alpha[k] = rho[k] * dot(pairs[k].s, d, &free_set);
                 for (std::size_t i = 0; i < n; ++i)
                     if (free_set[i]) d[i] -= alpha[k] * pairs[k].y[i];
@@ -165,16 +174,12 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
                 }
             }
         }
-        // A variable at a bound may not move outward (H mixes the free ones with it).
-        for (std::size_t i = 0; i < n; ++i)
-            if ((x[i] <= lo[i] && d[i] < 0.0) || (x[i] >= hi[i] && d[i] > 0.0)) d[i] = 0.0;
+        keep_inside();
         double d0 = dot(g, d, nullptr);
         if (!(d0 < 0.0)) {  // not a descent direction: forget the curvature pairs
             pairs.clear();
-            steepest = true;
-            for (std::size_t i = 0; i < n; ++i) d[i] = free_set[i] ? -g[i] : 0.0;
-            for (std::size_t i = 0; i < n; ++i)
-                if ((x[i] <= lo[i] && d[i] < 0.0) || (x[i] >= hi[i] && d[i] > 0.0)) d[i] = 0.0;
+            steepest_descent();
+            keep_inside();
             d0 = dot(g, d, nullptr);
             if (!(d0 < 0.0)) {
                 out.converged = true;
@@ -248,12 +253,11 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
             accepted = true;
         }
         if (!accepted) {
-            if (steepest) {
+            if (pairs.empty()) {  // this was already the steepest-descent direction
                 out.message = "the line search found no decrease";
                 break;
             }
             pairs.clear();  // retry along the steepest-descent direction
-            steepest = true;
             continue;
         }
         Pair p{std::vector<double>(n), std::vector<double>(n)};
@@ -265,7 +269,6 @@ BoxLbfgsResult minimize_box_lbfgs(Eval&& eval, std::vector<double> x, const std:
             pairs.push_back(std::move(p));
             if (static_cast<Index>(pairs.size()) > opt.memory) pairs.pop_front();
         }
-        steepest = pairs.empty();
         x = xt;
         g = gt;
         ++out.n_iter;
