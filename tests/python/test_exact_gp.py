@@ -66,6 +66,23 @@ def test_gradient_matches_finite_differences(name, rng):
     np.testing.assert_allclose(grad, ref.lml_gradient_fd(name, X, y, theta, True), rtol=1e-6, atol=1e-6)
 
 
+def test_gradient_at_the_fitted_theta_reuses_the_factor_and_equals_a_fresh_step(rng):
+    # fit() holds the Cholesky factor at theta; the training step there skips the assembly and
+    # the factorization. It must give what a step from scratch gives (the dense reference, and a
+    # second step at theta, which factorizes afresh since the first one overwrote the factor).
+    X, y, Xs = problem(rng, n=70)
+    gp = model("Matern52", True, 16).fit(X, y)
+    theta = gp.theta
+    lml_reused, grad_reused = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    lml_fresh, grad_fresh = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    assert_close(lml_reused, ref.lml("Matern52", X, y, theta, True), 1e-9, "lml (reused factor)")
+    np.testing.assert_allclose(grad_reused, grad_fresh, rtol=1e-12, atol=0)
+    assert lml_reused == lml_fresh or abs(lml_reused - lml_fresh) <= 1e-12 * abs(lml_fresh)
+    np.testing.assert_allclose(grad_reused, ref.lml_gradient("Matern52", X, y, theta, True), rtol=1e-9, atol=1e-9)
+    mean_ref = ref.predict("Matern52", X, y, Xs, theta, True)[0]
+    assert_close(gp.predict(Xs), mean_ref, 1e-9, "mean after the steps")
+
+
 def test_training_step_does_not_change_model(rng):
     X, y, Xs = problem(rng)
     gp = model("Matern52", True, 32).fit(X, y)

@@ -442,10 +442,14 @@ def test_optimize_on_a_jittered_model():
     assert close(gp.log_marginal_likelihood(), ref.lml("SquaredExponential", X, y, eff, True), 1e-6)
 
 
-@pytest.mark.parametrize("method,lr", [("L-BFGS-B", 0.05), ("adam", 2.0)])
-def test_optimizer_backs_off_from_non_spd_points_and_never_returns_nan(method, lr):
-    X = np.linspace(0, 1, 200)[:, None]
-    y = np.sin(3 * X[:, 0])  # noise-free: the optimum wants a noise variance K cannot take
+@pytest.mark.parametrize("method,lr,n", [("L-BFGS-B", 0.05, 600), ("adam", 2.0, 400)])
+def test_optimizer_backs_off_from_non_spd_points_and_never_returns_nan(method, lr, n):
+    # Noise-free on a dense grid: the optimum wants a noise variance K cannot take. The path is
+    # chaotic (rounding-level changes in the gradient reorder it), so each method gets a grid on
+    # which dozens of trial points failed in runs of two builds (L-BFGS-B at 600 points: 44 and 46;
+    # Adam at 400: 21 and 23), where at 200 points some paths had none.
+    X = np.linspace(0, 1, n)[:, None]
+    y = np.sin(3 * X[:, 0])
     gp = gprat.ExactGP(kernels.SquaredExponential(0.3), noise_variance=1e-2, max_jitter=0.0)
     gp.fit(X, y)
     bounds = gp.default_bounds()

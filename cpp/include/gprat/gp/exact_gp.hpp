@@ -440,6 +440,9 @@ class ExactGP
             for (std::size_t i = 0; i < fixed_noise_.size(); ++i) diagonal_rows_[i] = fixed_noise_[i] + scalar;
         }
         const double* rows = fixed_noise_.empty() ? nullptr : diagonal_rows_.data();
+        // A gradient at the theta and jitter of the factor held (fit() then optimize(): the first
+        // trial point is the fitted one) reuses it: only K^{-1} and the gradient pass are left.
+        const bool reuse_factor = gradient && factor_holds_cholesky_ && factor_theta_ == theta && factor_jitter_ == jitter_;
         factor_holds_cholesky_ = false;
         if (K_.rows() != n_) {
             K_ = Matrix(n_, n_, nb_, tiles::Structure::SymmetricLower);
@@ -452,31 +455,33 @@ class ExactGP
         std::vector<double> partial(gradient ? gradient_partial_count(nt, grad_entries) : 0, 0.0);
 
         runtime::TaskGraph g(schedule_for(nt * alpha_.nt()));
-        assemble_covariance(K_, X_, X_, d_, k, scalar, g, rows);
-        linalg::cholesky(K_, g);
-        for (Index i = 0; i < nt; ++i)  // alpha <- Y - 1 c^T (tiles are column-major, Y row-major)
-            g.add("copy_y", 0,
-                  [y = y_ + K_.row0(i) * p_, p = p_, &c](tiles::TileView<T> a) {
-                      if (p == 1 && c[0] == 0.0) {
-                          std::copy(y, y + a.rows(), a.data());
-                          return;
-                      }
-                      for (Index col = 0; col < p; ++col)
-                          for (Index r = 0; r < a.rows(); ++r)
-                              a(r, col) = static_cast<T>(static_cast<double>(y[r * p + col]) - c[static_cast<std::size_t>(col)]);
-                  },
-                  linalg::write(alpha_, i, 0));
-        linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
-        if (!gradient) copy_tiles(alpha_, z_, g);         // z <- L \ y, for add_observations
-        linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
-        for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
-            g.add("logdet", 0,
-                  [](tiles::TileView<T> l, double* out) {
-                      double s = 0.0;
-                      for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
-                      *out = s;
-                  },
-                  linalg::read(K_, i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
+        if (!reuse_factor) {
+            assemble_covariance(K_, X_, X_, d_, k, scalar, g, rows);
+            linalg::cholesky(K_, g);
+            for (Index i = 0; i < nt; ++i)  // alpha <- Y - 1 c^T (tiles are column-major, Y row-major)
+                g.add("copy_y", 0,
+                      [y = y_ + K_.row0(i) * p_, p = p_, &c](tiles::TileView<T> a) {
+                          if (p == 1 && c[0] == 0.0) {
+                              std::copy(y, y + a.rows(), a.data());
+                              return;
+                          }
+                          for (Index col = 0; col < p; ++col)
+                              for (Index r = 0; r < a.rows(); ++r)
+                                  a(r, col) = static_cast<T>(static_cast<double>(y[r * p + col]) - c[static_cast<std::size_t>(col)]);
+                      },
+                      linalg::write(alpha_, i, 0));
+            linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
+            if (!gradient) copy_tiles(alpha_, z_, g);         // z <- L \ y, for add_observations
+            linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
+            for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
+                g.add("logdet", 0,
+                      [](tiles::TileView<T> l, double* out) {
+                          double s = 0.0;
+                          for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
+                          *out = s;
+                      },
+                      linalg::read(K_, i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
+        }
         const double learned_value = learned.value_or(0.0);
         const double* noise = learned ? &learned_value : nullptr;
         if (gradient) {
@@ -505,7 +510,8 @@ class ExactGP
         double log_det = 0.0;
         for (Index i = 0; i < nt; ++i) log_det += 2.0 * log_diag[static_cast<std::size_t>(i)];
         std::vector<double> alpha_sum(static_cast<std::size_t>(p_), 0.0);
-        const double lml = lml_from_solution(c, log_det, alpha_sum);
+        const double fresh_lml = lml_from_solution(c, log_det, alpha_sum);  // alpha_sum for either path
+        const double lml = reuse_factor ? lml_ : fresh_lml;
         if (gradient) {
             for (Index q = 0; q < grad_entries; ++q) gradient[q] = 0.0;
             for (std::size_t s = 0; s < partial.size(); s += static_cast<std::size_t>(grad_entries))
