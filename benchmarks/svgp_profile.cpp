@@ -5,10 +5,13 @@
 /// Build (scipy-openblas32, as the Python extension):
 ///   I=$(python3 -c "import scipy_openblas32 as s; print(s.get_include_dir())")
 ///   L=$(python3 -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
-///   g++ -std=c++20 -O3 -march=native -DGPRAT_BLAS_SCIPY_OPENBLAS=1 -Icpp/include -I$I \
+///   g++ -std=c++20 -O3 -march=native -fopenmp-simd -fno-trapping-math -fno-math-errno \
+///       -DGPRAT_BLAS_SCIPY_OPENBLAS=1 -Icpp/include -I$I \
 ///       benchmarks/svgp_profile.cpp cpp/src/linalg/blas_threads.cpp -L$L -lscipy_openblas \
 ///       -Wl,-rpath,$L -o /tmp/svgp_profile
 ///   /tmp/svgp_profile 512 1024 8
+/// (the flags of gprat_core in CMakeLists.txt: without -fno-trapping-math and -fno-math-errno the
+/// kernel loops' exp and sqrt stay scalar.)
 #include <algorithm>
 #include <cmath>
 #include <chrono>
