@@ -38,6 +38,23 @@ double* local_data(const BlockCyclic& A, FArray& a, const char* name)
     return a.mutable_data();
 }
 
+/// A square block-cyclic matrix that an in-place ScaLAPACK routine takes whole: its local array
+/// (checked by local_data), its descriptor and its global order.
+struct WholeSquare
+{
+    double* data;
+    gprat::distributed::Descriptor desc;
+    int n;
+};
+
+WholeSquare whole_square(const BlockCyclic& A, int context, FArray& a, const char* name)
+{
+    return {local_data(A, a, name), gprat::distributed::describe(A, context), gprat::distributed::to_int(A.n)};
+}
+
+/// The base order of the 2 x 2 block recursions (distributed/scalapack.hpp).
+void check_base(int base) { GPRAT_EXPECTS(base >= 1, "base must be >= 1; got " << base); }
+
 void check_points(const CArray<double>& X, Index rows, const char* name)
 {
     GPRAT_EXPECTS(X.ndim() == 2 && X.shape(0) == rows && X.shape(1) >= 1,
@@ -142,11 +159,10 @@ PYBIND11_MODULE(_distributed, m)
     m.def(
         "potrf",
         [](const BlockCyclic& A, int context, FArray& a) {
-            double* data = local_data(A, a, "K");
-            const auto desc = gprat::distributed::describe(A, context);
-            const int n = gprat::distributed::to_int(A.n), one = 1;
+            auto K = whole_square(A, context, a, "K");
+            const int one = 1;
             int info = 0;
-            without_gil([&] { pdpotrf_(&L, &n, data, &one, &one, desc.d, &info, 1); });
+            without_gil([&] { pdpotrf_(&L, &K.n, K.data, &one, &one, K.desc.d, &info, 1); });
             return info;
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdpotrf (lower); returns info (collective).");
@@ -166,35 +182,31 @@ PYBIND11_MODULE(_distributed, m)
     m.def(
         "potri",
         [](const BlockCyclic& A, int context, FArray& a) {
-            double* data = local_data(A, a, "L");
-            const auto desc = gprat::distributed::describe(A, context);
-            const int n = gprat::distributed::to_int(A.n), one = 1;
+            auto F = whole_square(A, context, a, "L");
+            const int one = 1;
             int info = 0;
-            without_gil([&] { pdpotri_(&L, &n, data, &one, &one, desc.d, &info, 1); });
+            without_gil([&] { pdpotri_(&L, &F.n, F.data, &one, &one, F.desc.d, &info, 1); });
             return info;
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdpotri: L <- lower triangle of K^{-1}; returns info.");
     m.def(
         "trtri",
         [](const BlockCyclic& A, int context, FArray& a) {
-            double* data = local_data(A, a, "L");
-            const auto desc = gprat::distributed::describe(A, context);
-            const int n = gprat::distributed::to_int(A.n), one = 1;
+            auto F = whole_square(A, context, a, "L");
+            const int one = 1;
             const char diag = 'N';
             int info = 0;
-            without_gil([&] { pdtrtri_(&L, &diag, &n, data, &one, &one, desc.d, &info, 1, 1); });
+            without_gil([&] { pdtrtri_(&L, &diag, &F.n, F.data, &one, &one, F.desc.d, &info, 1, 1); });
             return info;
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdtrtri: L <- L^{-1} (lower); returns info.");
     m.def(
         "trtri_recursive",
         [](const BlockCyclic& A, int context, FArray& a, int base) {
-            double* data = local_data(A, a, "L");
-            const auto desc = gprat::distributed::describe(A, context);
-            const int n = gprat::distributed::to_int(A.n);
-            GPRAT_EXPECTS(base >= 1, "base must be >= 1; got " << base);
+            auto F = whole_square(A, context, a, "L");
+            check_base(base);
             int info = 0;
-            without_gil([&] { info = gprat::distributed::trtri_lower(n, data, 1, desc.d, base); });
+            without_gil([&] { info = gprat::distributed::trtri_lower(F.n, F.data, 1, F.desc.d, base); });
             return info;
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"),
@@ -203,20 +215,17 @@ PYBIND11_MODULE(_distributed, m)
     m.def(
         "lauum",
         [](const BlockCyclic& A, int context, FArray& a) {
-            double* data = local_data(A, a, "L^{-1}");
-            const auto desc = gprat::distributed::describe(A, context);
-            const int n = gprat::distributed::to_int(A.n), one = 1;
-            without_gil([&] { pdlauum_(&L, &n, data, &one, &one, desc.d, 1); });
+            auto M = whole_square(A, context, a, "L^{-1}");
+            const int one = 1;
+            without_gil([&] { pdlauum_(&L, &M.n, M.data, &one, &one, M.desc.d, 1); });
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdlauum: M <- M^T M for lower M (in place).");
     m.def(
         "lauum_recursive",
         [](const BlockCyclic& A, int context, FArray& a, int base) {
-            double* data = local_data(A, a, "L^{-1}");
-            const auto desc = gprat::distributed::describe(A, context);
-            const int n = gprat::distributed::to_int(A.n);
-            GPRAT_EXPECTS(base >= 1, "base must be >= 1; got " << base);
-            without_gil([&] { gprat::distributed::lauum_lower(n, data, 1, desc.d, base); });
+            auto M = whole_square(A, context, a, "L^{-1}");
+            check_base(base);
+            without_gil([&] { gprat::distributed::lauum_lower(M.n, M.data, 1, M.desc.d, base); });
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"),
         "M <- lower(M^T M) (lower M) by 2 x 2 recursion down to `base` rows, then pdlauum.");

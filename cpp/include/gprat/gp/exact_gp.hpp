@@ -417,9 +417,12 @@ class ExactGP
         }
     }
 
-    bool factor_valid_locked() const
+    bool factor_valid_locked() const { return factor_valid_for_locked(theta_locked()); }
+
+    /// Whether the factor held is the Cholesky factor at theta and the current jitter.
+    bool factor_valid_for_locked(const std::vector<double>& theta) const
     {
-        return factor_holds_cholesky_ && factor_theta_ == theta_locked() && factor_jitter_ == jitter_;
+        return factor_holds_cholesky_ && factor_theta_ == theta && factor_jitter_ == jitter_;
     }
 
     /// K <- k(X,X) + diag(s) + (sigma2 + jitter) I, L <- chol(K), A <- L^T \ (L \ (Y - 1 c^T));
@@ -441,8 +444,9 @@ class ExactGP
         }
         const double* rows = fixed_noise_.empty() ? nullptr : diagonal_rows_.data();
         // A gradient at the theta and jitter of the factor held (fit() then optimize(): the first
-        // trial point is the fitted one) reuses it: only K^{-1} and the gradient pass are left.
-        const bool reuse_factor = gradient && factor_holds_cholesky_ && factor_theta_ == theta && factor_jitter_ == jitter_;
+        // trial point is the fitted one) reuses it and alpha: only log det K, K^{-1} and the
+        // gradient pass are left.
+        const bool reuse_factor = gradient && factor_valid_for_locked(theta);
         factor_holds_cholesky_ = false;
         if (K_.rows() != n_) {
             K_ = Matrix(n_, n_, nb_, tiles::Structure::SymmetricLower);
@@ -473,15 +477,15 @@ class ExactGP
             linalg::solve_lower(K_, Op::NoTrans, alpha_, g);  // alpha <- L \ y
             if (!gradient) copy_tiles(alpha_, z_, g);         // z <- L \ y, for add_observations
             linalg::solve_lower(K_, Op::Trans, alpha_, g);    // alpha <- L^T \ alpha
-            for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
-                g.add("logdet", 0,
-                      [](tiles::TileView<T> l, double* out) {
-                          double s = 0.0;
-                          for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
-                          *out = s;
-                      },
-                      linalg::read(K_, i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
         }
+        for (Index i = 0; i < nt; ++i)  // log_diag[i] = sum log L_jj over diagonal tile i
+            g.add("logdet", 0,
+                  [](tiles::TileView<T> l, double* out) {
+                      double s = 0.0;
+                      for (Index j = 0; j < l.rows(); ++j) s += std::log(static_cast<double>(l(j, j)));
+                      *out = s;
+                  },
+                  linalg::read(K_, i, i), runtime::Write<double*>{&log_diag[static_cast<std::size_t>(i)]});
         const double learned_value = learned.value_or(0.0);
         const double* noise = learned ? &learned_value : nullptr;
         if (gradient) {
@@ -510,8 +514,7 @@ class ExactGP
         double log_det = 0.0;
         for (Index i = 0; i < nt; ++i) log_det += 2.0 * log_diag[static_cast<std::size_t>(i)];
         std::vector<double> alpha_sum(static_cast<std::size_t>(p_), 0.0);
-        const double fresh_lml = lml_from_solution(c, log_det, alpha_sum);  // alpha_sum for either path
-        const double lml = reuse_factor ? lml_ : fresh_lml;
+        const double lml = lml_from_solution(c, log_det, alpha_sum);
         if (gradient) {
             for (Index q = 0; q < grad_entries; ++q) gradient[q] = 0.0;
             for (std::size_t s = 0; s < partial.size(); s += static_cast<std::size_t>(grad_entries))

@@ -226,9 +226,9 @@ GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const Gr
 /// Vectorized accumulate_gradient_tile. dK entries are regenerated from r2 (stationary.hpp:
 /// dk/dlog s2 = k, dk/dlog l_k = c u_k with c = -2 s2 f'(r2)) and never stored.
 /// The sums run per row, across the tile's columns, and are reduced over the rows once per tile:
-/// a reduction per column and dimension is one dependent chain of adds (its latency, not the
-/// FMA throughput, bounded the ARD loop: 1.25 cycles per entry and dimension on AVX2), and its
-/// horizontal sum came 128 times per tile; a row accumulator is an independent update per entry.
+/// a reduction per column and dimension is a dependent chain of adds ending in a horizontal sum
+/// per column, a row accumulator an independent update per entry (5-8 % faster for the whole
+/// tile in a CPU-time micro-benchmark, 128 x 128 tiles, d = 6, SE and Matern-5/2).
 template <typename T, StationaryCovariance K>
 GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
                                     Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
