@@ -228,7 +228,8 @@ GPRAT_HOT_LOOP void accumulate_column_gradient(tiles::TileView<T> kinv, const Gr
 /// The sums run per row, across the tile's columns, and are reduced over the rows once per tile:
 /// a reduction per column and dimension is a dependent chain of adds ending in a horizontal sum
 /// per column, a row accumulator an independent update per entry (5-8 % faster for the whole
-/// tile in a CPU-time micro-benchmark, 128 x 128 tiles, d = 6, SE and Matern-5/2).
+/// tile in a CPU-time micro-benchmark, 128 x 128 tiles, d = 6, SE and Matern-5/2; at 512 x 512
+/// within the run-to-run spread, SE a few % slower and Matern-5/2 a few % faster).
 template <typename T, StationaryCovariance K>
 GPRAT_HOT_LOOP void accumulate_stationary_gradient(tiles::TileView<T> kinv, const GradientAlpha<T>& a, const T* X,
                                     Index r0, Index c0, Index d, const K& k, const double* noise, double* out)
