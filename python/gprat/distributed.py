@@ -239,7 +239,7 @@ class ExactGP:
         self.kernel = kernel
         self.block_size = None if block_size is None else int(block_size)
         self._context, self._myrow, self._mycol = self._lib.grid_init(self.comm.py2f(), *self.grid)
-        self._X = None
+        self._X = self._y = None
         self._profile = None  # a dict: _step adds each phase's seconds (benchmarks/distributed.py)
         self._factor_theta = None  # theta whose Cholesky factor self._K holds (None: it holds none)
 
@@ -537,9 +537,9 @@ class ExactGP:
     # ------------------------------------------------------------------ optimize
     def default_bounds(self):
         """ndarray of shape (n_params, 2): the kernel's box, then the noise box (log space)."""
-        from .models.exact import DEFAULT_BOUNDS
+        from .models.exact import DEFAULT_BOUNDS, noise_variance_bounds
 
-        lo, hi = DEFAULT_BOUNDS["noise_variance"]
+        lo, hi = DEFAULT_BOUNDS["noise_variance"] if self._y is None else noise_variance_bounds(self._y)
         return np.vstack([np.asarray(self.kernel.bounds, dtype=np.float64), np.log([[lo, hi]])])
 
     def optimize(self, method="L-BFGS-B", max_iter=100, trainable=None, progress=False, lr=0.05, bounds=None,

@@ -335,7 +335,11 @@ def test_optimize_adam_and_lbfgsb_improve_the_fit():
     ex = gprat.ExactGP(SE(0.5, 0.3), noise_variance=0.5).fit(X, y)
     ex.optimize()
     assert abs(res2.log_marginal_likelihood - ex.log_marginal_likelihood()) < 2.0
-    np.testing.assert_allclose(gp2.theta, ex.theta, atol=0.15)
+    # KissGP's optimum, scored by the exact LML, within half a nat of the exact optimum: the cost of
+    # a one-standard-deviation move of the Laplace approximation in one direction. (Closeness in
+    # theta is not the test: the signal variance is flat here, its Laplace sd ~0.9 in log units,
+    # so the stochastic estimates move it by ~0.15 with no loss of fit: 0.04 nats measured.)
+    assert ex.log_marginal_likelihood(gp2.theta) > ex.log_marginal_likelihood() - 0.5
 
 
 def test_bad_input_gives_clear_errors():

@@ -12,6 +12,7 @@ from ..exceptions import NotFittedError, NumericalWarning
 from ..kernels import Kernel, Product, Sum
 from ..optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
 from ..runtime import wait_for_lifecycle
+from .exact import DEFAULT_BOUNDS, noise_variance_bounds
 
 __all__ = ["KissGP", "KissGridWarning"]
 
@@ -88,8 +89,6 @@ def _grid_scales(k, d):
         out[dims] = ls if ls.size == len(dims) else ls[0]
     return out
 
-#: Default optimization box in hyperparameter space (not log space).
-DEFAULT_BOUNDS = {"kernel": (1e-5, 1e5), "noise_variance": (1e-9, 1e5)}
 
 
 class KissGridWarning(UserWarning):
@@ -427,10 +426,12 @@ class KissGP:
         return mean
 
     def default_bounds(self):
-        """Optimization box in theta space: kernel entries, then log noise."""
+        """Optimization box in theta space: kernel entries, then log noise (once fitted, its floor
+        is 1e-6 of the targets' variance: :func:`gprat.models.exact.noise_variance_bounds`)."""
         b = np.empty((self.n_params, 2))
         b[:-1] = np.log(DEFAULT_BOUNDS["kernel"])
-        b[-1] = np.log(DEFAULT_BOUNDS["noise_variance"])
+        y = getattr(self, "y_train_", None)
+        b[-1] = np.log(DEFAULT_BOUNDS["noise_variance"] if y is None else noise_variance_bounds(y))
         return b
 
     def optimize(self, method="adam", max_iter=50, trainable=None, progress=False, lr=0.1, bounds=None,

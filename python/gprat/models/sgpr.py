@@ -19,7 +19,7 @@ from ..exceptions import NotPositiveDefiniteError, NumericalWarning
 from ..optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
 from ..runtime import num_threads, wait_for_lifecycle
 from ._kernel_noise import KernelNoiseModel, factor_with_jitter
-from .exact import DEFAULT_BOUNDS, DEFAULT_MAX_JITTER
+from .exact import DEFAULT_MAX_JITTER, noise_variance_bounds
 
 __all__ = ["SGPR", "initial_inducing_points"]
 
@@ -342,7 +342,7 @@ class SGPR(KernelNoiseModel):
             lr = check_positive(lr, "lr")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None; got {callback!r}")
-        nlo, nhi = DEFAULT_BOUNDS["noise_variance"]
+        nlo, nhi = noise_variance_bounds(self._y)
         bounds = np.full((npar + M * d, 2), (-np.inf, np.inf))
         bounds[:npar - 1] = np.clip(self.kernel.bounds, -THETA_MAX, THETA_MAX)
         bounds[npar - 1] = np.log([nlo, nhi])
