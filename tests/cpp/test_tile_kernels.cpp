@@ -38,7 +38,8 @@ const Shape kRagged[] = {{1, 1}, {1, 5}, {5, 1}, {7, 3}, {3, 7}, {13, 17}, {16, 
 const Index kPads[] = {0, 3};
 /// Shapes whose triangular order exceeds tile::detail::trsm_leaf_order, so trsm recurses
 /// (odd orders give ragged splits; 200 is split twice).
-const Shape kTrsmRecursive[] = {{131, 131}, {200, 37}, {37, 200}, {97, 250}};
+const Shape kTrsmRecursive[] = {{131, 131}, {200, 37}, {37, 200}, {97, 250},
+                                 {300, 1}, {1, 300}};  ///< one right-hand side: trsv, no recursion
 const Index kTrsmRecursivePads[] = {3};  ///< padded only: the sub-blocks must honour ld != rows
 
 constexpr double kTol = 30.0;  ///< allowed error in units of (inner dimension) * eps(T)
@@ -388,7 +389,10 @@ void all_syrk(std::mt19937_64& rng)
 template <typename T>
 void all_gemm(std::mt19937_64& rng)
 {
-    const Index dims[][3] = {{1, 1, 1}, {7, 5, 3}, {5, 7, 1}, {1, 9, 4}, {16, 16, 16}, {13, 1, 17}, {9, 11, 13}};
+    // {13, 1, 17}, {1, 9, 4}, {40, 1, 300}, {1, 40, 300}: one column or row of C, the gemv path;
+    // {6, 1, 0}: an empty inner dimension, where only beta acts
+    const Index dims[][3] = {{1, 1, 1}, {7, 5, 3}, {5, 7, 1}, {1, 9, 4}, {16, 16, 16}, {13, 1, 17}, {9, 11, 13},
+                             {40, 1, 300}, {1, 40, 300}, {6, 1, 0}};
     for (Op op_a : {Op::NoTrans, Op::Trans})
         for (Op op_b : {Op::NoTrans, Op::Trans})
             for (const auto& d : dims)
