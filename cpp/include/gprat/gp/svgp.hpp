@@ -40,8 +40,10 @@
 /// Parallelism: the minibatch is cut into column chunks of chunk_cols, each a runtime task
 /// (single-threaded BLAS in the workers, runtime/executor.hpp), the M x M trsm passes into
 /// blocks; per-chunk sums go into a fixed number of slots added in a fixed order, so the result
-/// does not depend on the thread count (bitwise). The M^3 factorizations of the NGD update run
-/// in one task. Buffers live in a per-engine workspace (no allocation per step once warm); a
+/// does not depend on the thread count (bitwise). The M^3 algebra of the NGD update runs on
+/// tiles of ngd_tile_order (fixed, so results do not depend on the thread count either) as task
+/// graphs: S^{-1} = C^{-T} C^{-1} of the old q alongside pass 1 (it needs no minibatch), the
+/// factor and inverse of the new Lambda after it. Buffers live in a per-engine workspace (no allocation per step once warm); a
 /// mutex serializes calls on one engine. Memory: 2 M x b doubles (b = the rows per call) and a
 /// few M x M; an ELBO without gradient or NGD step keeps no M x b matrix (per-chunk buffers).
 /// Computation in double whatever the precision T of X and y.
@@ -60,8 +62,11 @@
 #include "gprat/gp/svgp_gradient.hpp"
 #include "gprat/kernels/any_kernel.hpp"
 #include "gprat/kernels/assemble.hpp"
+#include "gprat/linalg/cholesky.hpp"
+#include "gprat/linalg/inverse.hpp"
 #include "gprat/linalg/tile_kernels.hpp"
 #include "gprat/runtime/task_graph.hpp"
+#include "gprat/tiles/tiled_matrix.hpp"
 
 namespace gprat::gp {
 
@@ -240,7 +245,44 @@ class SVGP
     {
         std::mutex mutex;
         std::vector<double> L, C, mv, xs, ys, A, B, slots, P, Q, G, Gp, Lam, eta, cols, gt;
+        tiles::TiledMatrix<double> ngd;  ///< M x M lower tiles for the NGD update's tiled algebra
     };
+
+    /// Tile order of the NGD update's M x M algebra: one tile up to 256 (task overhead would
+    /// dominate), else 128, so that M = 512 gives 4 x 4 tiles for two or more workers. Fixed,
+    /// not chosen from the thread count, so that results do not depend on it.
+    static Index ngd_tile_order(Index M) { return M <= 256 ? std::max<Index>(M, 1) : 128; }
+
+    /// Column-major dense a (ld M) <-> the lower tiles of `tiled` (entries above a diagonal tile's
+    /// diagonal are copied too, and ignored by the lower-triangular kernels).
+    static void to_tiles(const double* a, Index M, const tiles::TiledMatrix<double>& tiled)
+    {
+        for (Index tj = 0; tj < tiled.nt(); ++tj)
+            for (Index ti = tj; ti < tiled.mt(); ++ti) {
+                const tiles::TileView<double> t = tiled.tile(ti, tj);
+                for (Index j = 0; j < t.cols(); ++j)
+                    std::copy_n(a + tiled.row0(ti) + (tiled.col0(tj) + j) * M, t.rows(), t.data() + j * t.ld());
+            }
+    }
+    static void from_tiles(const tiles::TiledMatrix<double>& tiled, double* a, Index M)
+    {
+        for (Index tj = 0; tj < tiled.nt(); ++tj)
+            for (Index ti = tj; ti < tiled.mt(); ++ti) {
+                const tiles::TileView<double> t = tiled.tile(ti, tj);
+                for (Index j = 0; j < t.cols(); ++j)
+                    std::copy_n(t.data() + j * t.ld(), t.rows(), a + tiled.row0(ti) + (tiled.col0(tj) + j) * M);
+            }
+    }
+
+    /// The first half of the natural-gradient update, as tasks on g (the old q only, so it runs
+    /// alongside pass 1): the tiles of w.ngd <- lower(C^{-T} C^{-1}) = lower(S^{-1}).
+    void add_old_precision_tasks(Workspace& w, runtime::TaskGraph& g) const
+    {
+        const Index M = M_, nb = ngd_tile_order(M);
+        if (w.ngd.rows() != M || w.ngd.nb() != nb) w.ngd = tiles::TiledMatrix<double>(M, M, nb, tiles::Structure::SymmetricLower);
+        to_tiles(w.C.data(), M, w.ngd);
+        linalg::spd_inverse_from_factor(w.ngd, g);
+    }
 
     static void grow(std::vector<double>& v, std::size_t n)
     {
@@ -254,6 +296,7 @@ class SVGP
     ///   S = Lambda^{-1} = U^{-T} U^{-1}: C = U^{-T} = J L'^{-T} J is S's lower Cholesky factor
     ///   (positive diagonal, hence the unique one), mv = Lambda^{-1} eta = J L'^{-T} L'^{-1} J eta.
     /// One potrf and one trtri of order M, where factoring Lambda and then S took two of each.
+    /// Expects add_old_precision_tasks' result in w.ngd (its graph waited for).
     void natural_update(Workspace& w, const double* P, const double* a, Index b, double scale, double s2,
                         double gamma) const
     {
@@ -264,10 +307,8 @@ class SVGP
         std::vector<double>& eta = w.eta;
         grow(Lam, MM);
         grow(eta, static_cast<std::size_t>(M));
-        // Lambda_old = C^{-T} C^{-1} (lower triangle);  eta = (1 - gamma) Lambda_old m
-        std::copy(w.C.begin(), w.C.begin() + static_cast<std::ptrdiff_t>(MM), Lam.begin());
-        linalg::tile::trtri(view(Lam, M, M), 0);
-        linalg::tile::lauum(view(Lam, M, M));
+        // Lambda_old = C^{-T} C^{-1} (from the tiles);  eta = (1 - gamma) Lambda_old m
+        from_tiles(w.ngd, Lam.data(), M);
         detail::symmetrize(Lam, M, true);
         linalg::tile::gemm(Op::NoTrans, Op::NoTrans, 1.0 - gamma, view(Lam, M, M), view(w.mv, M, 1), 0.0, view(eta, M, 1));
         // Lambda <- (1 - gamma) Lambda + gamma (I + s P / sigma2);  eta += gamma s a / sigma2
@@ -286,14 +327,25 @@ class SVGP
         for (Index j = 0; j < M; ++j)
             for (Index i = j; i < M; ++i)
                 R[static_cast<std::size_t>(i + j * M)] = Lam[static_cast<std::size_t>((M - 1 - j) + (M - 1 - i) * M)];
-        linalg::tile::potrf(view(R, M, M), 0);
+        {
+            runtime::TaskGraph g;  // R = L' L'^T on tiles (NotPositiveDefinite rethrown by wait)
+            to_tiles(R.data(), M, w.ngd);
+            linalg::cholesky(w.ngd, g);
+            g.wait();
+        }
+        from_tiles(w.ngd, R.data(), M);
         detail::zero_upper(R, M);
         // mv = J L'^{-T} L'^{-1} J eta
         for (Index i = 0; i < M; ++i) w.mv[static_cast<std::size_t>(i)] = eta[static_cast<std::size_t>(M - 1 - i)];
         linalg::tile::trsm(Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, 1.0, view(R, M, M), view(w.mv, M, 1));
         linalg::tile::trsm(Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, 1.0, view(R, M, M), view(w.mv, M, 1));
         std::reverse(w.mv.begin(), w.mv.begin() + M);
-        linalg::tile::trtri(view(R, M, M), 0);
+        {
+            runtime::TaskGraph g;  // R <- L'^{-1} on the tiles that still hold L'
+            linalg::invert_lower(w.ngd, g);
+            g.wait();
+        }
+        from_tiles(w.ngd, R.data(), M);
         // C(i, j) = L'^{-1}(M-1-j, M-1-i), lower
         for (Index j = 0; j < M; ++j)
             for (Index i = 0; i < M; ++i)
@@ -426,8 +478,9 @@ class SVGP
                 });
             g.wait();
         } else {
-            // pass 1: A = L^{-1} K_ZB;  P += A A^T;  a += A y
+            // pass 1: A = L^{-1} K_ZB;  P += A A^T;  a += A y; and the old q's S^{-1} for NGD
             runtime::TaskGraph g;
+            if (ngd) add_old_precision_tasks(w, g);
             for (Index c = 0; c < nc; ++c) {
                 double* slot = w.slots.data() + static_cast<std::size_t>(c % slots) * slot_stride;
                 g.add("svgp_solve", 0, [&, c](double* s) {
