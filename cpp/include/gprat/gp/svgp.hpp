@@ -358,7 +358,8 @@ class SVGP
     /// Passes (each a task graph over column chunks of the minibatch, or over blocks of M):
     ///   1. per chunk: K_ZB (assembly), A = L^{-1} K_ZB (trsm), P += A A^T (syrk), a += A y;
     ///      with K_ZZ's factorization L in parallel with the assembly
-    ///   2. NGD (M^3, serial), KL
+    ///   2. NGD (M^3: the old q's S^{-1} ran alongside pass 1; the new Lambda's factor and inverse as
+    ///      tile graphs), KL
     ///   3. per chunk: C^T A (trmm), mu, var, the likelihood terms and r; Abar = 2 w (C C^T A - A)
     ///      + m r^T (trmm), A r (gemv), Kbar_ZB = L^{-T} Abar (trsm) and its kernel-gradient
     ///      reduction; and one task C^T P (trmm), S P = C (C^T P) (trmm)
