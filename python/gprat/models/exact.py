@@ -36,8 +36,8 @@ __all__ = ["ExactGP", "JITTER_START", "JITTER_GROWTH", "DEFAULT_MAX_JITTER", "no
 _ENGINE_NAME = {np.float64: "ExactGP64", np.float32: "ExactGP32"}
 
 #: Default optimization box in hyperparameter space (not log space), per kind of parameter. A
-#: fitted model's learned noise uses :func:`gprat.models.exact.noise_variance_bounds` instead: its floor follows the
-#: data; this (1e-9, 1e5) is the fallback where the targets have no spread.
+#: fitted model's learned noise uses :func:`gprat.models.exact.noise_variance_bounds` instead:
+#: its floor follows the data; this (1e-9, 1e5) is the fallback where the targets have no spread.
 DEFAULT_BOUNDS = {"kernel": (1e-5, 1e5), "noise_variance": (1e-9, 1e5)}
 
 #: Lower bound of a learned noise variance, as a fraction of the targets' variance.
@@ -996,8 +996,9 @@ class ExactGP:
 
         The kernel's own box (``kernel.bounds``, log space), the noise box (log space) for a learned
         noise, and ``(-inf, inf)`` for the constant mean entries, which are not logarithms and are
-        left unbounded. Once fitted, the noise box is :func:`gprat.models.exact.noise_variance_bounds` of the training
-        targets (its floor 1e-6 of their variance); before, ``DEFAULT_BOUNDS["noise_variance"]``.
+        left unbounded. Once fitted, the noise box is
+        :func:`gprat.models.exact.noise_variance_bounds` of the training targets (its floor 1e-6 of
+        their variance); before, ``DEFAULT_BOUNDS["noise_variance"]``.
         """
         fitted = self._fitted
         nlo, nhi = DEFAULT_BOUNDS["noise_variance"] if fitted is None else noise_variance_bounds(fitted.y)
