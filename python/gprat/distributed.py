@@ -537,9 +537,9 @@ class ExactGP:
     # ------------------------------------------------------------------ optimize
     def default_bounds(self):
         """ndarray of shape (n_params, 2): the kernel's box, then the noise box (log space)."""
-        from .models.exact import DEFAULT_BOUNDS, noise_variance_bounds
+        from .models.exact import noise_variance_bounds
 
-        lo, hi = DEFAULT_BOUNDS["noise_variance"] if self._y is None else noise_variance_bounds(self._y)
+        lo, hi = noise_variance_bounds(self._y)
         return np.vstack([np.asarray(self.kernel.bounds, dtype=np.float64), np.log([[lo, hi]])])
 
     def optimize(self, method="L-BFGS-B", max_iter=100, trainable=None, progress=False, lr=0.05, bounds=None,

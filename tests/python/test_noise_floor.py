@@ -32,7 +32,7 @@ def test_the_floor_is_a_fraction_of_the_targets_variance():
     assert noise_variance_bounds(Y)[0] == pytest.approx(1e-6 * np.mean(np.var(Y, axis=0)), rel=1e-12)
 
 
-@pytest.mark.parametrize("y", [np.full(5, 2.0), np.array([1.0])])
+@pytest.mark.parametrize("y", [None, np.full(5, 2.0), np.array([1.0])])
 def test_targets_without_spread_fall_back_to_the_fixed_box(y):
     assert noise_variance_bounds(y) == DEFAULT_BOUNDS["noise_variance"]
 

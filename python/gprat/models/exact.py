@@ -48,8 +48,8 @@ def noise_variance_bounds(y):
     """``(low, high)``: the default box of a learned noise variance for training targets y.
 
     ``low = NOISE_FLOOR_FRACTION * var(y)`` (the mean of the columns' variances for several
-    outputs), ``high = 1e5``; where y has no spread (a single point, constant targets) the fixed
-    ``DEFAULT_BOUNDS["noise_variance"]``.
+    outputs), ``high = 1e5``; where y is None (a model not fitted yet) or has no spread (a single
+    point, constant targets) the fixed ``DEFAULT_BOUNDS["noise_variance"]``.
 
     Why a floor relative to the data. The noise enters the posterior only next to var(y): one of
     1e-6 var(y) moves the predictive variance by 1e-6 of the data's. But an optimizer in log
@@ -64,6 +64,8 @@ def noise_variance_bounds(y):
     (``noise_variance=0.0``, the jitter policy keeps the factor honest) or pass ``bounds``.
     """
     lo, hi = DEFAULT_BOUNDS["noise_variance"]
+    if y is None:
+        return lo, hi
     y = np.asarray(y, dtype=np.float64)
     spread = float(np.mean(np.var(y.reshape(y.shape[0], -1), axis=0))) if y.size > 1 else 0.0
     if np.isfinite(spread) and spread > 0.0:
@@ -1001,7 +1003,7 @@ class ExactGP:
         their variance); before, ``DEFAULT_BOUNDS["noise_variance"]``.
         """
         fitted = self._fitted
-        nlo, nhi = DEFAULT_BOUNDS["noise_variance"] if fitted is None else noise_variance_bounds(fitted.y)
+        nlo, nhi = noise_variance_bounds(None if fitted is None else fitted.y)
         kp = self.kernel.n_params
         b = np.empty((self.n_params, 2))
         b[:kp] = self.kernel.bounds

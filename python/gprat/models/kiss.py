@@ -430,8 +430,7 @@ class KissGP:
         is 1e-6 of the targets' variance: :func:`gprat.models.exact.noise_variance_bounds`)."""
         b = np.empty((self.n_params, 2))
         b[:-1] = np.log(DEFAULT_BOUNDS["kernel"])
-        y = getattr(self, "y_train_", None)
-        b[-1] = np.log(DEFAULT_BOUNDS["noise_variance"] if y is None else noise_variance_bounds(y))
+        b[-1] = np.log(noise_variance_bounds(getattr(self, "y_train_", None)))
         return b
 
     def optimize(self, method="adam", max_iter=50, trainable=None, progress=False, lr=0.1, bounds=None,

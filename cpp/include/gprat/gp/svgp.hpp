@@ -43,8 +43,8 @@
 /// does not depend on the thread count (bitwise). The M^3 algebra of the NGD update runs on
 /// tiles of ngd_tile_order (fixed, so results do not depend on the thread count either) as task
 /// graphs: S^{-1} = C^{-T} C^{-1} of the old q alongside pass 1 (it needs no minibatch), the
-/// factor and inverse of the new Lambda after it. Buffers live in a per-engine workspace (no allocation per step once warm); a
-/// mutex serializes calls on one engine. Memory: 2 M x b doubles (b = the rows per call) and a
+/// factor and inverse of the new Lambda after it. Buffers live in a per-engine workspace (no
+/// allocation per step once warm); a mutex serializes calls on one engine. Memory: 2 M x b doubles (b = the rows per call) and a
 /// few M x M; an ELBO without gradient or NGD step keeps no M x b matrix (per-chunk buffers).
 /// Computation in double whatever the precision T of X and y.
 #include <algorithm>
@@ -253,34 +253,14 @@ class SVGP
     /// not chosen from the thread count, so that results do not depend on it.
     static Index ngd_tile_order(Index M) { return M <= 256 ? std::max<Index>(M, 1) : 128; }
 
-    /// Column-major dense a (ld M) <-> the lower tiles of `tiled` (entries above a diagonal tile's
-    /// diagonal are copied too, and ignored by the lower-triangular kernels).
-    static void to_tiles(const double* a, Index M, const tiles::TiledMatrix<double>& tiled)
-    {
-        for (Index tj = 0; tj < tiled.nt(); ++tj)
-            for (Index ti = tj; ti < tiled.mt(); ++ti) {
-                const tiles::TileView<double> t = tiled.tile(ti, tj);
-                for (Index j = 0; j < t.cols(); ++j)
-                    std::copy_n(a + tiled.row0(ti) + (tiled.col0(tj) + j) * M, t.rows(), t.data() + j * t.ld());
-            }
-    }
-    static void from_tiles(const tiles::TiledMatrix<double>& tiled, double* a, Index M)
-    {
-        for (Index tj = 0; tj < tiled.nt(); ++tj)
-            for (Index ti = tj; ti < tiled.mt(); ++ti) {
-                const tiles::TileView<double> t = tiled.tile(ti, tj);
-                for (Index j = 0; j < t.cols(); ++j)
-                    std::copy_n(t.data() + j * t.ld(), t.rows(), a + tiled.row0(ti) + (tiled.col0(tj) + j) * M);
-            }
-    }
-
     /// The first half of the natural-gradient update, as tasks on g (the old q only, so it runs
     /// alongside pass 1): the tiles of w.ngd <- lower(C^{-T} C^{-1}) = lower(S^{-1}).
     void add_old_precision_tasks(Workspace& w, runtime::TaskGraph& g) const
     {
         const Index M = M_, nb = ngd_tile_order(M);
-        if (w.ngd.rows() != M || w.ngd.nb() != nb) w.ngd = tiles::TiledMatrix<double>(M, M, nb, tiles::Structure::SymmetricLower);
-        to_tiles(w.C.data(), M, w.ngd);
+        if (w.ngd.rows() != M || w.ngd.nb() != nb)
+            w.ngd = tiles::TiledMatrix<double>(M, M, nb, tiles::Structure::SymmetricLower);
+        tiles::copy_from_col_major(w.C.data(), M, w.ngd);
         linalg::spd_inverse_from_factor(w.ngd, g);
     }
 
@@ -308,7 +288,7 @@ class SVGP
         grow(Lam, MM);
         grow(eta, static_cast<std::size_t>(M));
         // Lambda_old = C^{-T} C^{-1} (from the tiles);  eta = (1 - gamma) Lambda_old m
-        from_tiles(w.ngd, Lam.data(), M);
+        tiles::copy_to_col_major(w.ngd, Lam.data(), M);
         detail::symmetrize(Lam, M, true);
         linalg::tile::gemm(Op::NoTrans, Op::NoTrans, 1.0 - gamma, view(Lam, M, M), view(w.mv, M, 1), 0.0, view(eta, M, 1));
         // Lambda <- (1 - gamma) Lambda + gamma (I + s P / sigma2);  eta += gamma s a / sigma2
@@ -329,11 +309,11 @@ class SVGP
                 R[static_cast<std::size_t>(i + j * M)] = Lam[static_cast<std::size_t>((M - 1 - j) + (M - 1 - i) * M)];
         {
             runtime::TaskGraph g;  // R = L' L'^T on tiles (NotPositiveDefinite rethrown by wait)
-            to_tiles(R.data(), M, w.ngd);
+            tiles::copy_from_col_major(R.data(), M, w.ngd);
             linalg::cholesky(w.ngd, g);
             g.wait();
         }
-        from_tiles(w.ngd, R.data(), M);
+        tiles::copy_to_col_major(w.ngd, R.data(), M);
         detail::zero_upper(R, M);
         // mv = J L'^{-T} L'^{-1} J eta
         for (Index i = 0; i < M; ++i) w.mv[static_cast<std::size_t>(i)] = eta[static_cast<std::size_t>(M - 1 - i)];
@@ -345,7 +325,7 @@ class SVGP
             linalg::invert_lower(w.ngd, g);
             g.wait();
         }
-        from_tiles(w.ngd, R.data(), M);
+        tiles::copy_to_col_major(w.ngd, R.data(), M);
         // C(i, j) = L'^{-1}(M-1-j, M-1-i), lower
         for (Index j = 0; j < M; ++j)
             for (Index i = 0; i < M; ++i)

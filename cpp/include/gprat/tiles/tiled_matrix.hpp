@@ -230,6 +230,34 @@ void copy_tile_to_row_major(const TiledMatrix<T>& A, Index ti, Index tj, T* a, I
         for (Index j = 0; j < t.cols(); ++j) dst[i * lda + j] = (triangle && j > i) ? T(0) : t(i, j);
 }
 
+/// Copy a dense column-major matrix (column stride lda) into the stored tiles of A. A symmetric
+/// A's diagonal tiles receive their upper part too (the lower-triangular kernels ignore it).
+template <typename T>
+void copy_from_col_major(const T* a, Index lda, const TiledMatrix<T>& A)
+{
+    for (Index tj = 0; tj < A.nt(); ++tj)
+        for (Index ti = 0; ti < A.mt(); ++ti) {
+            if (!A.stored(ti, tj)) continue;
+            const TileView<T> t = A.tile(ti, tj);
+            for (Index j = 0; j < t.cols(); ++j)
+                std::copy_n(a + A.row0(ti) + (A.col0(tj) + j) * lda, t.rows(), t.data() + j * t.ld());
+        }
+}
+
+/// Copy the stored tiles of A into a dense column-major matrix (column stride lda); the part of
+/// `a` no stored tile covers is left as it was.
+template <typename T>
+void copy_to_col_major(const TiledMatrix<T>& A, T* a, Index lda)
+{
+    for (Index tj = 0; tj < A.nt(); ++tj)
+        for (Index ti = 0; ti < A.mt(); ++ti) {
+            if (!A.stored(ti, tj)) continue;
+            const TileView<T> t = A.tile(ti, tj);
+            for (Index j = 0; j < t.cols(); ++j)
+                std::copy_n(t.data() + j * t.ld(), t.rows(), a + A.row0(ti) + (A.col0(tj) + j) * lda);
+        }
+}
+
 /// Copy a dense row-major matrix (row stride lda) into the stored tiles of A.
 template <typename T>
 void copy_from_row_major(const T* a, Index lda, const TiledMatrix<T>& A)
