@@ -266,3 +266,26 @@ def test_core_tree_refuses_bad_descriptions():
     assert t.name == "KernelTree" and t.n_params == 2
     with pytest.raises(ValueError, match="kernel KernelTree has no lengthscale"):
         t.lengthscale
+
+
+def test_lengthscale_spans_name_the_distance_each_lengthscale_divides(rng):
+    X = rng.uniform(-1, 1, size=(30, 4)) * [1.0, 3.0, 0.5, 2.0]
+    spans = np.ptp(X, axis=0)
+    k = (kernels.SquaredExponential([1.0, 1.0], active_dims=[0, 2]) + kernels.Matern32(1.0, active_dims=[1, 3])) \
+        * kernels.RationalQuadratic() + 2.0 * kernels.Periodic()
+    expected = [spans[0], spans[2], np.nan, np.hypot(spans[1], spans[3]), np.nan,  # SE (ARD), Matern32 (isotropic)
+                np.linalg.norm(spans), np.nan,                                       # RationalQuadratic
+                np.nan, np.nan, np.nan]                                              # Constant(2), Periodic
+    assert len(k.param_names) == len(expected)
+    np.testing.assert_allclose(k.lengthscale_spans(spans), expected, rtol=1e-15)
+    np.testing.assert_array_equal(kernels.Linear().lengthscale_spans(spans), [np.nan])
+
+
+@pytest.mark.parametrize("family", [kernels.SquaredExponential, kernels.Matern52, kernels.RationalQuadratic])
+def test_a_lengthscale_1e3_times_its_span_leaves_the_kernel_flat_to_1e6(family, rng):
+    """What ExactGP.optimize's switched-off recheck relies on (SWITCHED_OFF_SPAN_RATIO)."""
+    X = rng.uniform(-2, 5, size=(40, 3))
+    span = family().lengthscale_spans(np.ptp(X, axis=0))[0]
+    K = family(lengthscale=1e3 * span)(X)
+    assert np.max(np.abs(K - 1.0)) < 1e-6
+    assert np.max(np.abs(family(lengthscale=1e2 * span)(X) - 1.0)) > 1e-6  # and not already at 1e2

@@ -59,6 +59,29 @@ class Kernel:
         """ndarray of shape (n_params, 2): the default optimization box of theta (log space)."""
         return np.tile(np.log(DEFAULT_BOUNDS), (self.n_params, 1))
 
+    def lengthscale_spans(self, feature_spans):
+        """Per theta entry: the data span a distance lengthscale divides, NaN for other entries.
+
+        A lengthscale l of a family that reads ``d / l`` (d a distance over its active features)
+        switches those features off once l is far above the largest d in the data: for
+        l > 1e3 d the kernel varies by less than 1e-6 of its variance across the data for the
+        squared exponential, Matérn-5/2 and rational quadratic families (it falls as (d / l)^2;
+        Matérn-3/2 1.5e-6, and Matérn-1/2, linear in d / l, 1e-3). The span of an ARD
+        lengthscale is its feature's span; that of an isotropic one the Euclidean norm of the
+        spans of its active features (the data's bounding-box diagonal). :meth:`ExactGP.optimize`
+        uses it to recognise a lengthscale that ran off to its box edge.
+
+        Parameters
+        ----------
+        feature_spans : array-like of shape (n_features,)
+            ``max - min`` of each feature over the training inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_params,)
+        """
+        return np.full(self.n_params, np.nan)
+
     # ------------------------------------------------------------ composition
     def __add__(self, other):
         return Sum(self, _as_kernel(other, "+"))
@@ -227,6 +250,13 @@ class Family(Kernel):
         out[[d for d in dims if d < n_features]] = scale
         return out
 
+    def _active_spans(self, feature_spans):
+        """The entries of `feature_spans` on the active features, in active_dims order."""
+        feature_spans = np.asarray(feature_spans, dtype=np.float64)
+        if self.active_dims is None:
+            return feature_spans
+        return feature_spans[[d for d in self.active_dims if d < feature_spans.size]]
+
     def input_scales(self, n_features):
         """Per-feature scale dividing the inputs before distances or products are formed.
 
@@ -336,6 +366,10 @@ class _Composite(Kernel):
 
     def _tree_spec(self):
         return [(self._core_op, [], [])] + self.k1._tree_spec() + self.k2._tree_spec()
+
+    def lengthscale_spans(self, feature_spans):
+        """The children's spans, k1 then k2 (see :meth:`Kernel.lengthscale_spans`)."""
+        return np.concatenate([self.k1.lengthscale_spans(feature_spans), self.k2.lengthscale_spans(feature_spans)])
 
     def input_scales(self, n_features):
         """Per-feature smallest input scale of the two kernels (see :meth:`Family.input_scales`)."""

@@ -87,6 +87,11 @@ class RationalQuadratic(_Simple):
     def __init__(self, lengthscale=1.0, alpha=1.0, active_dims=None, fixed=()):
         super().__init__(lengthscale, alpha, active_dims=active_dims, fixed=fixed)
 
+    def lengthscale_spans(self, feature_spans):
+        """The box diagonal of the active features for the lengthscale, NaN for alpha (see
+        :meth:`Kernel.lengthscale_spans`): ``d^2 / l^2`` is what it reads."""
+        return np.array([float(np.linalg.norm(self._active_spans(feature_spans))), np.nan])
+
 
 class Periodic(_Simple):
     """Periodic kernel ``k = exp(-2 sin^2(pi d / period) / l^2)`` (scikit-learn's ExpSineSquared).

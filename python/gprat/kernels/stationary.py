@@ -96,6 +96,13 @@ class Stationary(Family):
                 out[d] = ls
         return out
 
+    def lengthscale_spans(self, feature_spans):
+        """Each ARD lengthscale's feature span, or the isotropic one's box diagonal, then NaN for
+        the signal variance (see :meth:`Kernel.lengthscale_spans`)."""
+        spans = self._active_spans(feature_spans)
+        lengthscale = spans if self.ard else [float(np.linalg.norm(spans))]
+        return np.append(np.asarray(lengthscale, dtype=np.float64), np.nan)
+
     def check_features(self, n_features):
         """Raise ValueError if the kernel cannot take data with `n_features` features."""
         super().check_features(n_features)
