@@ -60,6 +60,7 @@ from . import _core
 from .exceptions import BackendUnavailableError, NotFittedError, NotPositiveDefiniteError
 from .kernels import Kernel
 from .optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
+from .optim.switched_off import recheck_switched_off as _recheck_switched_off
 
 __all__ = ["ExactGP", "available", "default_grid", "default_block_size"]
 
@@ -543,14 +544,15 @@ class ExactGP:
         return np.vstack([np.asarray(self.kernel.bounds, dtype=np.float64), np.log([[lo, hi]])])
 
     def optimize(self, method="L-BFGS-B", max_iter=100, trainable=None, progress=False, lr=0.05, bounds=None,
-                 callback=None):
+                 callback=None, recheck_switched_off=True):
         """Maximize the log marginal likelihood, every rank taking the same steps.
 
         Each trial point is evaluated by all ranks together (its value and gradient broadcast
         from rank 0), the optimizer (:func:`gprat.optim.minimize_lbfgsb` or
         :func:`gprat.optim.minimize_adam`, as in :meth:`gprat.ExactGP.optimize`) runs on every
         rank on the same numbers, and every evaluation checks that all ranks ask for the same
-        theta. Parameters as :meth:`gprat.ExactGP.optimize`; ``progress`` prints on rank 0 only.
+        theta. Parameters as :meth:`gprat.ExactGP.optimize` (the switched-off lengthscale recheck
+        included); ``progress`` prints on rank 0 only.
 
         Returns
         -------
@@ -582,12 +584,19 @@ class ExactGP:
         key, iters, mask, box = _collective(self.comm, check)
         self._refresh()
         theta0 = np.clip(self.theta, box[:, 0], box[:, 1])
-        objective = Objective(self._value_and_grad, theta0, mask, maximize=True)
         with Progress(bool(progress) and self.rank == 0, iters) as bar:
             if key == "adam":
+                objective = Objective(self._value_and_grad, theta0, mask, maximize=True)
                 result = minimize_adam(objective, box, iters, lr=float(lr), progress=bar, callback=callback)
             else:
-                result = minimize_lbfgsb(objective, box, iters, progress=bar, callback=callback, scale=None)
+                def run(start, max_iter, done):
+                    objective = Objective(self._value_and_grad, start, mask, maximize=True)
+                    return minimize_lbfgsb(objective, box, max_iter, progress=bar, callback=callback, scale=None,
+                                           first_iteration=done)
+
+                result = run(theta0, iters, 0)
+                if recheck_switched_off:  # every rank decides alike: same theta, same replicated X
+                    result = _recheck_switched_off(result, run, self.kernel, self._X, mask, box, iters)
         self._agree(np.asarray(result.theta), "the optimizer's result")
         self.theta = result.theta
         self.log_marginal_likelihood_ = self._step(self.theta, eval_gradient=False)

@@ -28,6 +28,7 @@ from ..exceptions import NotFittedError, NotPositiveDefiniteError, NumericalWarn
 from ..kernels import Kernel
 from ..optim import Objective, OptimizationResult, Progress, minimize_adam
 from ..optim.objective import no_good_point_error, warn_failed_points
+from ..optim.switched_off import recheck_switched_off as _recheck_switched_off
 from ..runtime import wait_for_lifecycle
 
 __all__ = ["ExactGP", "JITTER_START", "JITTER_GROWTH", "DEFAULT_MAX_JITTER", "noise_variance_bounds"]
@@ -75,10 +76,6 @@ def noise_variance_bounds(y):
 #: Jitter policy (see ExactGP, Notes). First jitter tried, relative to the mean diagonal of K:
 #: about the rounding error of a Cholesky factorization of order n <= 1e5 in float64
 #: (n * eps = 2e-11), and ten float32 epsilons.
-#: A lengthscale above this multiple of the data span it divides has switched its features off:
-#: the kernel then varies by less than 1e-6 across the data (see ExactGP.optimize).
-SWITCHED_OFF_SPAN_RATIO = 1e3
-
 JITTER_START = {np.float64: 1e-10, np.float32: 1e-6}
 #: Factor between successive jitters.
 JITTER_GROWTH = 10.0
@@ -1049,18 +1046,16 @@ class ExactGP:
             ``SWITCHED_OFF_SPAN_RATIO`` (1e3) times the data span it divides (its features
             switched off, see :meth:`gprat.kernels.Kernel.lengthscale_spans`), run it once more
             from that result with those lengthscales set to their spans, within the remaining
-            ``max_iter``, and keep the better of the two optima. False skips the second run.
+            ``max_iter``, and keep the better of the two optima (:mod:`gprat.optim.switched_off`
+            says why). The result's counts and history then cover both runs. False skips it.
 
         Notes
         -----
-        Why the recheck: in log space the likelihood along a lengthscale l far above the data
-        span s tends to a plateau (the feature's contribution to K is of order (s / l)^2), so
-        once the gradient points outward L-BFGS-B walks out along it to the box edge and stops
-        where the gradient is below tolerance; from there it cannot see a finite lengthscale that
-        explains the data better. On Hartmann-6 with Matérn-5/2 at n = 100 it switched feature 3
-        off at LML -108.149, where l = 6.0 gives -108.123 (benchmarks/bo_small_n.py); the
-        recheck finds that in 22 more evaluations. It costs one more run only in fits that switch
-        a feature off, and never returns a worse optimum.
+        The recheck: in log space the likelihood along a lengthscale far above its data span
+        tends to a plateau, and L-BFGS-B can walk out along it to the box edge past a better
+        finite optimum. On Hartmann-6 with Matérn-5/2 at n = 100 it switched feature 3 off at
+        LML -108.149, where lengthscale 6.0 gives -108.123; the rerun finds that in 22 more
+        evaluations. It costs a second run only in fits that switch a feature off.
 
         L-BFGS-B minimizes the negative log marginal likelihood divided by the largest entry of
         its gradient at the start (at least 1): the first step then moves no entry by more than
@@ -1124,35 +1119,12 @@ class ExactGP:
             else:
                 result = self._maximize_lbfgs(theta0, mask, bounds, max_iter, bar, callback)
                 if recheck_switched_off:
-                    result = self._recheck_switched_off(result, mask, bounds, max_iter, bar, callback)
+                    result = _recheck_switched_off(
+                        result, lambda start, iters, done: self._maximize_lbfgs(start, mask, bounds, iters, bar, callback,
+                                                                                first_iteration=done),
+                        self.kernel, self._state().X, mask, bounds, max_iter)
         self._apply_theta(result.theta)
         return result
-
-    def _recheck_switched_off(self, result, mask, bounds, max_iter, bar, callback):
-        """`result`, or a second L-BFGS-B run's better optimum from it with each trainable
-        lengthscale that switched its features off put back at its data span (see optimize)."""
-        X = np.asarray(self._state().X, dtype=np.float64)
-        spans = np.full(self.n_params, np.nan)
-        spans[:self.kernel.n_params] = self.kernel.lengthscale_spans(X.max(axis=0) - X.min(axis=0))
-        theta = np.asarray(result.theta, dtype=np.float64)
-        measurable = mask & np.isfinite(spans) & (spans > 0)
-        off = np.zeros_like(mask)
-        off[measurable] = theta[measurable] > np.log(SWITCHED_OFF_SPAN_RATIO * spans[measurable])
-        remaining = max_iter - result.n_iter
-        if not off.any() or remaining < 1:
-            return result
-        start = theta.copy()
-        start[off] = np.clip(np.log(spans[off]), bounds[off, 0], bounds[off, 1])
-        second = self._maximize_lbfgs(start, mask, bounds, remaining, bar, callback, first_iteration=result.n_iter)
-        best = second if second.log_marginal_likelihood > result.log_marginal_likelihood else result
-        names = ", ".join(self.kernel.param_names[i] for i in np.flatnonzero(off))
-        return OptimizationResult(
-            theta=best.theta, log_marginal_likelihood=best.log_marginal_likelihood,
-            n_iter=result.n_iter + second.n_iter, history=result.history + second.history,
-            converged=best.converged, n_failed=result.n_failed + second.n_failed, n_eval=result.n_eval + second.n_eval,
-            message=f"{best.message}; {names} had switched off at LML {result.log_marginal_likelihood:.6g}: rerun "
-                    f"from the data span reached {second.log_marginal_likelihood:.6g}, kept the "
-                    f"{'rerun' if best is second else 'first'} optimum")
 
     def _maximize_lbfgs(self, theta0, mask, bounds, max_iter, bar, callback, first_iteration=0):
         """L-BFGS on the engine: the whole loop in C++ (``gprat._core`` ``maximize_lbfgs``).

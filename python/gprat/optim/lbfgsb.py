@@ -74,7 +74,8 @@ def lbfgsb_with_failed_points(fun, x0, bounds, max_iter, callback=None):
     return result
 
 
-def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callback=None, scale=1.0):
+def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callback=None, scale=1.0,
+                    first_iteration=0):
     """Minimize an exact objective with SciPy's L-BFGS-B.
 
     L-BFGS-B sees ``loss / scale`` and its gradient. Its first step is a gradient step of length
@@ -93,8 +94,12 @@ def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callbac
     progress : gprat.optim.progress.Progress or None
     callback : callable or None
         ``callback(iteration, loss)`` after every iteration.
-    scale : float, default=1.0
-        Positive divisor of the loss (and gradient) that L-BFGS-B sees.
+    scale : float or None, default=1.0
+        Positive divisor of the loss (and gradient) that L-BFGS-B sees; None takes the largest
+        entry of the first good point's gradient (at least 1).
+    first_iteration : int, default=0
+        Iterations are numbered from ``first_iteration + 1`` for `progress` and `callback` (a
+        run that continues another).
 
     Returns
     -------
@@ -115,9 +120,9 @@ def minimize_lbfgsb(objective, bounds=None, max_iter=100, progress=None, callbac
     def on_iteration(intermediate_result):
         history.append(objective.last_loss)
         if progress is not None:
-            progress.update(len(history), objective.last_loss)
+            progress.update(first_iteration + len(history), objective.last_loss)
         if callback is not None:
-            callback(len(history), objective.last_loss)
+            callback(first_iteration + len(history), objective.last_loss)
 
     mask = objective.mask
     if scale is not None:
