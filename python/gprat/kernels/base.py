@@ -68,7 +68,7 @@ class Kernel:
         squared exponential, Matérn-5/2 and rational quadratic families (it falls as (d / l)^2;
         Matérn-3/2 1.5e-6, and Matérn-1/2, linear in d / l, 1e-3). The span of an ARD
         lengthscale is its feature's span; that of an isotropic one the Euclidean norm of the
-        spans of its active features (the data's bounding-box diagonal). :meth:`ExactGP.optimize`
+        spans of its active features (the data's bounding-box diagonal). :meth:`gprat.ExactGP.optimize`
         uses it to recognise a lengthscale that ran off to its box edge.
 
         Parameters
