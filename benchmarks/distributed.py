@@ -10,6 +10,7 @@ K. The figure that matters is the ratio distributed / single-process (target <= 
 """
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -50,7 +51,7 @@ def single(n, threads, repeats):
     return {"step_s": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def worker(n, repeats, block_size, potri, pdtrtri=False):
+def worker(n, repeats, block_size, potri, pdtrtri=False, products="panel"):
     """Under mpirun: the distributed step (with its phases) and pdpotrf alone; rank 0 prints one
     JSON line of lists (one entry per repeat). With `potri`, also ScaLAPACK's pdpotri alone and
     its halves pdtrtri and pdlauum, the inversion the step used before (for the comparison); with
@@ -58,6 +59,7 @@ def worker(n, repeats, block_size, potri, pdtrtri=False):
     import gprat.distributed as gd
     from mpi4py import MPI
 
+    gd.BLOCK_PRODUCTS = products  # the inversion's block products: "panel" (gprat's) or "pdgemm" (PBLAS)
     comm = MPI.COMM_WORLD
     X, y = problem(n)
     gp = gd.ExactGP(kernel(), noise_variance=0.1, block_size=block_size).fit(X, y)
@@ -110,7 +112,8 @@ def worker(n, repeats, block_size, potri, pdtrtri=False):
 
 def phase_worker(n, repeats, block_size, trtri_bases, lauum_bases):
     """Under mpirun: L^{-1} by pdtrtri against the recursive trtri_lower at each base, and
-    lower(M^T M) by pdlauum against lauum_lower at each base, each from the same input (L from
+    lower(M^T M) by pdlauum against lauum_lower at each base (each with pdgemm's block products,
+    then with gprat's panel products, suffix "_panel"), each from the same input (L from
     pdpotrf, M = L^{-1} from pdtrtri), in turn within each repeat; rank 0 prints one JSON line:
     seconds per variant and repeat, and the largest relative difference of each variant's lower
     triangle from pdtrtri's / pdlauum's (max |X - ref| / max |ref| over all ranks)."""
@@ -126,6 +129,7 @@ def phase_worker(n, repeats, block_size, trtri_bases, lauum_bases):
     assert lib.potrf(KL, ctx, gp._K) == 0
     L = gp._K.copy(order="F")
     out = {"time_s": {}, "rel_diff": {}}
+    products = [("", None), ("_panel", comm.py2f())]  # each recursion with pdgemm's and with gprat's products
 
     def run(name, f, start, ref):
         a = np.array(start, order="F")  # a fresh copy of the input each time
@@ -142,11 +146,11 @@ def phase_worker(n, repeats, block_size, trtri_bases, lauum_bases):
 
     for _ in range(repeats):
         Linv = run("pdtrtri", lambda a: lib.trtri(KL, ctx, a), L, None)
-        for b in trtri_bases:
-            run(f"trtri_recursive_{b}", lambda a, b=b: lib.trtri_recursive(KL, ctx, a, b), L, Linv)
+        for b, (tag, via) in itertools.product(trtri_bases, products):
+            run(f"trtri_recursive_{b}{tag}", lambda a, b=b, via=via: lib.trtri_recursive(KL, ctx, a, b, via), L, Linv)
         Kinv = run("pdlauum", lambda a: lib.lauum(KL, ctx, a), Linv, None)
-        for b in lauum_bases:
-            run(f"lauum_recursive_{b}", lambda a, b=b: lib.lauum_recursive(KL, ctx, a, b), Linv, Kinv)
+        for b, (tag, via) in itertools.product(lauum_bases, products):
+            run(f"lauum_recursive_{b}{tag}", lambda a, b=b, via=via: lib.lauum_recursive(KL, ctx, a, b, via), Linv, Kinv)
         del Linv, Kinv
     out.update(n=n, grid=gp.grid, block_size=gp.tile_size_, ranks=comm.Get_size())
     if comm.Get_rank() == 0:
@@ -215,6 +219,10 @@ def main():
                         help="also time pdpotri, pdtrtri and pdlauum alone (the inversion before the recursive one)")
     parser.add_argument("--pdtrtri", action="store_true",
                         help="also time pdtrtri alone each repeat (against the step's recursive L^{-1})")
+    parser.add_argument("--products", choices=["panel", "pdgemm"], default="panel",
+                        help="the inversion's block products (gprat.distributed.BLOCK_PRODUCTS)")
+    parser.add_argument("--compare-pdgemm", action="store_true",
+                        help="also run the distributed step with pdgemm products in each repeat, side by side")
     parser.add_argument("--phases", nargs="*", type=int, metavar="BASE", default=None,
                         help="instead of the step: time pdtrtri against the recursive L^{-1} at these base orders "
                              "(and pdlauum against the recursive lower(M^T M) at --lauum-bases), repeats times "
@@ -230,7 +238,7 @@ def main():
     if args.phases_worker is not None:
         return phase_worker(args.phases_worker, args.repeats, args.block_size, args.phases, args.lauum_bases)
     if args.worker is not None:
-        return worker(args.worker, args.repeats, args.block_size, args.potri, args.pdtrtri)
+        return worker(args.worker, args.repeats, args.block_size, args.potri, args.pdtrtri, args.products)
     if args.single is not None:  # in its own process: a fair peak RSS
         return print(json.dumps(single(args.single, args.threads, 1)))
     mpirun = shutil.which("mpirun")
@@ -270,9 +278,16 @@ def main():
             cmd += ["--potri"]
         if args.pdtrtri:
             cmd += ["--pdtrtri"]
-        dist, one = {}, {"step_s": []}
+        dist, one, other = {}, {"step_s": []}, {}
         for _ in range(args.repeats):  # interleaved: this machine's load changes from minute to minute
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+            if args.compare_pdgemm:  # the same step with PBLAS's products, in the same repeat
+                d2 = json.loads(subprocess.run(cmd + ["--products", "pdgemm"], capture_output=True, text=True, env=env,
+                                               check=True).stdout.strip().splitlines()[-1])
+                for k, v in d2.items():
+                    if k.endswith("_s"):
+                        other.setdefault(k, []).extend(v)
+            out = subprocess.run(cmd + ["--products", args.products], capture_output=True, text=True, env=env,
+                                 check=True).stdout
             d = json.loads(out.strip().splitlines()[-1])
             for k, v in d.items():
                 if k.endswith("_s"):
@@ -296,7 +311,10 @@ def main():
                "ratio_step_median": stats["step_s"]["median"] / s1["median"],
                "matrix_share_mb": n * n * 8 / args.ranks / 2**20, "cpu": _cpu(),
                "load_average_after": os.getloadavg(), "mpirun_bind_to": args.bind_to,
-               "yield_when_idle": not args.spin}
+               "yield_when_idle": not args.spin, "products": args.products}
+        if other:
+            row["distributed_pdgemm"] = other
+            row["distributed_pdgemm_stats"] = {k: {"min": min(v), "median": float(np.median(v))} for k, v in other.items()}
         rows.append(row)
         phases = ", ".join(f"{k[5:-2]} {v['min']:.2f}/{v['median']:.2f}" for k, v in stats.items()
                            if k.startswith("step_") and k != "step_s")
@@ -310,6 +328,13 @@ def main():
               f"{dist['block_size']} | peak RSS per rank {[round(v) for v in dist['peak_rss_mb']]} MB (K share "
               f"{row['matrix_share_mb']:.0f} MB; local array {[round(v) for v in dist['local_matrix_mb']]} MB) | "
               f"single peak {one['peak_rss_mb']:.0f} MB | load {os.getloadavg()[0]:.1f}", flush=True)
+        if other:
+            o = row["distributed_pdgemm_stats"]
+            phases = ", ".join(f"{k[5:-2]} {v['min']:.2f}/{v['median']:.2f}" for k, v in o.items()
+                               if k.startswith("step_") and k != "step_s")
+            print(f"  with pdgemm products, same repeats: {o['step_s']['min']:.2f}/{o['step_s']['median']:.2f} s "
+                  f"(ratio of mins {o['step_s']['min'] / s1['min']:.2f}, of medians "
+                  f"{o['step_s']['median'] / s1['median']:.2f}) | step phases: {phases}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

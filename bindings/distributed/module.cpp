@@ -2,13 +2,15 @@
 /// Conversion only: BLACS grids from an mpi4py communicator's Fortran handle, ScaLAPACK calls on
 /// a rank's local arrays (column-major, leading dimension = the layout's lld), and the engine's
 /// tile functions on this rank's blocks (distributed/block_cyclic.hpp). MPI itself (allreduce,
-/// broadcast) stays in Python through mpi4py. Built only when CMake finds MPI and ScaLAPACK
+/// broadcast) stays in Python through mpi4py, except the panel exchange inside the inversion's
+/// block products (distributed/panel_gemm.hpp), on the model's communicator. Built only when CMake finds MPI and ScaLAPACK
 /// (GPRAT_MPI); loaded only by gprat.distributed. Kernels arrive as gprat._core.Kernel objects
 /// (pybind11 shares registered types across the two modules; _core must be imported first).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <vector>
 
 #include "../kernel_handle.hpp"
@@ -54,6 +56,26 @@ WholeSquare whole_square(const BlockCyclic& A, int context, FArray& a, const cha
 
 /// The base order of the 2 x 2 block recursions (distributed/scalapack.hpp).
 void check_base(int base) { GPRAT_EXPECTS(base >= 1, "base must be >= 1; got " << base); }
+
+/// The recursions' block products: panel_gemm over the communicator whose Fortran handle is
+/// `fortran_comm` (the one the BLACS context was made from), or pdgemm when it is None.
+struct Products
+{
+    std::optional<gprat::distributed::PanelGrid> grid;
+    const gprat::distributed::PanelGrid* get() const { return grid ? &*grid : nullptr; }
+};
+
+Products products(int context, std::optional<int> fortran_comm)
+{
+    Products out;
+    if (fortran_comm) {
+        gprat::distributed::PanelGrid g{MPI_Comm_f2c(*fortran_comm), context, 0, 0, -1, -1};
+        blacs_gridinfo_(&context, &g.nprow, &g.npcol, &g.myrow, &g.mycol);
+        GPRAT_EXPECTS(g.myrow >= 0 && g.mycol >= 0, "this rank is not in BLACS context " << context);
+        out.grid = g;
+    }
+    return out;
+}
 
 void check_points(const CArray<double>& X, Index rows, const char* name)
 {
@@ -202,15 +224,17 @@ PYBIND11_MODULE(_distributed, m)
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdtrtri: L <- L^{-1} (lower); returns info.");
     m.def(
         "trtri_recursive",
-        [](const BlockCyclic& A, int context, FArray& a, int base) {
+        [](const BlockCyclic& A, int context, FArray& a, int base, std::optional<int> fortran_comm) {
             auto F = whole_square(A, context, a, "L");
             check_base(base);
+            const auto via = products(context, fortran_comm);
             int info = 0;
-            without_gil([&] { info = gprat::distributed::trtri_lower(F.n, F.data, 1, F.desc.d, base); });
+            without_gil([&] { info = gprat::distributed::trtri_lower(F.n, F.data, 1, F.desc.d, base, via.get()); });
             return info;
         },
-        py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"),
-        "L <- L^{-1} (lower) by 2 x 2 recursion onto pdgemm down to `base` rows, then pdtrtri/pdtrmm; "
+        py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"), py::arg("fortran_comm") = py::none(),
+        "L <- L^{-1} (lower) by 2 x 2 recursion down to `base` rows, then pdtrtri/pdtrmm; block products by "
+        "panel_gemm over fortran_comm (the grid's communicator, mpi4py's py2f()), or by pdgemm when None; "
         "returns pdtrtri's info.");
     m.def(
         "lauum",
@@ -222,13 +246,15 @@ PYBIND11_MODULE(_distributed, m)
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdlauum: M <- M^T M for lower M (in place).");
     m.def(
         "lauum_recursive",
-        [](const BlockCyclic& A, int context, FArray& a, int base) {
+        [](const BlockCyclic& A, int context, FArray& a, int base, std::optional<int> fortran_comm) {
             auto M = whole_square(A, context, a, "L^{-1}");
             check_base(base);
-            without_gil([&] { gprat::distributed::lauum_lower(M.n, M.data, 1, M.desc.d, base); });
+            const auto via = products(context, fortran_comm);
+            without_gil([&] { gprat::distributed::lauum_lower(M.n, M.data, 1, M.desc.d, base, via.get()); });
         },
-        py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"),
-        "M <- lower(M^T M) (lower M) by 2 x 2 recursion down to `base` rows, then pdlauum.");
+        py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"), py::arg("fortran_comm") = py::none(),
+        "M <- lower(M^T M) (lower M) by 2 x 2 recursion down to `base` rows, then pdlauum; block products as "
+        "trtri_recursive's.");
     m.def(
         "trsm_lower",
         [](const BlockCyclic& A, int context, FArray& a, const BlockCyclic& B, FArray& b) {

@@ -79,6 +79,11 @@ RECURSION_BASE = 1024
 TRTRI_RECURSION_BASE = 512
 TRTRI_RECURSION_MIN_N = 8192
 
+#: How the two recursions multiply their blocks: "panel" by gprat's panel exchange over the
+#: model's communicator and one local gemm per panel (distributed/panel_gemm.hpp), "pdgemm" by
+#: PBLAS. Netlib's pdgemm ran at about one core's dgemm rate on 2 ranks (docs/distributed.md).
+BLOCK_PRODUCTS = "panel"
+
 
 def _load():
     """Import mpi4py and gprat._distributed once; (MPI, module) or BackendUnavailableError."""
@@ -412,13 +417,14 @@ class ExactGP:
         # block recursion onto pdgemm), then M <- lower(M^T M) by a 2 x 2 block recursion onto pdgemm
         # (distributed/scalapack.hpp) instead of pdlauum
         base = self._trtri_base()
+        products = self._products_comm()
         info = self._global_info(lib.trtri(KL, self._context, self._K) if base is None else
-                                 lib.trtri_recursive(KL, self._context, self._K, base))
+                                 lib.trtri_recursive(KL, self._context, self._K, base, products))
         if info:
             raise _mark(NotPositiveDefiniteError(f"inverting L failed (pdtrtri info {info}): K is numerically "
                                                  "singular"))
         t = self._tick("trtri", t)
-        lib.lauum_recursive(KL, self._context, self._K, self._recursion_base())
+        lib.lauum_recursive(KL, self._context, self._K, self._recursion_base(), products)
         t = self._tick("lauum", t)
         partial = lib.local_gradient(KL, self._K, alpha, core, self._X, noise)
         t = self._tick("gradient", t)
@@ -430,6 +436,10 @@ class ExactGP:
     def _recursion_base(self):
         """Order below which the recursive M^T M hands over to pdlauum (and its products to PBLAS)."""
         return max(self._nb, RECURSION_BASE)
+
+    def _products_comm(self):
+        """The Fortran handle of the communicator for the recursions' panel products; None: pdgemm."""
+        return self.comm.py2f() if BLOCK_PRODUCTS == "panel" else None
 
     def _trtri_base(self):
         """Order below which the recursive L^{-1} hands over to pdtrtri/pdtrmm; None: pdtrtri alone."""
