@@ -14,7 +14,8 @@ the same order (each verb is collective)::
 The matrix work runs in ScaLAPACK on a 2-D block-cyclic layout over a BLACS grid made from the
 mpi4py communicator: K = k(X, X) + sigma2 I, L = chol(K) (pdpotrf), alpha = K^{-1} y (pdpotrs),
 K^{-1} = L^{-T} L^{-1} (L^{-1} by pdtrtri, or from n = 8192 on by a 2 x 2 block recursion onto
-pdgemm; then lower(M^T M) by a 2 x 2 block recursion onto pdgemm instead of pdlauum),
+block products; then lower(M^T M) by a 2 x 2 block recursion onto block products instead of
+pdlauum; the products by gprat's panel exchange with one runtime thread per rank, else pdgemm),
 V = L \\ K*^T (pdtrsm). Each rank fills only its own blocks of K and K*^T, with
 the single-process engine's tile functions at global offsets (so the entries are the same
 numbers), on its local gprat runtime threads. The gradient
@@ -56,7 +57,7 @@ import time
 
 import numpy as np
 
-from . import _core
+from . import _core, runtime
 from .exceptions import BackendUnavailableError, NotFittedError, NotPositiveDefiniteError
 from .kernels import Kernel
 from .optim import Objective, OptimizationResult, Progress, minimize_adam, minimize_lbfgsb
@@ -81,8 +82,11 @@ TRTRI_RECURSION_MIN_N = 8192
 
 #: How the two recursions multiply their blocks: "panel" by gprat's panel exchange over the
 #: model's communicator and one local gemm per panel (distributed/panel_gemm.hpp), "pdgemm" by
-#: PBLAS. Netlib's pdgemm ran at about one core's dgemm rate on 2 ranks (docs/distributed.md).
-BLOCK_PRODUCTS = "panel"
+#: PBLAS, "auto" panel with one runtime thread per rank (the layout measured: Netlib's pdgemm ran
+#: at about one core's dgemm rate on 2 ranks, docs/distributed.md) and pdgemm with more, where
+#: ScaLAPACK's BLAS runs its own threads (GPRAT_NUM_THREADS sets OPENBLAS/OMP/MKL_NUM_THREADS)
+#: and the panel product's single-threaded local gemm would not.
+BLOCK_PRODUCTS = "auto"
 
 
 def _load():
@@ -414,8 +418,9 @@ class ExactGP:
             return float(self._bcast(np.array([lml]))[0])
         t = self._tick("lml", t)
         # K^{-1} = L^{-T} L^{-1} (lower), in place of L: L <- L^{-1} (pdtrtri, or at large n a 2 x 2
-        # block recursion onto pdgemm), then M <- lower(M^T M) by a 2 x 2 block recursion onto pdgemm
-        # (distributed/scalapack.hpp) instead of pdlauum
+        # block recursion onto block products), then M <- lower(M^T M) by a 2 x 2 block recursion
+        # onto block products (distributed/scalapack.hpp) instead of pdlauum; the products by
+        # gprat's panel exchange or pdgemm (BLOCK_PRODUCTS)
         base = self._trtri_base()
         products = self._products_comm()
         info = self._global_info(lib.trtri(KL, self._context, self._K) if base is None else
@@ -438,8 +443,12 @@ class ExactGP:
         return max(self._nb, RECURSION_BASE)
 
     def _products_comm(self):
-        """The Fortran handle of the communicator for the recursions' panel products; None: pdgemm."""
-        return self.comm.py2f() if BLOCK_PRODUCTS == "panel" else None
+        """The Fortran handle of the communicator for the recursions' panel products; None: pdgemm
+        (see BLOCK_PRODUCTS)."""
+        if BLOCK_PRODUCTS not in ("auto", "panel", "pdgemm"):
+            raise ValueError(f"gprat.distributed.BLOCK_PRODUCTS must be 'auto', 'panel' or 'pdgemm'; got {BLOCK_PRODUCTS!r}")
+        panel = BLOCK_PRODUCTS == "panel" or (BLOCK_PRODUCTS == "auto" and runtime.num_threads() <= 1)
+        return self.comm.py2f() if panel else None
 
     def _trtri_base(self):
         """Order below which the recursive L^{-1} hands over to pdtrtri/pdtrmm; None: pdtrtri alone."""
