@@ -65,11 +65,12 @@ struct Products
     const gprat::distributed::PanelGrid* get() const { return grid ? &*grid : nullptr; }
 };
 
-Products products(int context, std::optional<int> fortran_comm)
+Products products(int context, std::optional<int> fortran_comm, Index panel_columns)
 {
+    GPRAT_EXPECTS(panel_columns >= 1, "panel_columns must be >= 1; got " << panel_columns);
     Products out;
     if (fortran_comm) {
-        gprat::distributed::PanelGrid g{MPI_Comm_f2c(*fortran_comm), context, 0, 0, -1, -1};
+        gprat::distributed::PanelGrid g{MPI_Comm_f2c(*fortran_comm), context, 0, 0, -1, -1, panel_columns};
         blacs_gridinfo_(&context, &g.nprow, &g.npcol, &g.myrow, &g.mycol);
         GPRAT_EXPECTS(g.myrow >= 0 && g.mycol >= 0, "this rank is not in BLACS context " << context);
         out.grid = g;
@@ -224,17 +225,20 @@ PYBIND11_MODULE(_distributed, m)
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdtrtri: L <- L^{-1} (lower); returns info.");
     m.def(
         "trtri_recursive",
-        [](const BlockCyclic& A, int context, FArray& a, int base, std::optional<int> fortran_comm) {
+        [](const BlockCyclic& A, int context, FArray& a, int base, std::optional<int> fortran_comm,
+           Index panel_columns) {
             auto F = whole_square(A, context, a, "L");
             check_base(base);
-            const auto via = products(context, fortran_comm);
+            const auto via = products(context, fortran_comm, panel_columns);
             int info = 0;
             without_gil([&] { info = gprat::distributed::trtri_lower(F.n, F.data, 1, F.desc.d, base, via.get()); });
             return info;
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"), py::arg("fortran_comm") = py::none(),
+        py::arg("panel_columns") = gprat::distributed::PANEL_COLUMNS,
         "L <- L^{-1} (lower) by 2 x 2 recursion down to `base` rows, then pdtrtri/pdtrmm; block products by "
-        "panel_gemm over fortran_comm (the grid's communicator, mpi4py's py2f()), or by pdgemm when None; "
+        "panel_gemm over fortran_comm (the grid's communicator, mpi4py's py2f()), panel_columns per exchange, "
+        "or by pdgemm when None; "
         "returns pdtrtri's info.");
     m.def(
         "lauum",
@@ -246,13 +250,15 @@ PYBIND11_MODULE(_distributed, m)
         py::arg("layout"), py::arg("context"), py::arg("local"), "pdlauum: M <- M^T M for lower M (in place).");
     m.def(
         "lauum_recursive",
-        [](const BlockCyclic& A, int context, FArray& a, int base, std::optional<int> fortran_comm) {
+        [](const BlockCyclic& A, int context, FArray& a, int base, std::optional<int> fortran_comm,
+           Index panel_columns) {
             auto M = whole_square(A, context, a, "L^{-1}");
             check_base(base);
-            const auto via = products(context, fortran_comm);
+            const auto via = products(context, fortran_comm, panel_columns);
             without_gil([&] { gprat::distributed::lauum_lower(M.n, M.data, 1, M.desc.d, base, via.get()); });
         },
         py::arg("layout"), py::arg("context"), py::arg("local"), py::arg("base"), py::arg("fortran_comm") = py::none(),
+        py::arg("panel_columns") = gprat::distributed::PANEL_COLUMNS,
         "M <- lower(M^T M) (lower M) by 2 x 2 recursion down to `base` rows, then pdlauum; block products as "
         "trtri_recursive's.");
     m.def(

@@ -115,16 +115,18 @@ def inverse():
             mine_k = np.where(lower, kinv[np.ix_(rows, cols)], 0.0)
             ref = np.array(gp._K, order="F")
             assert lib.trtri(KL, ctx, ref) == 0
-            # block products by pdgemm (None) and by gprat's panel exchange (the communicator)
-            for base, products in itertools.product((1, 2 * nb + 1), (None, gp.comm.py2f())):
+            # block products by pdgemm (None) and by gprat's panel exchange (the communicator), its
+            # panels one block, three blocks (ragged last round) and the default 1024 columns wide
+            for base, (products, width) in itertools.product(
+                    (1, 2 * nb + 1), ((None, 1), (gp.comm.py2f(), nb), (gp.comm.py2f(), 3 * nb), (gp.comm.py2f(), 1024))):
                 a = np.array(gp._K, order="F")
-                info = lib.trtri_recursive(KL, ctx, a, base, products)
+                info = lib.trtri_recursive(KL, ctx, a, base, products, width)
                 assert info == 0, f"rank {rank}: trtri_recursive info {info}"
                 got = np.where(lower, a[:len(rows), :len(cols)], 0.0)
-                tag = f"n={n} nb={nb} grid={grid} base={base} products={'pdgemm' if products is None else 'panel'}"
+                tag = f"n={n} nb={nb} grid={grid} base={base} products={'pdgemm' if products is None else width}"
                 close(got, mine, f"L^-1 against NumPy {tag}", 1e-12)
                 close(got, np.where(lower, ref[:len(rows), :len(cols)], 0.0), f"L^-1 against pdtrtri {tag}", 1e-13)
-                lib.lauum_recursive(KL, ctx, a, base, products)
+                lib.lauum_recursive(KL, ctx, a, base, products, width)
                 close(np.where(lower, a[:len(rows), :len(cols)], 0.0), mine_k, f"K^-1 against NumPy {tag}", 1e-11)
                 cases += 1
     return f"{cases} cases on grids {grids()}"

@@ -9,7 +9,8 @@
 /// 56-66 GFLOP/s (docs/distributed.md, "The block products"). The inversion's work is mostly these
 /// products, so that rate is the step's.
 ///
-/// The algorithm (SUMMA's: for each panel of nb columns of op(A) and nb rows of B, every rank
+/// The algorithm (SUMMA's: for each panel of panel_columns (whole blocks) columns of op(A) and as
+/// many rows of B, every rank
 /// receives the rows of the op(A) panel that match its rows of C and the columns of the B panel
 /// that match its columns of C, then C_local += alpha op(A)_panel B_panel):
 /// - Blocks are exchanged whole (block I of the op(A) panel goes from its owner to every rank of
@@ -44,11 +45,19 @@ int blacs_pnum_(const int* context, const int* prow, const int* pcol);
 
 namespace gprat::distributed {
 
-/// The process grid of a ScaLAPACK descriptor and the communicator its BLACS context was made from.
+/// Columns of op(A) (rows of B) exchanged per round by default: whole blocks, at least one (one
+/// block at nb = 256, SUMMA's usual panel). Wider panels mean fewer exchanges (each a
+/// synchronisation point) and local gemms of larger inner order; 1024 columns were no faster in
+/// the step at n = 8192 on 2 ranks (within this machine's 10 % run-to-run spread).
+inline constexpr Index PANEL_COLUMNS = 256;
+
+/// The process grid of a ScaLAPACK descriptor, the communicator its BLACS context was made from,
+/// and the panel width (columns per exchange, rounded down to whole blocks, at least one).
 struct PanelGrid
 {
     MPI_Comm comm;
     int context, nprow, npcol, myrow, mycol;
+    Index panel_columns = PANEL_COLUMNS;
 };
 
 inline void check_mpi(int status, const char* call)
@@ -72,6 +81,7 @@ struct PanelBlock
     Index rows, cols;       // as received (op(A): rows of C's block x kb; B: kb x columns of C's block)
     bool transpose;         // stored transposed at the owner (op(A) = A^T)
     int need_row, need_col;  // the grid row (A panel) or column (B panel) that needs it; -1: every one
+    Index panel_row, panel_col;  // where it goes in the receiving rank's panel
 };
 
 inline int owner_rank(const PanelGrid& g, Index global_row_block, Index global_col_block)
@@ -129,32 +139,53 @@ inline void panel_gemm(const PanelGrid& g, char trans_a, int m, int n, int k, do
             col_of[r] = pc;
         }
     }
-    std::vector<double> a_panel(static_cast<std::size_t>(std::max<Index>(1, my_rows * nb)));
-    std::vector<double> b_panel(static_cast<std::size_t>(std::max<Index>(1, nb * my_cols)));
+    // Where each of C's row (column) blocks sits in this rank's op(A) (B) panel: the rows (columns)
+    // of the earlier blocks on the same grid row (column), alike on every rank of that row (column).
+    std::vector<Index> row_at(row_blocks), col_at(col_blocks);
+    {
+        std::vector<Index> filled_row(g.nprow, 0), filled_col(g.npcol, 0);
+        for (Index I = 0; I < row_blocks; ++I) {
+            auto& f = filled_row[(c_row0 + I) % g.nprow];
+            row_at[I] = f;
+            f += extent(m, I);
+        }
+        for (Index J = 0; J < col_blocks; ++J) {
+            auto& f = filled_col[(c_col0 + J) % g.npcol];
+            col_at[J] = f;
+            f += extent(n, J);
+        }
+    }
+    const Index width = std::max<Index>(1, g.panel_columns / nb);  // blocks per panel
+    std::vector<double> a_panel(static_cast<std::size_t>(std::max<Index>(1, my_rows * width * nb)));
+    std::vector<double> b_panel(static_cast<std::size_t>(std::max<Index>(1, width * nb * my_cols)));
     std::vector<detail::PanelBlock> blocks;
     std::vector<int> send_counts(ranks), send_displs(ranks), recv_counts(ranks), recv_displs(ranks);
     std::vector<double> send, recv;
     std::vector<Index> at(ranks);
 
-    for (Index p = 0; p < panels; ++p) {
-        const Index kb = extent(k, p);
-        // The panel's blocks, in one order that every rank derives alike: op(A)'s row blocks, then B's column blocks.
+    for (Index p0 = 0; p0 < panels; p0 += width) {
+        const Index p1 = std::min(panels, p0 + width);       // this panel: k-blocks p0 .. p1 - 1
+        const Index kb = std::min<Index>(k, p1 * nb) - p0 * nb;  // its width in columns of op(A)
+        // The panel's blocks, in one order that every rank derives alike: op(A)'s, then B's.
         blocks.clear();
-        for (Index I = 0; I < row_blocks; ++I) {
-            const Index rows = extent(m, I);
-            const int need_row = static_cast<int>((c_row0 + I) % g.nprow);
-            if (transposed) {  // op(A)(I, p) = A(p, I)^T: A's block at row block a_row0 + p, column block a_col0 + I
-                blocks.push_back({detail::owner_rank(g, a_row0 + p, a_col0 + I), local_offset(a_row0 + p, g.nprow),
-                                  local_offset(a_col0 + I, g.npcol), rows, kb, true, need_row, -1});
-            } else {
-                blocks.push_back({detail::owner_rank(g, a_row0 + I, a_col0 + p), local_offset(a_row0 + I, g.nprow),
-                                  local_offset(a_col0 + p, g.npcol), rows, kb, false, need_row, -1});
+        for (Index p = p0; p < p1; ++p) {
+            const Index kp = extent(k, p), at_k = (p - p0) * nb;
+            for (Index I = 0; I < row_blocks; ++I) {
+                const Index rows = extent(m, I);
+                const int need_row = static_cast<int>((c_row0 + I) % g.nprow);
+                if (transposed) {  // op(A)(I, p) = A(p, I)^T: A's block at row block a_row0 + p, column block a_col0 + I
+                    blocks.push_back({detail::owner_rank(g, a_row0 + p, a_col0 + I), local_offset(a_row0 + p, g.nprow),
+                                      local_offset(a_col0 + I, g.npcol), rows, kp, true, need_row, -1, row_at[I], at_k});
+                } else {
+                    blocks.push_back({detail::owner_rank(g, a_row0 + I, a_col0 + p), local_offset(a_row0 + I, g.nprow),
+                                      local_offset(a_col0 + p, g.npcol), rows, kp, false, need_row, -1, row_at[I], at_k});
+                }
             }
-        }
-        for (Index J = 0; J < col_blocks; ++J) {
-            blocks.push_back({detail::owner_rank(g, b_row0 + p, b_col0 + J), local_offset(b_row0 + p, g.nprow),
-                              local_offset(b_col0 + J, g.npcol), kb, extent(n, J), false, -1,
-                              static_cast<int>((c_col0 + J) % g.npcol)});
+            for (Index J = 0; J < col_blocks; ++J) {
+                blocks.push_back({detail::owner_rank(g, b_row0 + p, b_col0 + J), local_offset(b_row0 + p, g.nprow),
+                                  local_offset(b_col0 + J, g.npcol), kp, extent(n, J), false, -1,
+                                  static_cast<int>((c_col0 + J) % g.npcol), at_k, col_at[J]});
+            }
         }
         auto needs = [&](const detail::PanelBlock& b, int rank_row, int rank_col) {
             return b.need_row >= 0 ? rank_row == b.need_row : rank_col == b.need_col;
@@ -177,6 +208,8 @@ inline void panel_gemm(const PanelGrid& g, char trans_a, int m, int n, int k, do
             send_total += send_counts[r];
             recv_total += recv_counts[r];
         }
+        GPRAT_EXPECTS(send_total < 2147483647 && recv_total < 2147483647,
+                      "panel_gemm: a panel of " << std::max(send_total, recv_total) << " entries exceeds MPI's int counts");
         send.resize(static_cast<std::size_t>(std::max<Index>(1, send_total)));
         recv.resize(static_cast<std::size_t>(std::max<Index>(1, recv_total)));
         // Pack: for each destination, this rank's blocks it needs, transposing op(A) = A^T blocks.
@@ -199,22 +232,16 @@ inline void panel_gemm(const PanelGrid& g, char trans_a, int m, int n, int k, do
                                 recv_counts.data(), recv_displs.data(), MPI_DOUBLE, g.comm),
                   "MPI_Alltoallv");
         if (my_rows == 0 || my_cols == 0) { continue; }
-        // Unpack into the panels: op(A) blocks stacked by C's row blocks, B blocks side by side.
+        // Unpack each block at its place: op(A) panel my_rows x kb, B panel kb x my_cols (column-major).
         for (int r = 0; r < ranks; ++r) { at[r] = recv_displs[r]; }
-        Index a_at = 0, b_at = 0;
         for (const auto& b : blocks) {
             if (!needs(b, g.myrow, g.mycol)) { continue; }
             const double* in = recv.data() + at[b.source];
-            if (b.need_row >= 0) {
-                for (Index j = 0; j < b.cols; ++j) {
-                    std::copy(in + j * b.rows, in + (j + 1) * b.rows, a_panel.data() + a_at + j * my_rows);
-                }
-                a_at += b.rows;
-            } else {
-                for (Index j = 0; j < b.cols; ++j) {
-                    std::copy(in + j * b.rows, in + (j + 1) * b.rows, b_panel.data() + (b_at + j) * kb);
-                }
-                b_at += b.cols;
+            const bool of_a = b.need_row >= 0;
+            double* panel = of_a ? a_panel.data() : b_panel.data();
+            const Index ld = of_a ? my_rows : kb;
+            for (Index j = 0; j < b.cols; ++j) {
+                std::copy(in + j * b.rows, in + (j + 1) * b.rows, panel + b.panel_row + (b.panel_col + j) * ld);
             }
             at[b.source] += b.rows * b.cols;
         }
