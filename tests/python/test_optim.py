@@ -83,6 +83,20 @@ def test_lbfgsb_backs_off_from_failed_points():
     assert np.abs(result.theta).max() <= 1.5 and np.isfinite(result.log_marginal_likelihood)
 
 
+def test_lbfgsb_numbers_a_continuations_iterations_from_first_iteration():
+    """What the switched-off recheck's second run relies on: callback and progress continue."""
+    seen, shown = [], []
+
+    class Bar:
+        def update(self, iteration, loss=None):
+            shown.append(iteration)
+
+    result = minimize_lbfgsb(Objective(Quadratic(), np.zeros(3)), np.tile([-5.0, 5.0], (3, 1)), progress=Bar(),
+                             callback=lambda i, loss: seen.append(i), first_iteration=7)
+    assert result.n_iter >= 1 and seen == shown == list(range(8, 8 + result.n_iter))
+    np.testing.assert_allclose(result.theta, CENTER, atol=1e-5)
+
+
 def test_a_failing_start_raises():
     with pytest.raises(gprat.NotPositiveDefiniteError):
         minimize_adam(Objective(Quadratic(fail_beyond=0.5), np.ones(3)), max_iter=3)
