@@ -21,8 +21,9 @@ ALLOWED = {
     "kernels": {"core", "tiles"},
     "linalg": {"core", "tiles", "runtime"},
     "gp": {"core", "tiles", "runtime", "linalg", "kernels"},
-    # the per-rank work of gprat.distributed: kernels' tile functions on the runtime, no gp/
-    "distributed": {"core", "tiles", "runtime", "kernels"},
+    # the per-rank work of gprat.distributed: kernels' tile functions on the runtime, and the
+    # panel products' local gemm through linalg's tile kernels (the one place that calls BLAS); no gp/
+    "distributed": {"core", "tiles", "runtime", "kernels", "linalg"},
     "approx": {"core", "tiles", "runtime", "linalg", "kernels"},
     # the CUDA backend: the per-pair kernel code and the runtime's interrupt hook; nothing
     # outside cuda/ includes it (no other layer lists it)
