@@ -243,19 +243,21 @@ class Family(Kernel):
     def _tree_spec(self):
         return [(self._core_name, [float(v) for v in self._values()], list(self.active_dims or ()))]
 
+    def _active_features(self, n_features):
+        """The active features below `n_features`, in active_dims order (all when None)."""
+        dims = self.active_dims if self.active_dims is not None else range(n_features)
+        return [d for d in dims if d < n_features]
+
     def _on_active(self, n_features, scale):
         """Per-feature array: `scale` on the active features, inf elsewhere."""
         out = np.full(n_features, np.inf)
-        dims = list(self.active_dims) if self.active_dims is not None else list(range(n_features))
-        out[[d for d in dims if d < n_features]] = scale
+        out[self._active_features(n_features)] = scale
         return out
 
     def _active_spans(self, feature_spans):
         """The entries of `feature_spans` on the active features, in active_dims order."""
         feature_spans = np.asarray(feature_spans, dtype=np.float64)
-        if self.active_dims is None:
-            return feature_spans
-        return feature_spans[[d for d in self.active_dims if d < feature_spans.size]]
+        return feature_spans[self._active_features(feature_spans.size)]
 
     def input_scales(self, n_features):
         """Per-feature scale dividing the inputs before distances or products are formed.

@@ -112,19 +112,6 @@ inline void panel_gemm(const PanelGrid& g, char trans_a, int m, int n, int k, do
     const Index a_row0 = (ia - 1) / nb, a_col0 = (ja - 1) / nb, b_row0 = (ib - 1) / nb, b_col0 = (jb - 1) / nb;
     auto extent = [nb](Index total, Index block) { return std::min(nb, total - block * nb); };
     auto local_offset = [nb](Index global_block, int procs) { return (global_block / procs) * nb; };
-    // This rank's part of C: the submatrix's row blocks on its grid row and column blocks on its
-    // grid column, contiguous in the local array because the submatrix is block-aligned.
-    Index my_rows = 0, my_cols = 0, first_row = -1, first_col = -1;
-    for (Index I = 0; I < row_blocks; ++I) {
-        if ((c_row0 + I) % g.nprow != g.myrow) { continue; }
-        if (first_row < 0) { first_row = local_offset(c_row0 + I, g.nprow); }
-        my_rows += extent(m, I);
-    }
-    for (Index J = 0; J < col_blocks; ++J) {
-        if ((c_col0 + J) % g.npcol != g.mycol) { continue; }
-        if (first_col < 0) { first_col = local_offset(c_col0 + J, g.npcol); }
-        my_cols += extent(n, J);
-    }
     int ranks = 0, me = 0;
     check_mpi(MPI_Comm_size(g.comm, &ranks), "MPI_Comm_size");
     check_mpi(MPI_Comm_rank(g.comm, &me), "MPI_Comm_rank");
@@ -139,22 +126,25 @@ inline void panel_gemm(const PanelGrid& g, char trans_a, int m, int n, int k, do
             col_of[r] = pc;
         }
     }
-    // Where each of C's row (column) blocks sits in this rank's op(A) (B) panel: the rows (columns)
-    // of the earlier blocks on the same grid row (column), alike on every rank of that row (column).
-    std::vector<Index> row_at(row_blocks), col_at(col_blocks);
-    {
-        std::vector<Index> filled_row(g.nprow, 0), filled_col(g.npcol, 0);
-        for (Index I = 0; I < row_blocks; ++I) {
-            auto& f = filled_row[(c_row0 + I) % g.nprow];
-            row_at[I] = f;
-            f += extent(m, I);
-        }
-        for (Index J = 0; J < col_blocks; ++J) {
-            auto& f = filled_col[(c_col0 + J) % g.npcol];
-            col_at[J] = f;
-            f += extent(n, J);
-        }
+    // Where each of C's row (column) blocks sits in the op(A) (B) panel of the ranks that hold it:
+    // the rows (columns) of the earlier blocks on the same grid row (column). What is filled on
+    // this rank's grid row and column is its part of C, contiguous in the local array from the
+    // first such block on because the submatrix is block-aligned.
+    std::vector<Index> row_at(row_blocks), col_at(col_blocks), filled_row(g.nprow, 0), filled_col(g.npcol, 0);
+    for (Index I = 0; I < row_blocks; ++I) {
+        auto& f = filled_row[(c_row0 + I) % g.nprow];
+        row_at[I] = f;
+        f += extent(m, I);
     }
+    for (Index J = 0; J < col_blocks; ++J) {
+        auto& f = filled_col[(c_col0 + J) % g.npcol];
+        col_at[J] = f;
+        f += extent(n, J);
+    }
+    const Index my_rows = filled_row[g.myrow], my_cols = filled_col[g.mycol];
+    // C's first row (column) block on this grid row (column): block c_row0 + I with I < nprow
+    const Index first_row = local_offset(c_row0 + (g.myrow - c_row0 % g.nprow + g.nprow) % g.nprow, g.nprow);
+    const Index first_col = local_offset(c_col0 + (g.mycol - c_col0 % g.npcol + g.npcol) % g.npcol, g.npcol);
     const Index width = std::max<Index>(1, g.panel_columns / nb);  // blocks per panel
     std::vector<double> a_panel(static_cast<std::size_t>(std::max<Index>(1, my_rows * width * nb)));
     std::vector<double> b_panel(static_cast<std::size_t>(std::max<Index>(1, width * nb * my_cols)));
@@ -173,13 +163,10 @@ inline void panel_gemm(const PanelGrid& g, char trans_a, int m, int n, int k, do
             for (Index I = 0; I < row_blocks; ++I) {
                 const Index rows = extent(m, I);
                 const int need_row = static_cast<int>((c_row0 + I) % g.nprow);
-                if (transposed) {  // op(A)(I, p) = A(p, I)^T: A's block at row block a_row0 + p, column block a_col0 + I
-                    blocks.push_back({detail::owner_rank(g, a_row0 + p, a_col0 + I), local_offset(a_row0 + p, g.nprow),
-                                      local_offset(a_col0 + I, g.npcol), rows, kp, true, need_row, -1, row_at[I], at_k});
-                } else {
-                    blocks.push_back({detail::owner_rank(g, a_row0 + I, a_col0 + p), local_offset(a_row0 + I, g.nprow),
-                                      local_offset(a_col0 + p, g.npcol), rows, kp, false, need_row, -1, row_at[I], at_k});
-                }
+                // op(A)(I, p) is A's block (I, p), or for op(A) = A^T A's block (p, I) transposed
+                const Index ar = a_row0 + (transposed ? p : I), ac = a_col0 + (transposed ? I : p);
+                blocks.push_back({detail::owner_rank(g, ar, ac), local_offset(ar, g.nprow), local_offset(ac, g.npcol),
+                                  rows, kp, transposed, need_row, -1, row_at[I], at_k});
             }
             for (Index J = 0; J < col_blocks; ++J) {
                 blocks.push_back({detail::owner_rank(g, b_row0 + p, b_col0 + J), local_offset(b_row0 + p, g.nprow),
