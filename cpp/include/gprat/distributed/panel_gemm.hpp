@@ -4,9 +4,9 @@
 /// MPI and one local gemm per panel, in place of PBLAS's pdgemm.
 ///
 /// Why not pdgemm: on Debian's Netlib PBLAS (ScaLAPACK 2.2.1 over OpenBLAS 0.3.21), a 1 x 2 grid
-/// ran pdgemm of order 8192 at 35-38 GFLOP/s, about one core's dgemm rate (34 GFLOP/s), while the
-/// two cores' dgemm alone make 68; the same product by panel broadcasts and local dgemm reached
-/// 56-66 GFLOP/s (docs/distributed.md, "The block products"). The inversion's work is mostly these
+/// ran pdgemm of order 8192 at 34-38 GFLOP/s, about one core's dgemm rate (25-35 GFLOP/s per rank
+/// alone), while the same product by panel broadcasts and local dgemm reached 56-66 GFLOP/s
+/// (benchmarks/pdgemm_rate.c; docs/distributed.md, "The block products"). The inversion's work is mostly these
 /// products, so that rate is the step's.
 ///
 /// The algorithm (SUMMA's: for each panel of panel_columns (whole blocks) columns of op(A) and as
